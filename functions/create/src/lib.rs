@@ -1,0 +1,45 @@
+//! `POST /v1/keys.create`: a signed-in user creates a named key with scopes. The secret is in
+//! this one response and nowhere else; the store keeps only its SHA-256.
+
+use serde_json::json;
+use shared::spin::{self, SpinStore};
+use shared::{http, key, protocol, rfc3339, validate, ApiError, Reply};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    spin::respond(create(&request).into())
+}
+
+fn create(request: &Request) -> Result<Reply, ApiError> {
+    // Parse.
+    http::require_method(&spin::method(request), "POST")?;
+    http::require_small_body(request.body())?;
+    // Authenticate: the user id comes from the verified token and nowhere else.
+    let config = spin::config()?;
+    let user_id = spin::authenticate(request, &config)?;
+    // Validate.
+    let input = validate::create_input(request.body(), &config.allowed_scopes)?;
+    // Read, decide, write: the storage protocol enforces the limit under concurrency.
+    let new_key = key::generate(&config.key_prefix).map_err(|_| ApiError::Internal)?;
+    let record = protocol::NewKeyRecord {
+        hash: &new_key.hash,
+        id: &new_key.id,
+        preview: &new_key.preview,
+        name: &input.name,
+        scopes: &input.scopes,
+    };
+    let store = SpinStore::open()?;
+    let entry = protocol::create(&store, &user_id, &record, config.max_keys_per_user, spin::now())?;
+    // Respond: the only time the secret is shown, so no cache may keep it.
+    let body = json!({
+        "id": entry.id,
+        "key": new_key.secret,
+        "name": entry.name,
+        "scopes": entry.scopes,
+        "created_at": rfc3339(entry.created_at),
+        "preview": entry.preview,
+    });
+    Ok(Reply::json(201, body).with_header("cache-control", "no-store"))
+}

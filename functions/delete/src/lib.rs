@@ -1,0 +1,30 @@
+//! `POST /v1/keys.delete`: the signed-in user deletes one of their keys for good; the very next
+//! verify of it fails.
+
+use serde_json::json;
+use shared::spin::{self, SpinStore};
+use shared::{http, protocol, validate, ApiError, Reply};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    spin::respond(delete(&request).into())
+}
+
+fn delete(request: &Request) -> Result<Reply, ApiError> {
+    // Parse.
+    http::require_method(&spin::method(request), "POST")?;
+    http::require_small_body(request.body())?;
+    // Authenticate.
+    let config = spin::config()?;
+    let user_id = spin::authenticate(request, &config)?;
+    // Validate.
+    let id = validate::delete_input(request.body())?;
+    // Read, decide, write: someone else's id is `key_not_found`, never 403, so that the answer
+    // does not tell that the id exists.
+    let store = SpinStore::open()?;
+    protocol::delete(&store, &user_id, &id)?;
+    // Respond.
+    Ok(Reply::json(200, json!({ "id": id, "deleted": true })))
+}

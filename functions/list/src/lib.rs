@@ -1,0 +1,39 @@
+//! `GET /v1/keys.list`: the signed-in user's own keys, oldest first, without secrets or hashes.
+
+use serde_json::json;
+use shared::spin::{self, SpinStore};
+use shared::{http, protocol, rfc3339, ApiError, Reply};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    spin::respond(list(&request).into())
+}
+
+fn list(request: &Request) -> Result<Reply, ApiError> {
+    // Parse.
+    http::require_method(&spin::method(request), "GET")?;
+    // Authenticate.
+    let config = spin::config()?;
+    let user_id = spin::authenticate(request, &config)?;
+    // Read: only the caller's index and the records it names.
+    let store = SpinStore::open()?;
+    let summaries = protocol::list(&store, &user_id)?;
+    // Respond.
+    let keys: Vec<_> = summaries
+        .iter()
+        .map(|summary| {
+            json!({
+                "id": summary.entry.id,
+                "name": summary.entry.name,
+                "scopes": summary.entry.scopes,
+                "created_at": rfc3339(summary.entry.created_at),
+                "preview": summary.entry.preview,
+                "last_used_at": summary.last_used_at.map(rfc3339),
+            })
+        })
+        .collect();
+    let body = json!({ "keys": keys, "count": keys.len(), "limit": config.max_keys_per_user });
+    Ok(Reply::json(200, body).with_header("cache-control", "no-store"))
+}

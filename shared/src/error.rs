@@ -1,0 +1,160 @@
+//! The one error type of the management API and its mapping to HTTP status and JSON.
+//!
+//! Every failure a handler can meet is an [`ApiError`]; [`ApiError::status`] and
+//! [`ApiError::body`] are the only places that decide what a client sees. Internal detail
+//! (store messages, configuration problems) is logged by the caller and never put in a body.
+
+use serde_json::json;
+
+/// A failure with a stable, snake_case code that clients may match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No valid `Authorization: Bearer <JWT>`; the reason is for logs only.
+    Unauthorized(&'static str),
+    /// The body is not a JSON object of the expected shape.
+    InvalidJson(String),
+    /// `name` is missing, empty after trimming, too long or contains control characters.
+    InvalidName(String),
+    /// `scopes` is missing, empty, has duplicates or names a scope that is not allowed.
+    InvalidScopes(String),
+    /// `id` is missing or not of the key-id format.
+    InvalidId,
+    /// No key with this id belongs to the caller (also when it belongs to someone else).
+    KeyNotFound,
+    /// The path does not take this method; carries the value of the `Allow` header.
+    MethodNotAllowed(&'static str),
+    /// The caller already holds the maximum number of keys.
+    KeyLimitReached(u32),
+    /// The body is larger than [`crate::http::MAX_BODY_BYTES`].
+    PayloadTooLarge,
+    /// The key-value store failed; nothing half-done was left behind.
+    StoreUnavailable,
+    /// A Spin variable has a value the service cannot use (logged, never shown).
+    Configuration,
+    /// The platform failed in a way the client cannot fix, e.g. no secure random source.
+    Internal,
+}
+
+impl ApiError {
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidName(_) => "invalid_name",
+            ApiError::InvalidScopes(_) => "invalid_scopes",
+            ApiError::InvalidId => "invalid_id",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::KeyLimitReached(_) => "key_limit_reached",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::Configuration => "configuration_error",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Unauthorized(_) => 401,
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidName(_)
+            | ApiError::InvalidScopes(_)
+            | ApiError::InvalidId => 400,
+            ApiError::KeyNotFound => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::KeyLimitReached(_) => 409,
+            ApiError::PayloadTooLarge => 413,
+            ApiError::StoreUnavailable => 503,
+            ApiError::Configuration | ApiError::Internal => 500,
+        }
+    }
+
+    /// A message for humans. It never contains secrets or internal error text.
+    pub fn message(&self) -> String {
+        match self {
+            // Why a token was refused stays in the logs: telling an attacker which check
+            // failed would help them forge the next one.
+            ApiError::Unauthorized(_) => "A valid bearer token is required.".into(),
+            ApiError::InvalidJson(detail)
+            | ApiError::InvalidName(detail)
+            | ApiError::InvalidScopes(detail) => detail.clone(),
+            ApiError::InvalidId => "`id` must be a key id such as the one create returned.".into(),
+            ApiError::KeyNotFound => "No such key.".into(),
+            ApiError::MethodNotAllowed(allow) => format!("Use {allow} on this path."),
+            ApiError::KeyLimitReached(limit) => {
+                format!("You already have {limit} keys, the most allowed; delete one first.")
+            }
+            ApiError::PayloadTooLarge => format!(
+                "The request body is larger than {} bytes.",
+                crate::http::MAX_BODY_BYTES
+            ),
+            ApiError::StoreUnavailable => {
+                "The key store is unavailable; nothing was changed. Retry shortly.".into()
+            }
+            ApiError::Configuration => "The service is misconfigured.".into(),
+            ApiError::Internal => "An internal error occurred; nothing was changed.".into(),
+        }
+    }
+
+    /// The JSON body: `{"error": {"code": ..., "message": ...}}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code(), "message": self.message() } })
+    }
+
+    /// Extra response headers this error requires.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ApiError::Unauthorized(_) => vec![("www-authenticate", "Bearer".into())],
+            ApiError::MethodNotAllowed(allow) => vec![("allow", (*allow).into())],
+            ApiError::StoreUnavailable => vec![("retry-after", "1".into())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(_: crate::store::StoreError) -> Self {
+        ApiError::StoreUnavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_contract_status_and_code() {
+        let cases = [
+            (ApiError::Unauthorized("x"), 401, "unauthorized"),
+            (ApiError::InvalidJson("x".into()), 400, "invalid_json"),
+            (ApiError::InvalidName("x".into()), 400, "invalid_name"),
+            (ApiError::InvalidScopes("x".into()), 400, "invalid_scopes"),
+            (ApiError::InvalidId, 400, "invalid_id"),
+            (ApiError::KeyNotFound, 404, "key_not_found"),
+            (ApiError::MethodNotAllowed("POST"), 405, "method_not_allowed"),
+            (ApiError::KeyLimitReached(20), 409, "key_limit_reached"),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (ApiError::StoreUnavailable, 503, "store_unavailable"),
+        ];
+        for (error, status, code) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.body()["error"]["code"], code);
+            assert!(error.body()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    #[test]
+    fn unauthorized_hides_its_reason_and_asks_for_bearer() {
+        let error = ApiError::Unauthorized("signature mismatch");
+        assert!(!error.message().contains("signature"));
+        assert_eq!(error.headers(), vec![("www-authenticate", "Bearer".to_string())]);
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_method() {
+        let error = ApiError::MethodNotAllowed("GET");
+        assert_eq!(error.headers(), vec![("allow", "GET".to_string())]);
+    }
+}

@@ -1,0 +1,122 @@
+//! HTTP plumbing every component shares, independent of the Spin SDK so it runs in native tests:
+//! the body limit, method checks, header lookup and the JSON reply.
+
+use crate::error::ApiError;
+use serde_json::Value;
+
+/// Largest accepted request body (16 KiB); larger bodies get `413 payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What a handler answers: status, headers and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+impl Reply {
+    /// A JSON reply with no extra headers.
+    pub fn json(status: u16, body: Value) -> Reply {
+        Reply { status, headers: Vec::new(), body }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The one mapping from an [`ApiError`] to what the client sees.
+    pub fn from_error(error: &ApiError) -> Reply {
+        Reply { status: error.status(), headers: error.headers(), body: error.body() }
+    }
+
+    /// Serialised body bytes.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        self.body.to_string().into_bytes()
+    }
+}
+
+impl From<Result<Reply, ApiError>> for Reply {
+    fn from(result: Result<Reply, ApiError>) -> Reply {
+        result.unwrap_or_else(|error| Reply::from_error(&error))
+    }
+}
+
+/// Refuses `method` unless it is `allowed` (case-sensitive, as HTTP methods are).
+pub fn require_method(method: &str, allowed: &'static str) -> Result<(), ApiError> {
+    if method == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}
+
+/// Refuses bodies over [`MAX_BODY_BYTES`].
+pub fn require_small_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        Err(ApiError::PayloadTooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+/// The value of query parameter `name` in `query` (without `?`), percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_up_to_16_kib_pass_and_larger_are_refused() {
+        assert!(require_small_body(&vec![b' '; MAX_BODY_BYTES]).is_ok());
+        assert_eq!(require_small_body(&vec![b' '; MAX_BODY_BYTES + 1]), Err(ApiError::PayloadTooLarge));
+    }
+
+    #[test]
+    fn other_methods_get_405_naming_the_allowed_one() {
+        assert!(require_method("POST", "POST").is_ok());
+        assert_eq!(require_method("GET", "POST"), Err(ApiError::MethodNotAllowed("POST")));
+        assert_eq!(require_method("post", "POST"), Err(ApiError::MethodNotAllowed("POST")));
+    }
+
+    #[test]
+    fn query_parameters_are_found_and_decoded() {
+        assert_eq!(query_param("scope=read", "scope").as_deref(), Some("read"));
+        assert_eq!(query_param("a=1&scope=emails%3Asend", "scope").as_deref(), Some("emails:send"));
+        assert_eq!(query_param("scopes=x", "scope"), None);
+        assert_eq!(query_param("", "scope"), None);
+        assert_eq!(query_param("scope=%zz", "scope"), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! An in-memory model of Spin's SQLite key-value store for the protocol tests, with a way to
+//! fail chosen operations and to decide which of several requests runs its next operation.
+//!
+//! Semantics copied from Spin's behaviour (SPIN-FACTS.md): a swap whose `watch` saw the key
+//! absent is an upsert; `increment` treats absent as 0, stores 8 bytes little-endian and panics
+//! on any other value, as the real host does.
+
+use crate::store::{KeyValue, StoreError, Swap};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Condvar, Mutex};
+
+/// The shared store all simulated requests use.
+#[derive(Default)]
+pub struct MemoryStore {
+    data: Mutex<BTreeMap<String, Vec<u8>>>,
+    faults: Mutex<Faults>,
+}
+
+#[derive(Default)]
+struct Faults {
+    ops: u64,
+    fail_at: Option<u64>,
+}
+
+/// A compare-and-swap handle: the key and what `watch` read.
+pub struct MemoryCas {
+    key: String,
+    seen: Option<Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// The `n`-th operation from now (1-based) fails once and changes nothing.
+    pub fn fail_nth(&self, n: u64) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.fail_at = Some(faults.ops + n);
+    }
+
+    /// Operations performed so far.
+    pub fn ops(&self) -> u64 {
+        self.faults.lock().unwrap().ops
+    }
+
+    /// A copy of every entry, for invariant checks.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.data.lock().unwrap().clone()
+    }
+
+    /// Counts the operation and fails it if it is the chosen one.
+    fn operation(&self) -> Result<(), StoreError> {
+        let mut faults = self.faults.lock().unwrap();
+        faults.ops += 1;
+        if faults.fail_at == Some(faults.ops) {
+            return Err(StoreError("injected fault".into()));
+        }
+        Ok(())
+    }
+}
+
+impl KeyValue for MemoryStore {
+    type Cas = MemoryCas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.operation()?;
+        Ok(self.data.lock().unwrap().get(key).cloned())
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.operation()?;
+        let data = self.data.lock().unwrap();
+        Ok(keys.iter().map(|k| data.get(k).cloned()).collect())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.operation()?;
+        self.data.lock().unwrap().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.operation()?;
+        self.data.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.operation()?;
+        let mut data = self.data.lock().unwrap();
+        let current = match data.get(key) {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(
+                bytes.as_slice().try_into().expect("Spin's SQLite store panics: increment on a non-integer value"),
+            ),
+        };
+        data.insert(key.to_owned(), (current + delta).to_le_bytes().to_vec());
+        Ok(current + delta)
+    }
+
+    fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
+        self.operation()?;
+        let seen = self.data.lock().unwrap().get(key).cloned();
+        Ok((MemoryCas { key: key.to_owned(), seen: seen.clone() }, seen))
+    }
+
+    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
+        self.operation()?;
+        let mut data = self.data.lock().unwrap();
+        match cas.seen {
+            // Spin's SQLite store: UPDATE ... WHERE value = <seen>.
+            Some(seen) if data.get(&cas.key) != Some(&seen) => return Ok(Swap::Conflict),
+            // Seen absent: INSERT ... ON CONFLICT DO UPDATE, whatever is there now.
+            _ => {}
+        }
+        data.insert(cas.key, value.to_vec());
+        Ok(Swap::Done)
+    }
+}
+
+/// Decides which simulated request performs the next store operation.
+///
+/// A plan is a sequence of request numbers; each operation of request `r` waits until `r` is at
+/// the front of the plan (finished requests are skipped). When the plan runs out, requests run
+/// freely. This makes every interleaving of whole operations reproducible.
+pub struct Scheduler {
+    state: Mutex<Plan>,
+    turn: Condvar,
+}
+
+struct Plan {
+    order: VecDeque<usize>,
+    finished: Vec<bool>,
+}
+
+impl Scheduler {
+    pub fn new(order: Vec<usize>, requests: usize) -> Scheduler {
+        Scheduler {
+            state: Mutex::new(Plan { order: order.into(), finished: vec![false; requests] }),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// Runs `op` as request `me`'s next operation, once it is `me`'s turn; the turn passes on
+    /// only when `op` has finished, so operations never overlap while the plan lasts.
+    fn run<T>(&self, me: usize, op: impl FnOnce() -> T) -> T {
+        let mut plan = self.state.lock().unwrap();
+        loop {
+            while plan.order.front().is_some_and(|r| plan.finished[*r]) {
+                plan.order.pop_front();
+            }
+            match plan.order.front() {
+                None => {
+                    drop(plan);
+                    return op();
+                }
+                Some(r) if *r == me => break,
+                Some(_) => plan = self.turn.wait(plan).unwrap(),
+            }
+        }
+        let result = op();
+        plan.order.pop_front();
+        self.turn.notify_all();
+        result
+    }
+
+    /// Marks request `me` as done so the plan skips it.
+    pub fn finish(&self, me: usize) {
+        self.state.lock().unwrap().finished[me] = true;
+        self.turn.notify_all();
+    }
+}
+
+/// The store as one simulated request sees it: every operation waits for its turn, and after
+/// `crash_after` operations every further one fails (the request died; nothing more of it runs).
+pub struct RequestView<'a> {
+    pub store: &'a MemoryStore,
+    pub scheduler: &'a Scheduler,
+    pub me: usize,
+    pub crash_after: Option<u64>,
+    pub done: std::cell::Cell<u64>,
+}
+
+impl RequestView<'_> {
+    fn step<T>(&self, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.scheduler.run(self.me, || {
+            let done = self.done.get();
+            if self.crash_after.is_some_and(|limit| done >= limit) {
+                return Err(StoreError("request died".into()));
+            }
+            self.done.set(done + 1);
+            op()
+        })
+    }
+}
+
+impl KeyValue for RequestView<'_> {
+    type Cas = MemoryCas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.step(|| self.store.get(key))
+    }
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.step(|| self.store.get_many(keys))
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.step(|| self.store.set(key, value))
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.step(|| self.store.delete(key))
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.step(|| self.store.increment(key, delta))
+    }
+    fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
+        self.step(|| self.store.watch(key))
+    }
+    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
+        self.step(|| self.store.swap(cas, value))
+    }
+}

@@ -1,0 +1,490 @@
+//! The storage protocol: how keys are added, removed, listed and found in the key-value store,
+//! and why that stays correct when requests interleave or die between any two operations.
+//!
+//! # Layout (every store key is namespaced with `apikeys/v1/`, since a shared Redis has no prefix)
+//!
+//! | store key | value | written by |
+//! |---|---|---|
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes | create, delete |
+//! | `used/<sha256(key)>` | last verification, Unix seconds (decimal) | verify, at most hourly |
+//! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete |
+//! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete |
+//! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first | create, delete |
+//!
+//! Only SHA-256 hashes of keys are at rest. Nothing reads the whole store.
+//!
+//! # Why this shape
+//! Spin's SQLite store has no "create if absent": a compare-and-swap whose read saw the key
+//! absent is an upsert that silently overwrites a concurrent writer. Its only atomic operations
+//! are `increment` (which creates a key atomically) and compare-and-swap *on a present value*.
+//! So the protocol:
+//! - never swaps after seeing a key absent;
+//! - creates the one mutable per-user register, `head`, with `increment(head, 0)`, which makes
+//!   it 0 if absent and leaves it unchanged otherwise (head is always an integer in the store's
+//!   own increment encoding, so a late `increment(head, 0)` is harmless);
+//! - writes each index version once, under a number from `increment(seq, 1)` that no other
+//!   request ever gets, and publishes it by compare-and-swap of `head` from the version it was
+//!   derived from (copy-on-write: a lost race is detected, never a lost write);
+//! - gives every key its own record, keyed by the key's hash, so that verify reads exactly one
+//!   entry, and moves that record from `pending` to `active` by compare-and-swap.
+//!
+//! # Create (key k, user u)
+//! 1. `set key/k = pending` — nobody else knows k, so a plain write is safe. Not live.
+//! 2. Loop: read `head` (compare-and-swap handle) and the index it names; if the index holds
+//!    `max` keys, drop entries whose record is gone, revoked, or pending for longer than
+//!    [`ABANDONED_AFTER_SECS`] (revoking such a record by compare-and-swap first); if still
+//!    full, answer `key_limit_reached`. Otherwise write index version `n = increment(seq)` with
+//!    k appended and swap `head` to `n`; on conflict, retry from the new head.
+//! 3. Swap `key/k` from exactly the pending bytes written in 1 to `active`. From here on k
+//!    verifies. If the record is no longer those bytes (deleted, or revoked as abandoned), the
+//!    swap is not attempted and the create fails: k never becomes live.
+//!
+//! # Delete (id, user u)
+//! Read head and index; find the id (else `key_not_found`); `delete key/k` — from this write on
+//! k no longer verifies; then publish an index without k as in create. A retry after a failure
+//! finds the id still listed and finishes the job.
+//!
+//! # Verify
+//! One `get_many` of `key/k` and `used/k`: valid iff the record is `active`. If the last use is
+//! over [`USAGE_GRANULARITY_SECS`] old, one `set used/k` whose failure is ignored.
+//!
+//! # Invariants, for every interleaving and any failed operation
+//! - **Live ⇒ listed.** A record turns `active` only in step 3, after the index holding k was
+//!   published. k leaves an index only after its record was deleted (delete) or revoked / found
+//!   absent (reclaim), and the step-3 swap fails against either, because it compares with the
+//!   present pending bytes. An active record is never revoked or dropped: reclaim only takes
+//!   records that are absent, revoked or pending.
+//! - **The limit holds.** Index versions form a chain through compare-and-swap on `head`, each
+//!   derived from the one it replaces; every version that adds a key has fewer than `max`
+//!   entries before it, and live keys ⊆ entries of the current version.
+//! - **Deleted means dead at once.** Delete removes the record before it answers.
+//! - **Failures leave nothing half-made.** A failed create deletes its record (best effort);
+//!   whatever remains is an index entry whose record is absent or pending: not live, not shown by
+//!   list, and reclaimed as soon as the slot is needed — at once if absent, after
+//!   [`ABANDONED_AFTER_SECS`] if pending (the bounded wait after a request died mid-create).
+//!   A failed delete has either changed nothing or already killed the key; its retry succeeds.
+//! - **Bounded work.** Every loop is bounded by [`MAX_ATTEMPTS`]; each failed swap means another
+//!   request succeeded. List and delete read the head, one index and at most `max` records.
+//!
+//! Garbage that may remain after failures or crashes (an unpublished index version, the record of
+//! a create that died before publishing, a `used/k` written just after k was deleted) is never
+//! read as live data and is a few entries at most per failure.
+
+use crate::error::ApiError;
+use crate::key::sha256_hex;
+use crate::store::{KeyValue, StoreError, Swap};
+use serde::{Deserialize, Serialize};
+
+/// A create pending this long (seconds) is taken as abandoned by a request that died.
+pub const ABANDONED_AFTER_SECS: i64 = 30;
+/// `last_used_at` is refreshed at most once per key per this many seconds.
+pub const USAGE_GRANULARITY_SECS: i64 = 3600;
+/// Upper bound on optimistic retries of one request before it answers 503.
+pub const MAX_ATTEMPTS: usize = 64;
+
+const NAMESPACE: &str = "apikeys/v1";
+
+/// Lifecycle of a key's record; only `Active` verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Pending,
+    Active,
+    Revoked,
+}
+
+/// What the store keeps per key, under the key's hash: all verify needs to answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub state: KeyState,
+    pub user_id: String,
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One key in a user's index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub id: String,
+    pub hash: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub preview: String,
+}
+
+/// One immutable version of a user's list of keys, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    pub keys: Vec<IndexEntry>,
+}
+
+/// A key as list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySummary {
+    pub entry: IndexEntry,
+    /// Unix seconds of the last verification, if any was recorded.
+    pub last_used_at: Option<i64>,
+}
+
+/// The store keys of one user.
+struct UserSpace {
+    head: String,
+    seq: String,
+    index_prefix: String,
+}
+
+impl UserSpace {
+    fn of(user_id: &str) -> UserSpace {
+        // Hashing bounds the length (user ids may be 256 multi-byte characters; store keys 255
+        // bytes) and keeps arbitrary characters out of store keys.
+        let base = format!("{NAMESPACE}/user/{}", sha256_hex(user_id));
+        UserSpace {
+            head: format!("{base}/head"),
+            seq: format!("{base}/seq"),
+            index_prefix: format!("{base}/index/"),
+        }
+    }
+
+    fn index(&self, version: u64) -> String {
+        format!("{}{version}", self.index_prefix)
+    }
+}
+
+/// Store key of the record of the key with SHA-256 `hash`.
+pub fn record_key(hash: &str) -> String {
+    format!("{NAMESPACE}/key/{hash}")
+}
+
+/// Store key of the last-use time of the key with SHA-256 `hash`.
+pub fn usage_key(hash: &str) -> String {
+    format!("{NAMESPACE}/used/{hash}")
+}
+
+/// How the store encodes the integers `increment` writes: Spin's SQLite store uses 8 bytes
+/// little-endian, Redis and DynamoDB decimal text. `head` is rewritten in the encoding it was
+/// found in, so a later `increment(head, 0)` never meets a value it cannot add to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntEncoding {
+    LittleEndian,
+    Decimal,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    version: u64,
+    encoding: IntEncoding,
+}
+
+impl Head {
+    fn decode(bytes: &[u8]) -> Result<Head, StoreError> {
+        let is_decimal = !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit);
+        // Versions stay far below 2^56, so an 8-byte little-endian one ends in a zero byte and is
+        // never all ASCII digits: the two encodings cannot be confused.
+        if is_decimal {
+            let text = std::str::from_utf8(bytes).map_err(|_| corrupt("head"))?;
+            let version = text.parse().map_err(|_| corrupt("head"))?;
+            Ok(Head { version, encoding: IntEncoding::Decimal })
+        } else {
+            let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt("head"))?;
+            let version = u64::try_from(i64::from_le_bytes(array)).map_err(|_| corrupt("head"))?;
+            Ok(Head { version, encoding: IntEncoding::LittleEndian })
+        }
+    }
+
+    fn encode(version: u64, encoding: IntEncoding) -> Vec<u8> {
+        match encoding {
+            IntEncoding::LittleEndian => (version as i64).to_le_bytes().to_vec(),
+            IntEncoding::Decimal => version.to_string().into_bytes(),
+        }
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError(format!("unreadable {what} value"))
+}
+
+fn parse_record(bytes: &[u8]) -> Option<KeyRecord> {
+    serde_json::from_slice(bytes).ok()
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError(format!("serialise: {e}")))
+}
+
+/// Starts a compare-and-swap on the user's head, creating it first if it is absent.
+fn watch_head<S: KeyValue>(store: &S, user: &UserSpace) -> Result<(S::Cas, Head), StoreError> {
+    if let (cas, Some(bytes)) = store.watch(&user.head)? {
+        return Ok((cas, Head::decode(&bytes)?));
+    }
+    // Absent: a swap now would be an upsert able to overwrite a concurrent first write (see the
+    // module docs). `increment(head, 0)` creates it as 0 atomically, or leaves it as it is.
+    store.increment(&user.head, 0)?;
+    match store.watch(&user.head)? {
+        (cas, Some(bytes)) => Ok((cas, Head::decode(&bytes)?)),
+        (_, None) => Err(StoreError("head vanished after being created".into())),
+    }
+}
+
+/// Reads index `version`; `None` if it is gone because a concurrent writer moved on and removed
+/// it (the caller starts over from the head).
+fn read_index<S: KeyValue>(store: &S, user: &UserSpace, version: u64) -> Result<Option<Index>, StoreError> {
+    if version == 0 {
+        return Ok(Some(Index::default()));
+    }
+    match store.get(&user.index(version))? {
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| corrupt("index")),
+        None => Ok(None),
+    }
+}
+
+/// Writes `index` as a new version and swings the head to it. `Ok(false)`: the head moved since
+/// it was watched, nothing was published, retry.
+fn publish<S: KeyValue>(store: &S, user: &UserSpace, cas: S::Cas, head: Head, index: &Index) -> Result<bool, StoreError> {
+    let number = store.increment(&user.seq, 1)?;
+    let version = u64::try_from(number).map_err(|_| corrupt("seq"))?;
+    let key = user.index(version);
+    // A number from increment is never handed out twice, so nobody else writes this key.
+    store.set(&key, &to_json(index)?)?;
+    match store.swap(cas, &Head::encode(version, head.encoding))? {
+        Swap::Done => {
+            if head.version != 0 {
+                // Old versions are garbage now; a reader that still holds the old number finds
+                // it gone and starts over. Failing to remove it only leaves garbage.
+                let _ = store.delete(&user.index(head.version));
+            }
+            Ok(true)
+        }
+        Swap::Conflict => {
+            let _ = store.delete(&key);
+            Ok(false)
+        }
+    }
+}
+
+/// A key to create: everything but the secret, which never reaches the store.
+pub struct NewKeyRecord<'a> {
+    pub hash: &'a str,
+    pub id: &'a str,
+    pub preview: &'a str,
+    pub name: &'a str,
+    pub scopes: &'a [String],
+}
+
+/// Creates a key for `user_id`, holding at most `max_keys`. Returns its index entry.
+pub fn create<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+    key: &NewKeyRecord,
+    max_keys: u32,
+    now: i64,
+) -> Result<IndexEntry, ApiError> {
+    let record = |state| KeyRecord {
+        state,
+        user_id: user_id.to_owned(),
+        key_id: key.id.to_owned(),
+        name: key.name.to_owned(),
+        scopes: key.scopes.to_vec(),
+        created_at: now,
+    };
+    let pending = to_json(&record(KeyState::Pending))?;
+    let active = to_json(&record(KeyState::Active))?;
+    let entry = IndexEntry {
+        id: key.id.to_owned(),
+        hash: key.hash.to_owned(),
+        name: key.name.to_owned(),
+        scopes: key.scopes.to_vec(),
+        created_at: now,
+        preview: key.preview.to_owned(),
+    };
+
+    // Nobody else knows this hash, so a plain write is safe; pending never verifies.
+    store.set(&record_key(key.hash), &pending)?;
+    let result = publish_and_activate(store, &UserSpace::of(user_id), &entry, &pending, &active, max_keys, now);
+    if result.is_err() {
+        // Best effort: whatever this fails to remove is pending or unlisted, so not live, and
+        // reclaim removes it (see the module docs).
+        let _ = store.delete(&record_key(key.hash));
+    }
+    result.map(|()| entry)
+}
+
+fn publish_and_activate<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    entry: &IndexEntry,
+    pending: &[u8],
+    active: &[u8],
+    max_keys: u32,
+    now: i64,
+) -> Result<(), ApiError> {
+    let max_keys = max_keys as usize;
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, head) = watch_head(store, user)?;
+        let Some(mut index) = read_index(store, user, head.version)? else {
+            continue;
+        };
+        let mut reclaimed = Vec::new();
+        if index.keys.len() >= max_keys {
+            reclaimed = reclaimable(store, &index, now)?;
+            index.keys.retain(|e| !reclaimed.contains(&e.hash));
+            if index.keys.len() >= max_keys {
+                return Err(ApiError::KeyLimitReached(max_keys as u32));
+            }
+        }
+        index.keys.push(entry.clone());
+        if !publish(store, user, cas, head, &index)? {
+            continue;
+        }
+        for hash in &reclaimed {
+            // Reclaimed records are absent or revoked: terminal states nobody writes again.
+            let _ = store.delete(&record_key(hash));
+            let _ = store.delete(&usage_key(hash));
+        }
+        return activate(store, &entry.hash, pending, active);
+    }
+    Err(ApiError::StoreUnavailable)
+}
+
+/// Turns the record from exactly `pending` into `active`; fails if it was deleted or revoked.
+fn activate<S: KeyValue>(store: &S, hash: &str, pending: &[u8], active: &[u8]) -> Result<(), ApiError> {
+    let (cas, current) = store.watch(&record_key(hash))?;
+    // Comparing with the present pending bytes is what makes a concurrent delete or reclaim win
+    // over this create; never swap after seeing the record absent (that would be an upsert).
+    if current.as_deref() != Some(pending) {
+        return Err(ApiError::StoreUnavailable);
+    }
+    match store.swap(cas, active)? {
+        Swap::Done => Ok(()),
+        Swap::Conflict => Err(ApiError::StoreUnavailable),
+    }
+}
+
+/// Hashes of index entries that hold no live key and never will: record absent, revoked,
+/// unreadable, or pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap).
+fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<String>, StoreError> {
+    let keys: Vec<String> = index.keys.iter().map(|e| record_key(&e.hash)).collect();
+    let records = store.get_many(&keys)?;
+    let mut dead = Vec::new();
+    for (entry, record) in index.keys.iter().zip(records) {
+        let reclaim = match record.as_deref().map(parse_record) {
+            None | Some(None) => true,
+            Some(Some(r)) => match r.state {
+                KeyState::Active => false,
+                KeyState::Revoked => true,
+                KeyState::Pending => now - r.created_at >= ABANDONED_AFTER_SECS && revoke_pending(store, &entry.hash)?,
+            },
+        };
+        if reclaim {
+            dead.push(entry.hash.clone());
+        }
+    }
+    Ok(dead)
+}
+
+/// Moves a pending record to revoked, so its create can never activate it. `true` if the record
+/// is now revoked or gone, `false` if it turned active meanwhile.
+fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
+    let (cas, current) = store.watch(&record_key(hash))?;
+    let Some(mut record) = current.as_deref().and_then(parse_record) else {
+        return Ok(true);
+    };
+    match record.state {
+        KeyState::Active => Ok(false),
+        KeyState::Revoked => Ok(true),
+        KeyState::Pending => {
+            record.state = KeyState::Revoked;
+            Ok(store.swap(cas, &to_json(&record)?)? == Swap::Done)
+        }
+    }
+}
+
+/// The live keys of `user_id`, oldest first.
+pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, ApiError> {
+    let user = UserSpace::of(user_id);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(head) = store.get(&user.head)? else {
+            return Ok(Vec::new());
+        };
+        let Some(index) = read_index(store, &user, Head::decode(&head)?.version)? else {
+            continue;
+        };
+        if index.keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> =
+            index.keys.iter().flat_map(|e| [record_key(&e.hash), usage_key(&e.hash)]).collect();
+        let values = store.get_many(&keys)?;
+        let summaries = index
+            .keys
+            .into_iter()
+            .zip(values.chunks(2))
+            .filter(|(_, pair)| {
+                pair[0].as_deref().and_then(parse_record).is_some_and(|r| r.state == KeyState::Active && r.user_id == user_id)
+            })
+            .map(|(entry, pair)| KeySummary { entry, last_used_at: pair[1].as_deref().and_then(parse_seconds) })
+            .collect();
+        return Ok(summaries);
+    }
+    Err(ApiError::StoreUnavailable)
+}
+
+/// Deletes the key `id` of `user_id` for good.
+pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), ApiError> {
+    let user = UserSpace::of(user_id);
+    let mut killed: Option<String> = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, head) = match store.watch(&user.head)? {
+            (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
+            (_, None) => return Err(ApiError::KeyNotFound),
+        };
+        let Some(mut index) = read_index(store, &user, head.version)? else {
+            continue;
+        };
+        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+            // Gone from the index: either never ours, or a concurrent delete of the same id
+            // published the removal after this request had already killed the key.
+            return if killed.is_some() { Ok(()) } else { Err(ApiError::KeyNotFound) };
+        };
+        let hash = index.keys.remove(position).hash;
+        if killed.is_none() {
+            // From this write on the key no longer verifies; everything after is bookkeeping.
+            store.delete(&record_key(&hash))?;
+            killed = Some(hash.clone());
+        }
+        if publish(store, &user, cas, head, &index)? {
+            let _ = store.delete(&usage_key(&hash));
+            return Ok(());
+        }
+    }
+    Err(ApiError::StoreUnavailable)
+}
+
+/// Looks a presented key up by its hash: the active record, or `None`. One read; a write to
+/// `used/<hash>` at most once per [`USAGE_GRANULARITY_SECS`], whose failure is ignored.
+pub fn verify<S: KeyValue>(store: &S, hash: &str, now: i64) -> Result<Option<KeyRecord>, StoreError> {
+    let usage = usage_key(hash);
+    let mut values = store.get_many(&[record_key(hash), usage.clone()])?.into_iter();
+    let (record, last_used) = (values.next().flatten(), values.next().flatten());
+    let Some(record) = record.as_deref().and_then(parse_record).filter(|r| r.state == KeyState::Active) else {
+        return Ok(None);
+    };
+    let last_used = last_used.as_deref().and_then(parse_seconds);
+    if last_used.is_none_or(|t| now - t >= USAGE_GRANULARITY_SECS) {
+        // Rare, and not worth failing a valid verification for.
+        let _ = store.set(&usage, now.to_string().as_bytes());
+    }
+    Ok(Some(record))
+}
+
+fn parse_seconds(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+#[path = "protocol_tests.rs"]
+mod tests;

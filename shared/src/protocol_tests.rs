@@ -1,0 +1,566 @@
+//! Tests of the storage protocol against the in-memory model of Spin's SQLite store: every
+//! interleaving of two requests (up to two switches between them), a failure at every
+//! operation, a request dying after every operation, and 50 simultaneous creates.
+
+use super::*;
+use crate::key;
+use crate::memory::{MemoryStore, RequestView, Scheduler};
+use std::cell::Cell;
+
+const NOW: i64 = 1_800_000_000;
+const MAX: u32 = 20;
+
+struct Made {
+    secret: String,
+    hash: String,
+    id: String,
+}
+
+fn new_key() -> Made {
+    let k = key::generate("ak").unwrap();
+    Made { secret: k.secret, hash: k.hash, id: k.id }
+}
+
+fn scopes() -> Vec<String> {
+    vec!["read".to_string()]
+}
+
+fn create_with<S: KeyValue>(store: &S, user: &str, made: &Made, max: u32, now: i64) -> Result<IndexEntry, ApiError> {
+    let scopes = scopes();
+    let record = NewKeyRecord { hash: &made.hash, id: &made.id, preview: "ak...test", name: "name", scopes: &scopes };
+    create(store, user, &record, max, now)
+}
+
+fn create_one(store: &MemoryStore, user: &str) -> Made {
+    let made = new_key();
+    create_with(store, user, &made, MAX, NOW).expect("create");
+    made
+}
+
+fn verifies(store: &MemoryStore, hash: &str) -> bool {
+    verify(store, hash, NOW).expect("verify").is_some()
+}
+
+fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {
+    list(store, user).expect("list").into_iter().map(|s| s.entry.id).collect()
+}
+
+/// The invariants of the module docs, checked on the whole store.
+fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
+    for (key, value) in store.snapshot() {
+        if !key.starts_with("apikeys/v1/key/") {
+            continue;
+        }
+        let record = parse_record(&value).expect("records are readable");
+        if record.state == KeyState::Active {
+            assert!(
+                listed_ids(store, &record.user_id).contains(&record.key_id),
+                "live key {} is not listed",
+                record.key_id
+            );
+        }
+    }
+    for user in users {
+        let listed = list(store, user).expect("list");
+        assert!(listed.len() <= max, "{user} holds {} keys", listed.len());
+        for summary in listed {
+            assert!(verifies(store, &summary.entry.hash), "listed key {} does not verify", summary.entry.id);
+        }
+    }
+}
+
+fn assert_no_pending(store: &MemoryStore) {
+    for (key, value) in store.snapshot() {
+        if key.starts_with("apikeys/v1/key/") {
+            let record = parse_record(&value).unwrap();
+            assert_ne!(record.state, KeyState::Pending, "half-made key left behind: {key}");
+        }
+    }
+}
+
+#[test]
+fn a_created_key_is_listed_verifies_and_is_gone_after_delete() {
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    let listed = list(&store, "alice").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].entry.id, made.id);
+    assert_eq!(listed[0].last_used_at, None);
+    let record = verify(&store, &made.hash, NOW).unwrap().expect("valid");
+    assert_eq!((record.user_id.as_str(), record.key_id.as_str()), ("alice", made.id.as_str()));
+
+    delete(&store, "alice", &made.id).unwrap();
+    assert!(!verifies(&store, &made.hash));
+    assert!(list(&store, "alice").unwrap().is_empty());
+    assert_eq!(delete(&store, "alice", &made.id), Err(ApiError::KeyNotFound));
+}
+
+#[test]
+fn no_secret_reaches_the_store() {
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    verifies(&store, &made.hash);
+    for (key, value) in store.snapshot() {
+        assert!(!key.contains(&made.secret));
+        assert!(!String::from_utf8_lossy(&value).contains(&made.secret));
+    }
+}
+
+#[test]
+fn users_see_and_delete_only_their_own_keys() {
+    let store = MemoryStore::new();
+    let alices = create_one(&store, "alice");
+    let bobs = create_one(&store, "bob");
+    assert_eq!(listed_ids(&store, "alice"), vec![alices.id.clone()]);
+    assert_eq!(listed_ids(&store, "bob"), vec![bobs.id.clone()]);
+    assert_eq!(delete(&store, "bob", &alices.id), Err(ApiError::KeyNotFound));
+    assert!(verifies(&store, &alices.hash));
+    assert_eq!(delete(&store, "carol", &alices.id), Err(ApiError::KeyNotFound));
+}
+
+#[test]
+fn keys_are_listed_oldest_first() {
+    let store = MemoryStore::new();
+    let ids: Vec<String> = (0..5).map(|_| create_one(&store, "alice").id).collect();
+    assert_eq!(listed_ids(&store, "alice"), ids);
+}
+
+#[test]
+fn the_limit_is_enforced_and_freed_by_delete() {
+    let store = MemoryStore::new();
+    let made: Vec<Made> = (0..MAX).map(|_| create_one(&store, "alice")).collect();
+    assert_eq!(create_with(&store, "alice", &new_key(), MAX, NOW), Err(ApiError::KeyLimitReached(MAX)));
+    delete(&store, "alice", &made[3].id).unwrap();
+    create_with(&store, "alice", &new_key(), MAX, NOW).expect("a slot was freed");
+    assert_eq!(listed_ids(&store, "alice").len(), MAX as usize);
+    assert_no_pending(&store);
+}
+
+#[test]
+fn verify_records_last_use_at_most_hourly() {
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    let before = store.ops();
+    verify(&store, &made.hash, NOW).unwrap();
+    assert_eq!(store.ops() - before, 2, "first use: one read, one write");
+    let before = store.ops();
+    verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS - 1).unwrap();
+    assert_eq!(store.ops() - before, 1, "within the hour: one read only");
+    assert_eq!(list(&store, "alice").unwrap()[0].last_used_at, Some(NOW));
+    verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS).unwrap();
+    assert_eq!(list(&store, "alice").unwrap()[0].last_used_at, Some(NOW + USAGE_GRANULARITY_SECS));
+}
+
+#[test]
+fn verify_of_an_unknown_key_is_one_read_and_no_write() {
+    let store = MemoryStore::new();
+    let before = store.ops();
+    assert!(verify(&store, &new_key().hash, NOW).unwrap().is_none());
+    assert_eq!(store.ops() - before, 1);
+}
+
+#[test]
+fn a_failed_usage_write_does_not_fail_verification() {
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    store.fail_nth(2);
+    assert!(verify(&store, &made.hash, NOW).unwrap().is_some());
+}
+
+#[test]
+fn fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit() {
+    let store = MemoryStore::new();
+    let outcomes: Vec<Result<Made, ApiError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                scope.spawn(|| {
+                    let made = new_key();
+                    create_with(&store, "alice", &made, MAX, NOW).map(|_| made)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created: Vec<&Made> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let refused = outcomes.iter().filter(|o| **o.as_ref().err().as_ref().unwrap_or(&&ApiError::Internal) == ApiError::KeyLimitReached(MAX)).count();
+    assert_eq!(created.len(), MAX as usize);
+    assert_eq!(refused, 50 - MAX as usize);
+    let listed = listed_ids(&store, "alice");
+    for made in created {
+        assert!(listed.contains(&made.id));
+        assert!(verifies(&store, &made.hash));
+    }
+    assert_invariants(&store, &["alice"], MAX as usize);
+    assert_no_pending(&store);
+}
+
+/// One simulated request of an interleaving test.
+#[derive(Clone)]
+enum Request {
+    Create { user: &'static str },
+    Delete { user: &'static str, id: String },
+    List { user: &'static str },
+    Verify { hash: String },
+}
+
+/// What a request did, for checking against the store afterwards.
+#[derive(Debug)]
+enum Outcome {
+    Created(String, Result<IndexEntry, ApiError>),
+    Deleted(String, Result<(), ApiError>),
+    Other,
+}
+
+fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outcome {
+    match request {
+        Request::Create { user } => {
+            let made = new_key();
+            Outcome::Created(made.hash.clone(), create_with(store, user, &made, max, now))
+        }
+        Request::Delete { user, id } => Outcome::Deleted(id.clone(), delete(store, user, id)),
+        Request::List { user } => {
+            let _ = list(store, user);
+            Outcome::Other
+        }
+        Request::Verify { hash } => {
+            let _ = verify(store, hash, now);
+            Outcome::Other
+        }
+    }
+}
+
+/// Runs `requests` concurrently on `store`, their operations ordered by `plan`; request `i`
+/// dies after `crash_after[i]` operations if given.
+fn run_plan(store: &MemoryStore, requests: &[Request], plan: Vec<usize>, crash_after: &[Option<u64>], max: u32) -> Vec<Outcome> {
+    let scheduler = Scheduler::new(plan, requests.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .enumerate()
+            .map(|(me, request)| {
+                let scheduler = &scheduler;
+                let crash = crash_after.get(me).copied().flatten();
+                scope.spawn(move || {
+                    let view = RequestView { store, scheduler, me, crash_after: crash, done: Cell::new(0) };
+                    let outcome = perform(request, &view, max, NOW);
+                    scheduler.finish(me);
+                    outcome
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+    })
+}
+
+/// Every plan with at most two switches: `a` runs `i` operations, `b` runs `j`, then `a`
+/// finishes, then `b`; and the same with the roles swapped.
+fn plans(depth: usize) -> Vec<Vec<usize>> {
+    let mut plans = Vec::new();
+    for (first, second) in [(0, 1), (1, 0)] {
+        for i in 0..=depth {
+            for j in 0..=depth {
+                let mut plan = vec![first; i];
+                plan.extend(vec![second; j]);
+                plan.extend(vec![first; 4 * depth]);
+                plan.extend(vec![second; 4 * depth]);
+                plans.push(plan);
+            }
+        }
+    }
+    plans
+}
+
+/// Checks what every request answered against the store it left behind.
+fn assert_outcomes(store: &MemoryStore, outcomes: &[Outcome], deleted_hashes: &[(String, String)]) {
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Created(hash, Ok(_)) => {
+                let deleted_after = outcomes.iter().any(|o| {
+                    matches!(o, Outcome::Deleted(id, Ok(())) if deleted_hashes.iter().any(|(i, h)| i == id && h == hash))
+                });
+                if !deleted_after {
+                    assert!(verifies(store, hash), "a create answered 201 but its key does not verify");
+                }
+            }
+            Outcome::Created(hash, Err(e)) => {
+                assert!(!verifies(store, hash), "a create answered {e:?} but its key verifies");
+            }
+            Outcome::Deleted(id, Ok(())) => {
+                let hash = &deleted_hashes.iter().find(|(i, _)| i == id).expect("known id").1;
+                assert!(!verifies(store, hash), "a deleted key still verifies");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sets up `existing` keys for alice, runs the two requests under every plan and checks.
+fn check_all_interleavings(existing: u32, make: impl Fn(&[Made]) -> [Request; 2]) {
+    let depth = 14;
+    for plan in plans(depth) {
+        let store = MemoryStore::new();
+        let made: Vec<Made> = (0..existing).map(|_| create_one(&store, "alice")).collect();
+        let requests = make(&made);
+        let known: Vec<(String, String)> = made.iter().map(|m| (m.id.clone(), m.hash.clone())).collect();
+        let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
+        assert_outcomes(&store, &outcomes, &known);
+        assert_invariants(&store, &["alice", "bob"], MAX as usize);
+        assert_no_pending(&store);
+        let created = outcomes.iter().filter(|o| matches!(o, Outcome::Created(_, Ok(_)))).count();
+        let creates = requests.iter().filter(|r| matches!(r, Request::Create { .. })).count();
+        let deletes_ok = outcomes.iter().filter(|o| matches!(o, Outcome::Deleted(_, Ok(())))).count();
+        let room = (MAX - existing) as usize + deletes_ok;
+        if requests.iter().any(|r| matches!(r, Request::Delete { .. })) {
+            // A create that ran before the delete freed a slot may rightly have been refused.
+            assert!(created <= creates.min(room), "plan {plan:?}: {outcomes:?}");
+        } else {
+            assert_eq!(created, creates.min(room), "plan {plan:?}: {outcomes:?}");
+        }
+    }
+}
+
+#[test]
+fn two_first_creates_of_a_new_user_both_land_in_every_interleaving() {
+    check_all_interleavings(0, |_| [Request::Create { user: "alice" }, Request::Create { user: "alice" }]);
+}
+
+#[test]
+fn two_creates_racing_for_the_last_slot_give_one_key_in_every_interleaving() {
+    check_all_interleavings(MAX - 1, |_| [Request::Create { user: "alice" }, Request::Create { user: "alice" }]);
+}
+
+#[test]
+fn a_create_racing_a_delete_keeps_every_invariant() {
+    check_all_interleavings(3, |made| [Request::Create { user: "alice" }, Request::Delete { user: "alice", id: made[1].id.clone() }]);
+}
+
+#[test]
+fn a_create_at_the_limit_racing_a_delete_keeps_every_invariant() {
+    check_all_interleavings(MAX, |made| [Request::Create { user: "alice" }, Request::Delete { user: "alice", id: made[0].id.clone() }]);
+}
+
+#[test]
+fn two_deletes_of_the_same_key_both_leave_it_dead() {
+    check_all_interleavings(2, |made| {
+        let id = made[0].id.clone();
+        [Request::Delete { user: "alice", id: id.clone() }, Request::Delete { user: "alice", id }]
+    });
+}
+
+#[test]
+fn two_deletes_of_different_keys_remove_both() {
+    check_all_interleavings(3, |made| {
+        [Request::Delete { user: "alice", id: made[0].id.clone() }, Request::Delete { user: "alice", id: made[2].id.clone() }]
+    });
+}
+
+#[test]
+fn a_delete_racing_a_verify_kills_the_key() {
+    check_all_interleavings(1, |made| {
+        [Request::Delete { user: "alice", id: made[0].id.clone() }, Request::Verify { hash: made[0].hash.clone() }]
+    });
+}
+
+#[test]
+fn creates_of_two_users_do_not_interfere() {
+    check_all_interleavings(0, |_| [Request::Create { user: "alice" }, Request::Create { user: "bob" }]);
+}
+
+#[test]
+fn a_list_racing_a_create_keeps_every_invariant() {
+    check_all_interleavings(2, |_| [Request::List { user: "alice" }, Request::Create { user: "alice" }]);
+}
+
+/// Counts the operations a request performs on a quiet store.
+fn operations_of(setup: impl Fn(&MemoryStore) -> Request) -> u64 {
+    let store = MemoryStore::new();
+    let request = setup(&store);
+    let before = store.ops();
+    perform(&request, &store, MAX, NOW);
+    store.ops() - before
+}
+
+fn check_failure_at_every_operation(setup: impl Fn(&MemoryStore) -> (Request, Vec<(String, String)>)) {
+    let operations = operations_of(|s| setup(s).0);
+    assert!(operations >= 3);
+    for n in 1..=operations {
+        let store = MemoryStore::new();
+        let (request, known) = setup(&store);
+        store.fail_nth(n);
+        let outcome = perform(&request, &store, MAX, NOW);
+        match &outcome {
+            Outcome::Created(_, Err(e)) | Outcome::Deleted(_, Err(e)) => assert_eq!(*e, ApiError::StoreUnavailable, "op {n}"),
+            _ => {}
+        }
+        assert_outcomes(&store, std::slice::from_ref(&outcome), &known);
+        assert_invariants(&store, &["alice"], MAX as usize);
+        assert_no_pending(&store);
+        // The user can go on: the same request again succeeds.
+        match (&request, &outcome) {
+            (Request::Create { .. }, Outcome::Created(_, Err(_))) => {
+                assert!(matches!(perform(&request, &store, MAX, NOW), Outcome::Created(_, Ok(_))), "retry after op {n}")
+            }
+            (Request::Delete { .. }, Outcome::Deleted(_, Err(_))) => {
+                let retry = perform(&request, &store, MAX, NOW);
+                assert!(matches!(retry, Outcome::Deleted(_, Ok(()))), "retry after op {n}: {retry:?}");
+            }
+            _ => {}
+        }
+        assert_invariants(&store, &["alice"], MAX as usize);
+    }
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_a_first_create_leaves_nothing_half_made() {
+    check_failure_at_every_operation(|_| (Request::Create { user: "alice" }, vec![]));
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_a_create_leaves_nothing_half_made() {
+    check_failure_at_every_operation(|store| {
+        create_one(store, "alice");
+        (Request::Create { user: "alice" }, vec![])
+    });
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_a_create_at_the_limit_with_a_dead_slot_recovers() {
+    check_failure_at_every_operation(|store| {
+        let made: Vec<Made> = (0..MAX).map(|_| create_one(store, "alice")).collect();
+        // A slot whose key was killed but whose index entry remained (a delete that failed
+        // after killing it): the next create reclaims it.
+        store.delete(&record_key(&made[0].hash)).unwrap();
+        (Request::Create { user: "alice" }, vec![])
+    });
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_a_delete_leaves_a_retry_that_succeeds() {
+    check_failure_at_every_operation(|store| {
+        let made: Vec<Made> = (0..3).map(|_| create_one(store, "alice")).collect();
+        let known = made.iter().map(|m| (m.id.clone(), m.hash.clone())).collect();
+        (Request::Delete { user: "alice", id: made[1].id.clone() }, known)
+    });
+}
+
+#[test]
+fn list_answers_503_when_the_store_fails() {
+    let store = MemoryStore::new();
+    create_one(&store, "alice");
+    for n in 1..=3 {
+        store.fail_nth(n);
+        assert_eq!(list(&store, "alice"), Err(ApiError::StoreUnavailable), "op {n}");
+    }
+    assert_eq!(listed_ids(&store, "alice").len(), 1);
+}
+
+#[test]
+fn a_create_that_dies_after_any_operation_blocks_its_slot_for_a_bounded_time_only() {
+    let operations = operations_of(|store| {
+        (0..MAX - 1).for_each(|_| {
+            create_one(store, "alice");
+        });
+        Request::Create { user: "alice" }
+    });
+    for died_after in 0..operations {
+        let store = MemoryStore::new();
+        (0..MAX - 1).for_each(|_| {
+            create_one(&store, "alice");
+        });
+        let outcomes = run_plan(&store, &[Request::Create { user: "alice" }], vec![], &[Some(died_after)], MAX);
+        assert!(matches!(outcomes[0], Outcome::Created(_, Err(_))));
+        assert_invariants(&store, &["alice"], MAX as usize);
+
+        // Right away the slot may still be held by the dead create...
+        let soon = create_with(&store, "alice", &new_key(), MAX, NOW + 1);
+        assert!(matches!(soon, Ok(_) | Err(ApiError::KeyLimitReached(_))), "{soon:?}");
+        if soon.is_err() {
+            // ...but never for longer than the stated bound.
+            create_with(&store, "alice", &new_key(), MAX, NOW + ABANDONED_AFTER_SECS)
+                .unwrap_or_else(|e| panic!("still blocked after the bound (died after {died_after}): {e:?}"));
+        }
+        assert_eq!(listed_ids(&store, "alice").len(), MAX as usize);
+        assert_invariants(&store, &["alice"], MAX as usize);
+        // A create that died before publishing leaves its pending record as unreferenced
+        // garbage (nobody can know its hash); it is never live, which the invariants check.
+    }
+}
+
+#[test]
+fn a_slow_create_whose_slot_was_reclaimed_never_becomes_live() {
+    // The create pauses after writing its index entry (before activation) for longer than the
+    // abandonment bound; another create reclaims the slot meanwhile.
+    let store = MemoryStore::new();
+    (0..MAX - 1).for_each(|_| {
+        create_one(&store, "alice");
+    });
+    let slow = new_key();
+    let slow_ops = operations_of(|s| {
+        (0..MAX - 1).for_each(|_| {
+            create_one(s, "alice");
+        });
+        Request::Create { user: "alice" }
+    });
+    // The slow create runs all but its two activation operations (watch, swap) and its
+    // clean-up; then the other request runs to completion at a later time; then the slow one.
+    let scheduler = Scheduler::new(
+        std::iter::repeat_n(0, slow_ops as usize - 2).chain(std::iter::repeat_n(1, 40)).collect(),
+        2,
+    );
+    let (slow_result, late_result) = std::thread::scope(|scope| {
+        let slow_handle = scope.spawn(|| {
+            let view = RequestView { store: &store, scheduler: &scheduler, me: 0, crash_after: None, done: Cell::new(0) };
+            let r = create_with(&view, "alice", &slow, MAX, NOW);
+            scheduler.finish(0);
+            r
+        });
+        let late_handle = scope.spawn(|| {
+            let view = RequestView { store: &store, scheduler: &scheduler, me: 1, crash_after: None, done: Cell::new(0) };
+            let r = create_with(&view, "alice", &new_key(), MAX, NOW + ABANDONED_AFTER_SECS);
+            scheduler.finish(1);
+            r
+        });
+        (slow_handle.join().unwrap(), late_handle.join().unwrap())
+    });
+    assert!(late_result.is_ok(), "{late_result:?}");
+    assert_eq!(slow_result, Err(ApiError::StoreUnavailable));
+    assert!(!verifies(&store, &slow.hash));
+    assert_invariants(&store, &["alice"], MAX as usize);
+}
+
+#[test]
+fn heads_written_by_redis_style_stores_keep_their_decimal_encoding() {
+    let store = MemoryStore::new();
+    let user = UserSpace::of("alice");
+    // Redis stores increments as decimal text: start alice's head that way.
+    store.set(&user.head, b"0").unwrap();
+    let first = create_one(&store, "alice");
+    let head = store.get(&user.head).unwrap().unwrap();
+    assert!(head.iter().all(u8::is_ascii_digit), "{head:?}");
+    create_one(&store, "alice");
+    delete(&store, "alice", &first.id).unwrap();
+    assert_eq!(listed_ids(&store, "alice").len(), 1);
+}
+
+#[test]
+fn head_encodings_round_trip_and_are_never_confused() {
+    for version in [0u64, 1, 9, 10, 12345678, 1 << 40] {
+        for encoding in [IntEncoding::LittleEndian, IntEncoding::Decimal] {
+            let decoded = Head::decode(&Head::encode(version, encoding)).unwrap();
+            assert_eq!((decoded.version, decoded.encoding), (version, encoding));
+        }
+    }
+    assert!(Head::decode(b"").is_err());
+    assert!(Head::decode(b"12x").is_err());
+    assert!(Head::decode(&[1, 2, 3]).is_err());
+}
+
+#[test]
+fn lowering_the_limit_keeps_existing_keys_and_refuses_new_ones() {
+    let store = MemoryStore::new();
+    (0..5).for_each(|_| {
+        create_one(&store, "alice");
+    });
+    assert_eq!(create_with(&store, "alice", &new_key(), 3, NOW), Err(ApiError::KeyLimitReached(3)));
+    assert_eq!(listed_ids(&store, "alice").len(), 5);
+}

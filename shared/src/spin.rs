@@ -1,0 +1,130 @@
+//! Spin glue, built only for WebAssembly: the `wasi:keyvalue` store, Spin variables, the clock
+//! and spin-sdk's HTTP types, behind the shared traits and types the rest of the crate uses.
+
+use crate::config::{Config, Variables};
+use crate::error::ApiError;
+use crate::http::Reply;
+use crate::jwt;
+use crate::store::{KeyValue, StoreError, Swap};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+
+/// The `default` key-value store through `wasi:keyvalue@0.2.0-draft2`, which every Spin
+/// backend implements (it has compare-and-swap; `spin_sdk::key_value::Store` has not).
+pub struct SpinStore {
+    bucket: store::Bucket,
+}
+
+impl SpinStore {
+    /// Opens the `default` store.
+    pub fn open() -> Result<SpinStore, StoreError> {
+        store::open("default").map(|bucket| SpinStore { bucket }).map_err(logged)
+    }
+}
+
+/// Store errors go to the component log (they hold no secrets) and are answered as 503.
+fn logged(error: store::Error) -> StoreError {
+    let text = format!("key-value store error: {error:?}");
+    eprintln!("{text}");
+    StoreError(text)
+}
+
+impl KeyValue for SpinStore {
+    type Cas = atomics::Cas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bucket.get(key).map_err(logged)
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // Backends answer only the keys they hold, in any order: put them back in ours.
+        let mut found = batch::get_many(&self.bucket, keys).map_err(logged)?;
+        Ok(keys
+            .iter()
+            .map(|key| found.iter().position(|(k, _)| k == key).and_then(|i| found.swap_remove(i).1))
+            .collect())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.bucket.set(key, value).map_err(logged)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.bucket.delete(key).map_err(logged)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(&self.bucket, key, delta).map_err(logged)
+    }
+
+    fn watch(&self, key: &str) -> Result<(atomics::Cas, Option<Vec<u8>>), StoreError> {
+        let cas = atomics::Cas::new(&self.bucket, key).map_err(logged)?;
+        let current = cas.current().map_err(logged)?;
+        Ok((cas, current))
+    }
+
+    fn swap(&self, cas: atomics::Cas, value: &[u8]) -> Result<Swap, StoreError> {
+        match atomics::swap(cas, value) {
+            Ok(()) => Ok(Swap::Done),
+            Err(atomics::CasError::CasFailed(_)) => Ok(Swap::Conflict),
+            Err(atomics::CasError::StoreError(error)) => Err(logged(error)),
+        }
+    }
+}
+
+/// Spin variables of the component; empty values count as unset.
+pub struct SpinVariables;
+
+impl Variables for SpinVariables {
+    fn get(&self, name: &str) -> Option<String> {
+        spin_sdk::variables::get(name).ok().filter(|value| !value.trim().is_empty())
+    }
+}
+
+/// The management functions' configuration; a bad value is logged and answered as 500.
+pub fn config() -> Result<Config, ApiError> {
+    Config::load(&SpinVariables).map_err(|error| {
+        eprintln!("configuration error: {}", error.0);
+        ApiError::Configuration
+    })
+}
+
+/// The user id of the request's bearer token, checked against `config`.
+pub fn authenticate(request: &Request, config: &Config) -> Result<String, ApiError> {
+    let token = jwt::bearer_token(header(request, "authorization")).map_err(ApiError::Unauthorized)?;
+    let expectations = jwt::Expectations {
+        secret: config.jwt_secret.as_bytes(),
+        issuer: config.jwt_issuer.as_deref(),
+        audience: config.jwt_audience.as_deref(),
+        now: now(),
+    };
+    jwt::verify(token, &expectations).map_err(ApiError::Unauthorized)
+}
+
+/// The request method as text (`GET`, `POST`, ...).
+pub fn method(request: &Request) -> String {
+    request.method().to_string()
+}
+
+/// The value of header `name` if it is present and valid UTF-8.
+pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request.header(name).and_then(|value| value.as_str())
+}
+
+/// Now, in Unix seconds, from `wasi:clocks/wall-clock`.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Turns a [`Reply`] into spin-sdk's response, with a JSON content type.
+pub fn respond(reply: Reply) -> Response {
+    let mut builder = Response::builder();
+    builder.status(reply.status).header("content-type", "application/json");
+    for (name, value) in &reply.headers {
+        builder.header(*name, value.as_str());
+    }
+    builder.body(reply.body_bytes()).build()
+}

@@ -1,0 +1,202 @@
+//! Validation of request bodies: every rule on names, scopes, ids and keys, in one place.
+//!
+//! Each function takes the raw body and returns a typed value or the [`ApiError`] whose stable
+//! code tells the client which field is wrong. Nothing here touches the store.
+
+use crate::error::ApiError;
+use crate::key;
+use serde_json::{Map, Value};
+
+/// Longest key name, in characters, after trimming.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A valid create request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CreateInput {
+    /// Trimmed name.
+    pub name: String,
+    /// Distinct, allowed scopes, in the order given.
+    pub scopes: Vec<String>,
+}
+
+/// A verify request presented in a JSON body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct VerifyInput {
+    /// The presented key, if the body had one.
+    pub key: Option<String>,
+    /// The scope the caller requires, if any.
+    pub scope: Option<String>,
+}
+
+/// Parses `{"name": ..., "scopes": [...]}` against the allowed scopes.
+pub fn create_input(body: &[u8], allowed_scopes: &[String]) -> Result<CreateInput, ApiError> {
+    let object = json_object(body)?;
+    Ok(CreateInput {
+        name: name(object.get("name"))?,
+        scopes: scopes(object.get("scopes"), allowed_scopes)?,
+    })
+}
+
+/// Parses `{"id": "key_..."}`.
+pub fn delete_input(body: &[u8]) -> Result<String, ApiError> {
+    let object = json_object(body)?;
+    match object.get("id").and_then(Value::as_str) {
+        Some(id) if key::is_valid_id(id) => Ok(id.to_owned()),
+        _ => Err(ApiError::InvalidId),
+    }
+}
+
+/// Parses `{"key": "...", "scope": "..."}`; a missing or non-string key is `None`, which
+/// verify answers like any other invalid key.
+pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
+    let object = json_object(body)?;
+    Ok(VerifyInput {
+        key: object.get("key").and_then(Value::as_str).map(str::to_owned),
+        scope: object.get("scope").and_then(Value::as_str).map(str::to_owned),
+    })
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::InvalidJson("The body must be a JSON object.".into())),
+        Err(_) => Err(ApiError::InvalidJson("The body is not valid JSON.".into())),
+    }
+}
+
+fn name(value: Option<&Value>) -> Result<String, ApiError> {
+    let Some(raw) = value.and_then(Value::as_str) else {
+        return Err(ApiError::InvalidName("`name` must be a string.".into()));
+    };
+    let trimmed = raw.trim();
+    let length = trimmed.chars().count();
+    if length == 0 || length > MAX_NAME_CHARS {
+        return Err(ApiError::InvalidName(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} characters after trimming."
+        )));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ApiError::InvalidName("`name` must not contain control characters.".into()));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn scopes(value: Option<&Value>, allowed: &[String]) -> Result<Vec<String>, ApiError> {
+    let invalid = |message: String| Err(ApiError::InvalidScopes(message));
+    let Some(items) = value.and_then(Value::as_array) else {
+        return invalid("`scopes` must be a list of strings.".into());
+    };
+    if items.is_empty() {
+        return invalid("`scopes` must name at least one scope.".into());
+    }
+    let mut scopes: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(scope) = item.as_str() else {
+            return invalid("`scopes` must contain only strings.".into());
+        };
+        if !allowed.iter().any(|a| a == scope) {
+            return invalid(format!("Unknown scope; allowed: {}.", allowed.join(", ")));
+        }
+        if scopes.iter().any(|s| s == scope) {
+            return invalid("`scopes` must not repeat a scope.".into());
+        }
+        scopes.push(scope.to_owned());
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> Vec<String> {
+        vec!["read".into(), "write".into(), "emails:send".into()]
+    }
+
+    fn create(body: &str) -> Result<CreateInput, ApiError> {
+        create_input(body.as_bytes(), &allowed())
+    }
+
+    fn code(result: Result<CreateInput, ApiError>) -> &'static str {
+        result.expect_err("should be refused").code()
+    }
+
+    #[test]
+    fn a_valid_create_is_trimmed_and_keeps_scope_order() {
+        let input = create(r#"{"name": "  CI deploy ", "scopes": ["write", "read"]}"#).unwrap();
+        assert_eq!(input, CreateInput { name: "CI deploy".into(), scopes: vec!["write".into(), "read".into()] });
+    }
+
+    #[test]
+    fn names_may_be_any_unicode_up_to_64_characters() {
+        let name = "日本語のキー🔑é".repeat(8); // 64 characters, many more bytes
+        assert_eq!(name.chars().count(), 64);
+        let input = create(&serde_json::json!({"name": name, "scopes": ["read"]}).to_string()).unwrap();
+        assert_eq!(input.name, name);
+    }
+
+    #[test]
+    fn bad_bodies_are_invalid_json() {
+        for body in ["", "not json", "[]", "\"name\"", "null", "{\"name\": \"a\",}"] {
+            assert_eq!(code(create(body)), "invalid_json", "{body:?}");
+        }
+    }
+
+    #[test]
+    fn bad_names_are_invalid_name() {
+        let long = "a".repeat(65);
+        for name in [
+            serde_json::json!(null),
+            serde_json::json!(5),
+            serde_json::json!(""),
+            serde_json::json!("   "),
+            serde_json::json!(long),
+            serde_json::json!("tab\there"),
+            serde_json::json!("new\nline"),
+            serde_json::json!("nul\u{0}"),
+            serde_json::json!("del\u{7f}"),
+        ] {
+            let body = serde_json::json!({"name": name, "scopes": ["read"]}).to_string();
+            assert_eq!(code(create(&body)), "invalid_name", "{body}");
+        }
+        assert_eq!(code(create(r#"{"scopes": ["read"]}"#)), "invalid_name");
+    }
+
+    #[test]
+    fn bad_scopes_are_invalid_scopes() {
+        for scopes in [
+            serde_json::json!(null),
+            serde_json::json!("read"),
+            serde_json::json!([]),
+            serde_json::json!(["read", "read"]),
+            serde_json::json!(["admin"]),
+            serde_json::json!(["READ"]),
+            serde_json::json!([1]),
+            serde_json::json!([["read"]]),
+        ] {
+            let body = serde_json::json!({"name": "n", "scopes": scopes}).to_string();
+            assert_eq!(code(create(&body)), "invalid_scopes", "{body}");
+        }
+        assert_eq!(code(create(r#"{"name": "n"}"#)), "invalid_scopes");
+    }
+
+    #[test]
+    fn delete_needs_a_key_id() {
+        let id = crate::key::generate("ak").unwrap().id;
+        assert_eq!(delete_input(format!(r#"{{"id": "{id}"}}"#).as_bytes()), Ok(id));
+        for body in [r#"{}"#, r#"{"id": 5}"#, r#"{"id": "nope"}"#, r#"{"id": ""}"#] {
+            assert_eq!(delete_input(body.as_bytes()), Err(ApiError::InvalidId), "{body}");
+        }
+        assert_eq!(delete_input(b"x").unwrap_err().code(), "invalid_json");
+    }
+
+    #[test]
+    fn verify_body_fields_are_optional_strings() {
+        assert_eq!(
+            verify_input(br#"{"key": "k", "scope": "read"}"#),
+            Ok(VerifyInput { key: Some("k".into()), scope: Some("read".into()) })
+        );
+        assert_eq!(verify_input(br#"{"key": 5}"#), Ok(VerifyInput { key: None, scope: None }));
+        assert_eq!(verify_input(b"[").unwrap_err().code(), "invalid_json");
+    }
+}

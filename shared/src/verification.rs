@@ -1,0 +1,164 @@
+//! What verify answers: how a key is presented (JSON body or forward-auth headers), and the
+//! three answers of the contract with the headers a gateway passes upstream.
+//!
+//! A malformed key, or one whose checksum does not match, is answered without opening the
+//! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
+
+use crate::http::{query_param, require_small_body, Reply};
+use crate::key;
+use crate::protocol::{self, KeyRecord};
+use crate::store::{KeyValue, StoreError};
+use crate::validate;
+use serde_json::json;
+
+/// A key presented for verification and the scope the caller requires.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Presentation {
+    pub key: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// The request as verify sees it.
+pub struct VerifyRequest<'a> {
+    pub method: &'a str,
+    pub x_api_key: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Finds the presented key. Forward-auth headers win over the body: a gateway forwards the
+/// client's own request, whose body belongs to the upstream API.
+pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
+    let from_header = request.x_api_key.map(str::trim).or_else(|| {
+        request.authorization.and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+    });
+    let query_scope = query_param(request.query, "scope").filter(|s| !s.is_empty());
+    if let Some(key) = from_header {
+        return Ok(Presentation { key: Some(key.to_owned()), scope: query_scope });
+    }
+    if request.method != "POST" || request.body.is_empty() {
+        return Ok(Presentation { key: None, scope: query_scope });
+    }
+    require_small_body(request.body).map_err(|_| refusal(413, "payload_too_large"))?;
+    let input = validate::verify_input(request.body).map_err(|_| refusal(400, "invalid_json"))?;
+    Ok(Presentation { key: input.key, scope: input.scope.or(query_scope) })
+}
+
+/// Answers a presentation; `open` is called only for a well-formed key.
+pub fn answer<S: KeyValue>(presented: Presentation, open: impl FnOnce() -> Result<S, StoreError>, now: i64) -> Reply {
+    // Shape and checksum first: a typo or a random string costs no store access.
+    let Some(hash) = presented.key.as_deref().and_then(key::parse) else {
+        return invalid_key();
+    };
+    let looked_up = open().and_then(|store| protocol::verify(&store, &hash, now));
+    match looked_up {
+        Err(_) => refusal(503, "store_unavailable").with_header("retry-after", "1"),
+        Ok(None) => invalid_key(),
+        Ok(Some(record)) => match presented.scope {
+            Some(scope) if !record.scopes.contains(&scope) => refusal(403, "insufficient_scope"),
+            _ => valid(&record),
+        },
+    }
+}
+
+fn valid(record: &KeyRecord) -> Reply {
+    Reply::json(
+        200,
+        json!({
+            "valid": true,
+            "user_id": record.user_id,
+            "key_id": record.key_id,
+            "name": record.name,
+            "scopes": record.scopes,
+        }),
+    )
+    .with_header("x-api-key-user", header_safe(&record.user_id))
+    .with_header("x-api-key-id", record.key_id.clone())
+    .with_header("x-api-key-scopes", record.scopes.join(","))
+}
+
+/// One answer for a missing, malformed, mistyped, unknown or deleted key.
+fn invalid_key() -> Reply {
+    refusal(401, "invalid_key").with_header("www-authenticate", "Bearer")
+}
+
+fn refusal(status: u16, code: &str) -> Reply {
+    Reply::json(status, json!({ "valid": false, "code": code }))
+}
+
+/// User ids may hold any Unicode; header values may not. Bytes outside visible ASCII, and `%`
+/// itself, are percent-encoded (as in URLs), so ASCII ids pass through unchanged.
+pub fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_graphic() && byte != b'%' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(method: &'a str, x_api_key: Option<&'a str>, authorization: Option<&'a str>, query: &'a str, body: &'a [u8]) -> VerifyRequest<'a> {
+        VerifyRequest { method, x_api_key, authorization, query, body }
+    }
+
+    #[test]
+    fn the_key_may_come_from_the_body() {
+        let p = presentation(&request("POST", None, None, "", br#"{"key": "k", "scope": "read"}"#)).unwrap();
+        assert_eq!(p, Presentation { key: Some("k".into()), scope: Some("read".into()) });
+    }
+
+    #[test]
+    fn forward_auth_headers_work_with_any_method_and_win_over_the_body() {
+        for method in ["GET", "POST", "DELETE", "PATCH", "HEAD"] {
+            let p = presentation(&request(method, None, Some("Bearer k1"), "scope=write", br#"{"key": "other"}"#)).unwrap();
+            assert_eq!(p, Presentation { key: Some("k1".into()), scope: Some("write".into()) });
+            let p = presentation(&request(method, Some("k2"), Some("Bearer k1"), "", b"")).unwrap();
+            assert_eq!(p, Presentation { key: Some("k2".into()), scope: None });
+        }
+    }
+
+    #[test]
+    fn no_key_anywhere_is_a_missing_key_not_an_error() {
+        assert_eq!(presentation(&request("GET", None, None, "", b"")).unwrap(), Presentation::default());
+        assert_eq!(presentation(&request("GET", None, Some("Basic abc"), "", b"")).unwrap(), Presentation::default());
+        assert_eq!(presentation(&request("POST", None, None, "", br#"{}"#)).unwrap().key, None);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_code() {
+        let bad = presentation(&request("POST", None, None, "", b"{nope")).unwrap_err();
+        assert_eq!((bad.status, bad.body["code"].as_str()), (400, Some("invalid_json")));
+        let big = vec![b' '; crate::http::MAX_BODY_BYTES + 1];
+        let too_big = presentation(&request("POST", None, None, "", &big)).unwrap_err();
+        assert_eq!((too_big.status, too_big.body["code"].as_str()), (413, Some("payload_too_large")));
+    }
+
+    #[test]
+    fn malformed_keys_never_open_the_store() {
+        for key in [None, Some(""), Some("garbage"), Some("ak_123")] {
+            let presented = Presentation { key: key.map(str::to_owned), scope: None };
+            let reply = answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0);
+            assert_eq!(reply.status, 401);
+            assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
+            assert!(reply.headers.contains(&("www-authenticate", "Bearer".into())));
+        }
+    }
+
+    #[test]
+    fn header_values_stay_ascii() {
+        assert_eq!(header_safe("user-42@example.com"), "user-42@example.com");
+        assert_eq!(header_safe("Zoë 1%"), "Zo%C3%AB%201%25");
+        assert_eq!(header_safe("a\r\nb"), "a%0D%0Ab");
+    }
+}
