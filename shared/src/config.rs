@@ -49,9 +49,14 @@ impl Config {
         let jwt_secret = vars
             .get("jwt_secret")
             .ok_or_else(|| ConfigError("jwt_secret is not set".into()))?;
-        let allowed_scopes =
-            parse_scopes(&vars.get("allowed_scopes").unwrap_or_else(|| DEFAULT_ALLOWED_SCOPES.into()))?;
-        let key_prefix = vars.get("key_prefix").unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+        let allowed_scopes = parse_scopes(
+            &vars
+                .get("allowed_scopes")
+                .unwrap_or_else(|| DEFAULT_ALLOWED_SCOPES.into()),
+        )?;
+        let key_prefix = vars
+            .get("key_prefix")
+            .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
         if !is_valid_prefix(&key_prefix) {
             return Err(ConfigError(format!(
                 "key_prefix must be 1-32 of [A-Za-z0-9_] not ending in _, got {key_prefix:?}"
@@ -65,7 +70,9 @@ impl Config {
                 .ok()
                 .filter(|n| (1..=MAX_KEYS_CEILING).contains(n))
                 .ok_or_else(|| {
-                    ConfigError(format!("max_keys_per_user must be 1-{MAX_KEYS_CEILING}, got {text:?}"))
+                    ConfigError(format!(
+                        "max_keys_per_user must be 1-{MAX_KEYS_CEILING}, got {text:?}"
+                    ))
                 })?,
         };
         Ok(Config {
@@ -83,14 +90,18 @@ impl Config {
 pub fn is_valid_scope_name(scope: &str) -> bool {
     !scope.is_empty()
         && scope.len() <= MAX_SCOPE_LEN
-        && scope.bytes().all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b))
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":._-".contains(&b))
 }
 
 fn parse_scopes(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for scope in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !is_valid_scope_name(scope) {
-            return Err(ConfigError(format!("allowed_scopes has an invalid scope {scope:?}")));
+            return Err(ConfigError(format!(
+                "allowed_scopes has an invalid scope {scope:?}"
+            )));
         }
         if !scopes.iter().any(|s| s == scope) {
             scopes.push(scope.to_owned());
@@ -110,7 +121,10 @@ mod tests {
     struct Map(HashMap<&'static str, &'static str>);
     impl Variables for Map {
         fn get(&self, name: &str) -> Option<String> {
-            self.0.get(name).filter(|v| !v.is_empty()).map(|v| v.to_string())
+            self.0
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.to_string())
         }
     }
 
@@ -138,7 +152,10 @@ mod tests {
     fn settings_are_read_and_checked() {
         let config = load(&[
             ("jwt_secret", "s"),
-            ("allowed_scopes", " emails:send , contacts:read,emails:send "),
+            (
+                "allowed_scopes",
+                " emails:send , contacts:read,emails:send ",
+            ),
             ("key_prefix", "zc_live"),
             ("max_keys_per_user", "5"),
             ("jwt_issuer", "iss"),
@@ -148,10 +165,18 @@ mod tests {
         assert_eq!(config.key_prefix, "zc_live");
         assert_eq!(config.max_keys_per_user, 5);
         assert_eq!(config.jwt_issuer.as_deref(), Some("iss"));
-        for bad in [("max_keys_per_user", "0"), ("max_keys_per_user", "101"), ("max_keys_per_user", "x")] {
+        for bad in [
+            ("max_keys_per_user", "0"),
+            ("max_keys_per_user", "101"),
+            ("max_keys_per_user", "x"),
+        ] {
             assert!(load(&[("jwt_secret", "s"), bad]).is_err(), "{bad:?}");
         }
-        for bad in [("key_prefix", "a-b"), ("allowed_scopes", "a b"), ("allowed_scopes", ",,")] {
+        for bad in [
+            ("key_prefix", "a-b"),
+            ("allowed_scopes", "a b"),
+            ("allowed_scopes", ",,"),
+        ] {
             assert!(load(&[("jwt_secret", "s"), bad]).is_err(), "{bad:?}");
         }
     }

@@ -133,7 +133,11 @@ mod tests {
             (ApiError::InvalidScopes("x".into()), 400, "invalid_scopes"),
             (ApiError::InvalidId, 400, "invalid_id"),
             (ApiError::KeyNotFound, 404, "key_not_found"),
-            (ApiError::MethodNotAllowed("POST"), 405, "method_not_allowed"),
+            (
+                ApiError::MethodNotAllowed("POST"),
+                405,
+                "method_not_allowed",
+            ),
             (ApiError::KeyLimitReached(20), 409, "key_limit_reached"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
             (ApiError::StoreUnavailable, 503, "store_unavailable"),
@@ -141,7 +145,9 @@ mod tests {
         for (error, status, code) in cases {
             assert_eq!(error.status(), status, "{error:?}");
             assert_eq!(error.body()["error"]["code"], code);
-            assert!(error.body()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(error.body()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
         }
     }
 
@@ -149,7 +155,10 @@ mod tests {
     fn unauthorized_hides_its_reason_and_asks_for_bearer() {
         let error = ApiError::Unauthorized("signature mismatch");
         assert!(!error.message().contains("signature"));
-        assert_eq!(error.headers(), vec![("www-authenticate", "Bearer".to_string())]);
+        assert_eq!(
+            error.headers(),
+            vec![("www-authenticate", "Bearer".to_string())]
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub struct Reply {
 impl Reply {
     /// A JSON reply with no extra headers.
     pub fn json(status: u16, body: Value) -> Reply {
-        Reply { status, headers: Vec::new(), body }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     /// Adds a response header.
@@ -29,7 +33,11 @@ impl Reply {
 
     /// The one mapping from an [`ApiError`] to what the client sees.
     pub fn from_error(error: &ApiError) -> Reply {
-        Reply { status: error.status(), headers: error.headers(), body: error.body() }
+        Reply {
+            status: error.status(),
+            headers: error.headers(),
+            body: error.body(),
+        }
     }
 
     /// Serialised body bytes.
@@ -66,7 +74,9 @@ pub fn require_small_body(body: &[u8]) -> Result<(), ApiError> {
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key)? == name).then(|| percent_decode(value)).flatten()
+        (percent_decode(key)? == name)
+            .then(|| percent_decode(value))
+            .flatten()
     })
 }
 
@@ -101,20 +111,32 @@ mod tests {
     #[test]
     fn bodies_up_to_16_kib_pass_and_larger_are_refused() {
         assert!(require_small_body(&vec![b' '; MAX_BODY_BYTES]).is_ok());
-        assert_eq!(require_small_body(&vec![b' '; MAX_BODY_BYTES + 1]), Err(ApiError::PayloadTooLarge));
+        assert_eq!(
+            require_small_body(&vec![b' '; MAX_BODY_BYTES + 1]),
+            Err(ApiError::PayloadTooLarge)
+        );
     }
 
     #[test]
     fn other_methods_get_405_naming_the_allowed_one() {
         assert!(require_method("POST", "POST").is_ok());
-        assert_eq!(require_method("GET", "POST"), Err(ApiError::MethodNotAllowed("POST")));
-        assert_eq!(require_method("post", "POST"), Err(ApiError::MethodNotAllowed("POST")));
+        assert_eq!(
+            require_method("GET", "POST"),
+            Err(ApiError::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            require_method("post", "POST"),
+            Err(ApiError::MethodNotAllowed("POST"))
+        );
     }
 
     #[test]
     fn query_parameters_are_found_and_decoded() {
         assert_eq!(query_param("scope=read", "scope").as_deref(), Some("read"));
-        assert_eq!(query_param("a=1&scope=emails%3Asend", "scope").as_deref(), Some("emails:send"));
+        assert_eq!(
+            query_param("a=1&scope=emails%3Asend", "scope").as_deref(),
+            Some("emails:send")
+        );
         assert_eq!(query_param("scopes=x", "scope"), None);
         assert_eq!(query_param("", "scope"), None);
         assert_eq!(query_param("scope=%zz", "scope"), None);

@@ -50,7 +50,10 @@ struct Claims {
 /// Extracts the token from an `Authorization` header value (`Bearer <token>`).
 pub fn bearer_token(authorization: Option<&str>) -> Result<&str, Refusal> {
     let value = authorization.ok_or("no Authorization header")?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or("malformed Authorization header")?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or("malformed Authorization header")?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err("Authorization scheme is not Bearer");
     }
@@ -73,14 +76,20 @@ pub fn verify(token: &str, expect: &Expectations) -> Result<String, Refusal> {
     if header.alg != "HS256" {
         return Err("algorithm is not HS256");
     }
-    let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| "undecodable signature")?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .map_err(|_| "undecodable signature")?;
     let mut mac = Hmac::<Sha256>::new_from_slice(expect.secret).map_err(|_| "unusable secret")?;
     mac.update(&token.as_bytes()[..header_b64.len() + 1 + claims_b64.len()]);
     mac.verify_slice(&signature).map_err(|_| "bad signature")?;
 
     // Only now, with the signature verified, are the claims worth reading.
     let claims: Claims = decode_json(claims_b64).ok_or("undecodable claims")?;
-    let exp = claims.exp.as_ref().and_then(numeric_date).ok_or("missing or invalid exp")?;
+    let exp = claims
+        .exp
+        .as_ref()
+        .and_then(numeric_date)
+        .ok_or("missing or invalid exp")?;
     if expect.now > exp.saturating_add(LEEWAY_SECONDS) {
         return Err("expired");
     }
@@ -98,14 +107,20 @@ pub fn verify(token: &str, expect: &Expectations) -> Result<String, Refusal> {
     if let Some(audience) = expect.audience {
         let matches = match claims.aud.as_ref() {
             Some(serde_json::Value::String(aud)) => aud == audience,
-            Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+            Some(serde_json::Value::Array(auds)) => {
+                auds.iter().any(|a| a.as_str() == Some(audience))
+            }
             _ => false,
         };
         if !matches {
             return Err("wrong audience");
         }
     }
-    let subject = claims.sub.as_ref().and_then(|v| v.as_str()).ok_or("missing sub")?;
+    let subject = claims
+        .sub
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .ok_or("missing sub")?;
     let length = subject.chars().count();
     if length == 0 || length > MAX_SUBJECT_CHARS {
         return Err("sub is empty or too long");
@@ -131,7 +146,9 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
 
 /// A JWT NumericDate: seconds since the epoch, possibly with a fraction (truncated).
 fn numeric_date(value: &serde_json::Value) -> Option<i64> {
-    value.as_i64().or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
 }
 
 #[cfg(test)]
@@ -143,7 +160,12 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn expect() -> Expectations<'static> {
-        Expectations { secret: SECRET, issuer: None, audience: None, now: NOW }
+        Expectations {
+            secret: SECRET,
+            issuer: None,
+            audience: None,
+            now: NOW,
+        }
     }
 
     fn token(claims: serde_json::Value) -> String {
@@ -155,7 +177,10 @@ mod tests {
         let p = URL_SAFE_NO_PAD.encode(claims.to_string());
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
         mac.update(format!("{h}.{p}").as_bytes());
-        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        format!(
+            "{h}.{p}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
     }
 
     #[test]
@@ -181,8 +206,16 @@ mod tests {
     #[test]
     fn other_algorithms_are_refused_even_when_signed_with_the_secret() {
         for alg in ["HS384", "HS512", "RS256", "ES256", "hs256"] {
-            let t = with_header(&format!(r#"{{"alg":"{alg}"}}"#), json!({"sub": "u", "exp": NOW + 60}), SECRET);
-            assert_eq!(verify(&t, &expect()), Err("algorithm is not HS256"), "{alg}");
+            let t = with_header(
+                &format!(r#"{{"alg":"{alg}"}}"#),
+                json!({"sub": "u", "exp": NOW + 60}),
+                SECRET,
+            );
+            assert_eq!(
+                verify(&t, &expect()),
+                Err("algorithm is not HS256"),
+                "{alg}"
+            );
         }
     }
 
@@ -194,9 +227,16 @@ mod tests {
         let (head, _) = good.rsplit_once('.').unwrap();
         assert!(verify(&format!("{head}.AAAA"), &expect()).is_err());
         // Claims swapped after signing.
-        let forged_claims = URL_SAFE_NO_PAD.encode(json!({"sub": "admin", "exp": NOW + 60}).to_string());
+        let forged_claims =
+            URL_SAFE_NO_PAD.encode(json!({"sub": "admin", "exp": NOW + 60}).to_string());
         let parts: Vec<&str> = good.split('.').collect();
-        assert_eq!(verify(&format!("{}.{forged_claims}.{}", parts[0], parts[2]), &expect()), Err("bad signature"));
+        assert_eq!(
+            verify(
+                &format!("{}.{forged_claims}.{}", parts[0], parts[2]),
+                &expect()
+            ),
+            Err("bad signature")
+        );
     }
 
     #[test]
@@ -211,7 +251,11 @@ mod tests {
     fn exp_is_required_and_numeric() {
         assert!(verify(&token(json!({"sub": "u"})), &expect()).is_err());
         assert!(verify(&token(json!({"sub": "u", "exp": "tomorrow"})), &expect()).is_err());
-        assert!(verify(&token(json!({"sub": "u", "exp": (NOW + 60) as f64 + 0.5})), &expect()).is_ok());
+        assert!(verify(
+            &token(json!({"sub": "u", "exp": (NOW + 60) as f64 + 0.5})),
+            &expect()
+        )
+        .is_ok());
     }
 
     #[test]
@@ -224,14 +268,25 @@ mod tests {
 
     #[test]
     fn issuer_and_audience_must_match_when_configured() {
-        let e = Expectations { issuer: Some("https://auth.example"), audience: Some("api-keys"), ..expect() };
-        let good = token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": "api-keys"}));
+        let e = Expectations {
+            issuer: Some("https://auth.example"),
+            audience: Some("api-keys"),
+            ..expect()
+        };
+        let good = token(
+            json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": "api-keys"}),
+        );
         assert!(verify(&good, &e).is_ok());
-        let in_array = token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": ["x", "api-keys"]}));
+        let in_array = token(
+            json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": ["x", "api-keys"]}),
+        );
         assert!(verify(&in_array, &e).is_ok());
-        let wrong_iss = token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://evil", "aud": "api-keys"}));
+        let wrong_iss =
+            token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://evil", "aud": "api-keys"}));
         assert_eq!(verify(&wrong_iss, &e), Err("wrong issuer"));
-        let wrong_aud = token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": "other"}));
+        let wrong_aud = token(
+            json!({"sub": "u", "exp": NOW + 60, "iss": "https://auth.example", "aud": "other"}),
+        );
         assert_eq!(verify(&wrong_aud, &e), Err("wrong audience"));
         let missing = token(json!({"sub": "u", "exp": NOW + 60}));
         assert!(verify(&missing, &e).is_err());
@@ -241,8 +296,14 @@ mod tests {
 
     #[test]
     fn sub_is_required_and_bounded() {
-        assert_eq!(verify(&token(json!({"exp": NOW + 60})), &expect()), Err("missing sub"));
-        assert_eq!(verify(&token(json!({"sub": 42, "exp": NOW + 60})), &expect()), Err("missing sub"));
+        assert_eq!(
+            verify(&token(json!({"exp": NOW + 60})), &expect()),
+            Err("missing sub")
+        );
+        assert_eq!(
+            verify(&token(json!({"sub": 42, "exp": NOW + 60})), &expect()),
+            Err("missing sub")
+        );
         assert!(verify(&token(json!({"sub": "", "exp": NOW + 60})), &expect()).is_err());
         let longest = "é".repeat(MAX_SUBJECT_CHARS);
         assert!(verify(&token(json!({"sub": longest, "exp": NOW + 60})), &expect()).is_ok());

@@ -41,7 +41,9 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
         && !prefix.ends_with('_')
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Generates a new key with `prefix` (which must satisfy [`is_valid_prefix`]).
@@ -71,7 +73,10 @@ pub fn parse(presented: &str) -> Option<String> {
     let prefix = presented.get(..checksum_start.checked_sub(1)?)?;
     let separator = presented.as_bytes()[checksum_start - 1];
     let body = presented.get(checksum_start..)?;
-    if separator != b'_' || !is_valid_prefix(prefix) || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if separator != b'_'
+        || !is_valid_prefix(prefix)
+        || !body.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return None;
     }
     let (unchecked, given) = presented.split_at(unchecked_len);
@@ -97,13 +102,21 @@ pub fn is_valid_id(id: &str) -> bool {
 
 fn preview(secret: &str) -> String {
     let prefix_end = secret.len() - RANDOM_CHARS - CHECKSUM_CHARS;
-    format!("{}...{}", &secret[..prefix_end], &secret[secret.len() - 4..])
+    format!(
+        "{}...{}",
+        &secret[..prefix_end],
+        &secret[secret.len() - 4..]
+    )
 }
 
 fn checksum(unchecked: &str) -> String {
     let crc = crc32fast::hash(unchecked.as_bytes());
     // base62 writes the shortest form; pad to a fixed width so the key length never varies.
-    format!("{:0>width$}", base62::encode_fmt(crc).to_string(), width = CHECKSUM_CHARS)
+    format!(
+        "{:0>width$}",
+        base62::encode_fmt(crc).to_string(),
+        width = CHECKSUM_CHARS
+    )
 }
 
 /// `len` characters drawn uniformly from the base62 alphabet by rejection sampling
@@ -141,14 +154,20 @@ mod tests {
             let key = generate(prefix).expect("random source");
             assert_eq!(parse(&key.secret), Some(key.hash.clone()));
             assert!(key.secret.starts_with(&format!("{prefix}_")));
-            assert_eq!(key.secret.len(), prefix.len() + 1 + RANDOM_CHARS + CHECKSUM_CHARS);
+            assert_eq!(
+                key.secret.len(),
+                prefix.len() + 1 + RANDOM_CHARS + CHECKSUM_CHARS
+            );
         }
     }
 
     #[test]
     fn keys_use_only_header_and_url_safe_characters() {
         let key = sample();
-        assert!(key.secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        assert!(key
+            .secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     }
 
     #[test]
@@ -165,7 +184,9 @@ mod tests {
 
     #[test]
     fn random_characters_cover_the_whole_alphabet() {
-        let text: String = (0..200).map(|_| random_base62(43).expect("random")).collect();
+        let text: String = (0..200)
+            .map(|_| random_base62(43).expect("random"))
+            .collect();
         for c in BASE62.iter() {
             assert!(text.as_bytes().contains(c), "{} never drawn", *c as char);
         }
@@ -182,7 +203,12 @@ mod tests {
                 }
                 bytes[position] = *replacement;
                 let changed = String::from_utf8(bytes).expect("ascii");
-                assert_eq!(parse(&changed), None, "change at {position} to {}", *replacement as char);
+                assert_eq!(
+                    parse(&changed),
+                    None,
+                    "change at {position} to {}",
+                    *replacement as char
+                );
             }
         }
     }

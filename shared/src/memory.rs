@@ -76,7 +76,10 @@ impl KeyValue for MemoryStore {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.operation()?;
-        self.data.lock().unwrap().insert(key.to_owned(), value.to_vec());
+        self.data
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 
@@ -92,7 +95,10 @@ impl KeyValue for MemoryStore {
         let current = match data.get(key) {
             None => 0,
             Some(bytes) => i64::from_le_bytes(
-                bytes.as_slice().try_into().expect("Spin's SQLite store panics: increment on a non-integer value"),
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .expect("Spin's SQLite store panics: increment on a non-integer value"),
             ),
         };
         data.insert(key.to_owned(), (current + delta).to_le_bytes().to_vec());
@@ -102,7 +108,13 @@ impl KeyValue for MemoryStore {
     fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
         self.operation()?;
         let seen = self.data.lock().unwrap().get(key).cloned();
-        Ok((MemoryCas { key: key.to_owned(), seen: seen.clone() }, seen))
+        Ok((
+            MemoryCas {
+                key: key.to_owned(),
+                seen: seen.clone(),
+            },
+            seen,
+        ))
     }
 
     fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
@@ -137,7 +149,10 @@ struct Plan {
 impl Scheduler {
     pub fn new(order: Vec<usize>, requests: usize) -> Scheduler {
         Scheduler {
-            state: Mutex::new(Plan { order: order.into(), finished: vec![false; requests] }),
+            state: Mutex::new(Plan {
+                order: order.into(),
+                finished: vec![false; requests],
+            }),
             turn: Condvar::new(),
         }
     }

@@ -182,17 +182,24 @@ struct Head {
 
 impl Head {
     fn decode(bytes: &[u8]) -> Result<Head, StoreError> {
-        let is_decimal = !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit);
+        let is_decimal =
+            !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit);
         // Versions stay far below 2^56, so an 8-byte little-endian one ends in a zero byte and is
         // never all ASCII digits: the two encodings cannot be confused.
         if is_decimal {
             let text = std::str::from_utf8(bytes).map_err(|_| corrupt("head"))?;
             let version = text.parse().map_err(|_| corrupt("head"))?;
-            Ok(Head { version, encoding: IntEncoding::Decimal })
+            Ok(Head {
+                version,
+                encoding: IntEncoding::Decimal,
+            })
         } else {
             let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt("head"))?;
             let version = u64::try_from(i64::from_le_bytes(array)).map_err(|_| corrupt("head"))?;
-            Ok(Head { version, encoding: IntEncoding::LittleEndian })
+            Ok(Head {
+                version,
+                encoding: IntEncoding::LittleEndian,
+            })
         }
     }
 
@@ -232,19 +239,31 @@ fn watch_head<S: KeyValue>(store: &S, user: &UserSpace) -> Result<(S::Cas, Head)
 
 /// Reads index `version`; `None` if it is gone because a concurrent writer moved on and removed
 /// it (the caller starts over from the head).
-fn read_index<S: KeyValue>(store: &S, user: &UserSpace, version: u64) -> Result<Option<Index>, StoreError> {
+fn read_index<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    version: u64,
+) -> Result<Option<Index>, StoreError> {
     if version == 0 {
         return Ok(Some(Index::default()));
     }
     match store.get(&user.index(version))? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| corrupt("index")),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| corrupt("index")),
         None => Ok(None),
     }
 }
 
 /// Writes `index` as a new version and swings the head to it. `Ok(false)`: the head moved since
 /// it was watched, nothing was published, retry.
-fn publish<S: KeyValue>(store: &S, user: &UserSpace, cas: S::Cas, head: Head, index: &Index) -> Result<bool, StoreError> {
+fn publish<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    cas: S::Cas,
+    head: Head,
+    index: &Index,
+) -> Result<bool, StoreError> {
     let number = store.increment(&user.seq, 1)?;
     let version = u64::try_from(number).map_err(|_| corrupt("seq"))?;
     let key = user.index(version);
@@ -304,7 +323,15 @@ pub fn create<S: KeyValue>(
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
     store.set(&record_key(key.hash), &pending)?;
-    let result = publish_and_activate(store, &UserSpace::of(user_id), &entry, &pending, &active, max_keys, now);
+    let result = publish_and_activate(
+        store,
+        &UserSpace::of(user_id),
+        &entry,
+        &pending,
+        &active,
+        max_keys,
+        now,
+    );
     if result.is_err() {
         // Best effort: whatever this fails to remove is pending or unlisted, so not live, and
         // reclaim removes it (see the module docs).
@@ -351,7 +378,12 @@ fn publish_and_activate<S: KeyValue>(
 }
 
 /// Turns the record from exactly `pending` into `active`; fails if it was deleted or revoked.
-fn activate<S: KeyValue>(store: &S, hash: &str, pending: &[u8], active: &[u8]) -> Result<(), ApiError> {
+fn activate<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    pending: &[u8],
+    active: &[u8],
+) -> Result<(), ApiError> {
     let (cas, current) = store.watch(&record_key(hash))?;
     // Comparing with the present pending bytes is what makes a concurrent delete or reclaim win
     // over this create; never swap after seeing the record absent (that would be an upsert).
@@ -376,7 +408,10 @@ fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<St
             Some(Some(r)) => match r.state {
                 KeyState::Active => false,
                 KeyState::Revoked => true,
-                KeyState::Pending => now - r.created_at >= ABANDONED_AFTER_SECS && revoke_pending(store, &entry.hash)?,
+                KeyState::Pending => {
+                    now - r.created_at >= ABANDONED_AFTER_SECS
+                        && revoke_pending(store, &entry.hash)?
+                }
             },
         };
         if reclaim {
@@ -416,17 +451,26 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
         if index.keys.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> =
-            index.keys.iter().flat_map(|e| [record_key(&e.hash), usage_key(&e.hash)]).collect();
+        let keys: Vec<String> = index
+            .keys
+            .iter()
+            .flat_map(|e| [record_key(&e.hash), usage_key(&e.hash)])
+            .collect();
         let values = store.get_many(&keys)?;
         let summaries = index
             .keys
             .into_iter()
             .zip(values.chunks(2))
             .filter(|(_, pair)| {
-                pair[0].as_deref().and_then(parse_record).is_some_and(|r| r.state == KeyState::Active && r.user_id == user_id)
+                pair[0]
+                    .as_deref()
+                    .and_then(parse_record)
+                    .is_some_and(|r| r.state == KeyState::Active && r.user_id == user_id)
             })
-            .map(|(entry, pair)| KeySummary { entry, last_used_at: pair[1].as_deref().and_then(parse_seconds) })
+            .map(|(entry, pair)| KeySummary {
+                entry,
+                last_used_at: pair[1].as_deref().and_then(parse_seconds),
+            })
             .collect();
         return Ok(summaries);
     }
@@ -448,7 +492,11 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
             // Gone from the index: either never ours, or a concurrent delete of the same id
             // published the removal after this request had already killed the key.
-            return if killed.is_some() { Ok(()) } else { Err(ApiError::KeyNotFound) };
+            return if killed.is_some() {
+                Ok(())
+            } else {
+                Err(ApiError::KeyNotFound)
+            };
         };
         let hash = index.keys.remove(position).hash;
         if killed.is_none() {
@@ -466,11 +514,21 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
 
 /// Looks a presented key up by its hash: the active record, or `None`. One read; a write to
 /// `used/<hash>` at most once per [`USAGE_GRANULARITY_SECS`], whose failure is ignored.
-pub fn verify<S: KeyValue>(store: &S, hash: &str, now: i64) -> Result<Option<KeyRecord>, StoreError> {
+pub fn verify<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    now: i64,
+) -> Result<Option<KeyRecord>, StoreError> {
     let usage = usage_key(hash);
-    let mut values = store.get_many(&[record_key(hash), usage.clone()])?.into_iter();
+    let mut values = store
+        .get_many(&[record_key(hash), usage.clone()])?
+        .into_iter();
     let (record, last_used) = (values.next().flatten(), values.next().flatten());
-    let Some(record) = record.as_deref().and_then(parse_record).filter(|r| r.state == KeyState::Active) else {
+    let Some(record) = record
+        .as_deref()
+        .and_then(parse_record)
+        .filter(|r| r.state == KeyState::Active)
+    else {
         return Ok(None);
     };
     let last_used = last_used.as_deref().and_then(parse_seconds);

@@ -18,16 +18,32 @@ struct Made {
 
 fn new_key() -> Made {
     let k = key::generate("ak").unwrap();
-    Made { secret: k.secret, hash: k.hash, id: k.id }
+    Made {
+        secret: k.secret,
+        hash: k.hash,
+        id: k.id,
+    }
 }
 
 fn scopes() -> Vec<String> {
     vec!["read".to_string()]
 }
 
-fn create_with<S: KeyValue>(store: &S, user: &str, made: &Made, max: u32, now: i64) -> Result<IndexEntry, ApiError> {
+fn create_with<S: KeyValue>(
+    store: &S,
+    user: &str,
+    made: &Made,
+    max: u32,
+    now: i64,
+) -> Result<IndexEntry, ApiError> {
     let scopes = scopes();
-    let record = NewKeyRecord { hash: &made.hash, id: &made.id, preview: "ak...test", name: "name", scopes: &scopes };
+    let record = NewKeyRecord {
+        hash: &made.hash,
+        id: &made.id,
+        preview: "ak...test",
+        name: "name",
+        scopes: &scopes,
+    };
     create(store, user, &record, max, now)
 }
 
@@ -42,7 +58,11 @@ fn verifies(store: &MemoryStore, hash: &str) -> bool {
 }
 
 fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {
-    list(store, user).expect("list").into_iter().map(|s| s.entry.id).collect()
+    list(store, user)
+        .expect("list")
+        .into_iter()
+        .map(|s| s.entry.id)
+        .collect()
 }
 
 /// The invariants of the module docs, checked on the whole store.
@@ -64,7 +84,11 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
         let listed = list(store, user).expect("list");
         assert!(listed.len() <= max, "{user} holds {} keys", listed.len());
         for summary in listed {
-            assert!(verifies(store, &summary.entry.hash), "listed key {} does not verify", summary.entry.id);
+            assert!(
+                verifies(store, &summary.entry.hash),
+                "listed key {} does not verify",
+                summary.entry.id
+            );
         }
     }
 }
@@ -73,7 +97,11 @@ fn assert_no_pending(store: &MemoryStore) {
     for (key, value) in store.snapshot() {
         if key.starts_with("apikeys/v1/key/") {
             let record = parse_record(&value).unwrap();
-            assert_ne!(record.state, KeyState::Pending, "half-made key left behind: {key}");
+            assert_ne!(
+                record.state,
+                KeyState::Pending,
+                "half-made key left behind: {key}"
+            );
         }
     }
 }
@@ -87,12 +115,18 @@ fn a_created_key_is_listed_verifies_and_is_gone_after_delete() {
     assert_eq!(listed[0].entry.id, made.id);
     assert_eq!(listed[0].last_used_at, None);
     let record = verify(&store, &made.hash, NOW).unwrap().expect("valid");
-    assert_eq!((record.user_id.as_str(), record.key_id.as_str()), ("alice", made.id.as_str()));
+    assert_eq!(
+        (record.user_id.as_str(), record.key_id.as_str()),
+        ("alice", made.id.as_str())
+    );
 
     delete(&store, "alice", &made.id).unwrap();
     assert!(!verifies(&store, &made.hash));
     assert!(list(&store, "alice").unwrap().is_empty());
-    assert_eq!(delete(&store, "alice", &made.id), Err(ApiError::KeyNotFound));
+    assert_eq!(
+        delete(&store, "alice", &made.id),
+        Err(ApiError::KeyNotFound)
+    );
 }
 
 #[test]
@@ -113,9 +147,15 @@ fn users_see_and_delete_only_their_own_keys() {
     let bobs = create_one(&store, "bob");
     assert_eq!(listed_ids(&store, "alice"), vec![alices.id.clone()]);
     assert_eq!(listed_ids(&store, "bob"), vec![bobs.id.clone()]);
-    assert_eq!(delete(&store, "bob", &alices.id), Err(ApiError::KeyNotFound));
+    assert_eq!(
+        delete(&store, "bob", &alices.id),
+        Err(ApiError::KeyNotFound)
+    );
     assert!(verifies(&store, &alices.hash));
-    assert_eq!(delete(&store, "carol", &alices.id), Err(ApiError::KeyNotFound));
+    assert_eq!(
+        delete(&store, "carol", &alices.id),
+        Err(ApiError::KeyNotFound)
+    );
 }
 
 #[test]
@@ -129,7 +169,10 @@ fn keys_are_listed_oldest_first() {
 fn the_limit_is_enforced_and_freed_by_delete() {
     let store = MemoryStore::new();
     let made: Vec<Made> = (0..MAX).map(|_| create_one(&store, "alice")).collect();
-    assert_eq!(create_with(&store, "alice", &new_key(), MAX, NOW), Err(ApiError::KeyLimitReached(MAX)));
+    assert_eq!(
+        create_with(&store, "alice", &new_key(), MAX, NOW),
+        Err(ApiError::KeyLimitReached(MAX))
+    );
     delete(&store, "alice", &made[3].id).unwrap();
     create_with(&store, "alice", &new_key(), MAX, NOW).expect("a slot was freed");
     assert_eq!(listed_ids(&store, "alice").len(), MAX as usize);
@@ -148,7 +191,10 @@ fn verify_records_last_use_at_most_hourly() {
     assert_eq!(store.ops() - before, 1, "within the hour: one read only");
     assert_eq!(list(&store, "alice").unwrap()[0].last_used_at, Some(NOW));
     verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS).unwrap();
-    assert_eq!(list(&store, "alice").unwrap()[0].last_used_at, Some(NOW + USAGE_GRANULARITY_SECS));
+    assert_eq!(
+        list(&store, "alice").unwrap()[0].last_used_at,
+        Some(NOW + USAGE_GRANULARITY_SECS)
+    );
 }
 
 #[test]
@@ -182,7 +228,13 @@ fn fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let created: Vec<&Made> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-    let refused = outcomes.iter().filter(|o| **o.as_ref().err().as_ref().unwrap_or(&&ApiError::Internal) == ApiError::KeyLimitReached(MAX)).count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| {
+            **o.as_ref().err().as_ref().unwrap_or(&&ApiError::Internal)
+                == ApiError::KeyLimitReached(MAX)
+        })
+        .count();
     assert_eq!(created.len(), MAX as usize);
     assert_eq!(refused, 50 - MAX as usize);
     let listed = listed_ids(&store, "alice");
@@ -231,7 +283,13 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
 
 /// Runs `requests` concurrently on `store`, their operations ordered by `plan`; request `i`
 /// dies after `crash_after[i]` operations if given.
-fn run_plan(store: &MemoryStore, requests: &[Request], plan: Vec<usize>, crash_after: &[Option<u64>], max: u32) -> Vec<Outcome> {
+fn run_plan(
+    store: &MemoryStore,
+    requests: &[Request],
+    plan: Vec<usize>,
+    crash_after: &[Option<u64>],
+    max: u32,
+) -> Vec<Outcome> {
     let scheduler = Scheduler::new(plan, requests.len());
     std::thread::scope(|scope| {
         let handles: Vec<_> = requests
@@ -241,14 +299,23 @@ fn run_plan(store: &MemoryStore, requests: &[Request], plan: Vec<usize>, crash_a
                 let scheduler = &scheduler;
                 let crash = crash_after.get(me).copied().flatten();
                 scope.spawn(move || {
-                    let view = RequestView { store, scheduler, me, crash_after: crash, done: Cell::new(0) };
+                    let view = RequestView {
+                        store,
+                        scheduler,
+                        me,
+                        crash_after: crash,
+                        done: Cell::new(0),
+                    };
                     let outcome = perform(request, &view, max, NOW);
                     scheduler.finish(me);
                     outcome
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request thread"))
+            .collect()
     })
 }
 
@@ -279,14 +346,24 @@ fn assert_outcomes(store: &MemoryStore, outcomes: &[Outcome], deleted_hashes: &[
                     matches!(o, Outcome::Deleted(id, Ok(())) if deleted_hashes.iter().any(|(i, h)| i == id && h == hash))
                 });
                 if !deleted_after {
-                    assert!(verifies(store, hash), "a create answered 201 but its key does not verify");
+                    assert!(
+                        verifies(store, hash),
+                        "a create answered 201 but its key does not verify"
+                    );
                 }
             }
             Outcome::Created(hash, Err(e)) => {
-                assert!(!verifies(store, hash), "a create answered {e:?} but its key verifies");
+                assert!(
+                    !verifies(store, hash),
+                    "a create answered {e:?} but its key verifies"
+                );
             }
             Outcome::Deleted(id, Ok(())) => {
-                let hash = &deleted_hashes.iter().find(|(i, _)| i == id).expect("known id").1;
+                let hash = &deleted_hashes
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .expect("known id")
+                    .1;
                 assert!(!verifies(store, hash), "a deleted key still verifies");
             }
             _ => {}
@@ -301,14 +378,26 @@ fn check_all_interleavings(existing: u32, make: impl Fn(&[Made]) -> [Request; 2]
         let store = MemoryStore::new();
         let made: Vec<Made> = (0..existing).map(|_| create_one(&store, "alice")).collect();
         let requests = make(&made);
-        let known: Vec<(String, String)> = made.iter().map(|m| (m.id.clone(), m.hash.clone())).collect();
+        let known: Vec<(String, String)> = made
+            .iter()
+            .map(|m| (m.id.clone(), m.hash.clone()))
+            .collect();
         let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
         assert_outcomes(&store, &outcomes, &known);
         assert_invariants(&store, &["alice", "bob"], MAX as usize);
         assert_no_pending(&store);
-        let created = outcomes.iter().filter(|o| matches!(o, Outcome::Created(_, Ok(_)))).count();
-        let creates = requests.iter().filter(|r| matches!(r, Request::Create { .. })).count();
-        let deletes_ok = outcomes.iter().filter(|o| matches!(o, Outcome::Deleted(_, Ok(())))).count();
+        let created = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Created(_, Ok(_))))
+            .count();
+        let creates = requests
+            .iter()
+            .filter(|r| matches!(r, Request::Create { .. }))
+            .count();
+        let deletes_ok = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Deleted(_, Ok(()))))
+            .count();
         let room = (MAX - existing) as usize + deletes_ok;
         if requests.iter().any(|r| matches!(r, Request::Delete { .. })) {
             // A create that ran before the delete freed a slot may rightly have been refused.
@@ -321,54 +410,113 @@ fn check_all_interleavings(existing: u32, make: impl Fn(&[Made]) -> [Request; 2]
 
 #[test]
 fn two_first_creates_of_a_new_user_both_land_in_every_interleaving() {
-    check_all_interleavings(0, |_| [Request::Create { user: "alice" }, Request::Create { user: "alice" }]);
+    check_all_interleavings(0, |_| {
+        [
+            Request::Create { user: "alice" },
+            Request::Create { user: "alice" },
+        ]
+    });
 }
 
 #[test]
 fn two_creates_racing_for_the_last_slot_give_one_key_in_every_interleaving() {
-    check_all_interleavings(MAX - 1, |_| [Request::Create { user: "alice" }, Request::Create { user: "alice" }]);
+    check_all_interleavings(MAX - 1, |_| {
+        [
+            Request::Create { user: "alice" },
+            Request::Create { user: "alice" },
+        ]
+    });
 }
 
 #[test]
 fn a_create_racing_a_delete_keeps_every_invariant() {
-    check_all_interleavings(3, |made| [Request::Create { user: "alice" }, Request::Delete { user: "alice", id: made[1].id.clone() }]);
+    check_all_interleavings(3, |made| {
+        [
+            Request::Create { user: "alice" },
+            Request::Delete {
+                user: "alice",
+                id: made[1].id.clone(),
+            },
+        ]
+    });
 }
 
 #[test]
 fn a_create_at_the_limit_racing_a_delete_keeps_every_invariant() {
-    check_all_interleavings(MAX, |made| [Request::Create { user: "alice" }, Request::Delete { user: "alice", id: made[0].id.clone() }]);
+    check_all_interleavings(MAX, |made| {
+        [
+            Request::Create { user: "alice" },
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+        ]
+    });
 }
 
 #[test]
 fn two_deletes_of_the_same_key_both_leave_it_dead() {
     check_all_interleavings(2, |made| {
         let id = made[0].id.clone();
-        [Request::Delete { user: "alice", id: id.clone() }, Request::Delete { user: "alice", id }]
+        [
+            Request::Delete {
+                user: "alice",
+                id: id.clone(),
+            },
+            Request::Delete { user: "alice", id },
+        ]
     });
 }
 
 #[test]
 fn two_deletes_of_different_keys_remove_both() {
     check_all_interleavings(3, |made| {
-        [Request::Delete { user: "alice", id: made[0].id.clone() }, Request::Delete { user: "alice", id: made[2].id.clone() }]
+        [
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+            Request::Delete {
+                user: "alice",
+                id: made[2].id.clone(),
+            },
+        ]
     });
 }
 
 #[test]
 fn a_delete_racing_a_verify_kills_the_key() {
     check_all_interleavings(1, |made| {
-        [Request::Delete { user: "alice", id: made[0].id.clone() }, Request::Verify { hash: made[0].hash.clone() }]
+        [
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+            Request::Verify {
+                hash: made[0].hash.clone(),
+            },
+        ]
     });
 }
 
 #[test]
 fn creates_of_two_users_do_not_interfere() {
-    check_all_interleavings(0, |_| [Request::Create { user: "alice" }, Request::Create { user: "bob" }]);
+    check_all_interleavings(0, |_| {
+        [
+            Request::Create { user: "alice" },
+            Request::Create { user: "bob" },
+        ]
+    });
 }
 
 #[test]
 fn a_list_racing_a_create_keeps_every_invariant() {
-    check_all_interleavings(2, |_| [Request::List { user: "alice" }, Request::Create { user: "alice" }]);
+    check_all_interleavings(2, |_| {
+        [
+            Request::List { user: "alice" },
+            Request::Create { user: "alice" },
+        ]
+    });
 }
 
 /// Counts the operations a request performs on a quiet store.
@@ -380,7 +528,9 @@ fn operations_of(setup: impl Fn(&MemoryStore) -> Request) -> u64 {
     store.ops() - before
 }
 
-fn check_failure_at_every_operation(setup: impl Fn(&MemoryStore) -> (Request, Vec<(String, String)>)) {
+fn check_failure_at_every_operation(
+    setup: impl Fn(&MemoryStore) -> (Request, Vec<(String, String)>),
+) {
     let operations = operations_of(|s| setup(s).0);
     assert!(operations >= 3);
     for n in 1..=operations {
@@ -389,7 +539,9 @@ fn check_failure_at_every_operation(setup: impl Fn(&MemoryStore) -> (Request, Ve
         store.fail_nth(n);
         let outcome = perform(&request, &store, MAX, NOW);
         match &outcome {
-            Outcome::Created(_, Err(e)) | Outcome::Deleted(_, Err(e)) => assert_eq!(*e, ApiError::StoreUnavailable, "op {n}"),
+            Outcome::Created(_, Err(e)) | Outcome::Deleted(_, Err(e)) => {
+                assert_eq!(*e, ApiError::StoreUnavailable, "op {n}")
+            }
             _ => {}
         }
         assert_outcomes(&store, std::slice::from_ref(&outcome), &known);
@@ -398,11 +550,20 @@ fn check_failure_at_every_operation(setup: impl Fn(&MemoryStore) -> (Request, Ve
         // The user can go on: the same request again succeeds.
         match (&request, &outcome) {
             (Request::Create { .. }, Outcome::Created(_, Err(_))) => {
-                assert!(matches!(perform(&request, &store, MAX, NOW), Outcome::Created(_, Ok(_))), "retry after op {n}")
+                assert!(
+                    matches!(
+                        perform(&request, &store, MAX, NOW),
+                        Outcome::Created(_, Ok(_))
+                    ),
+                    "retry after op {n}"
+                )
             }
             (Request::Delete { .. }, Outcome::Deleted(_, Err(_))) => {
                 let retry = perform(&request, &store, MAX, NOW);
-                assert!(matches!(retry, Outcome::Deleted(_, Ok(()))), "retry after op {n}: {retry:?}");
+                assert!(
+                    matches!(retry, Outcome::Deleted(_, Ok(()))),
+                    "retry after op {n}: {retry:?}"
+                );
             }
             _ => {}
         }
@@ -438,8 +599,17 @@ fn a_store_failure_at_any_operation_of_a_create_at_the_limit_with_a_dead_slot_re
 fn a_store_failure_at_any_operation_of_a_delete_leaves_a_retry_that_succeeds() {
     check_failure_at_every_operation(|store| {
         let made: Vec<Made> = (0..3).map(|_| create_one(store, "alice")).collect();
-        let known = made.iter().map(|m| (m.id.clone(), m.hash.clone())).collect();
-        (Request::Delete { user: "alice", id: made[1].id.clone() }, known)
+        let known = made
+            .iter()
+            .map(|m| (m.id.clone(), m.hash.clone()))
+            .collect();
+        (
+            Request::Delete {
+                user: "alice",
+                id: made[1].id.clone(),
+            },
+            known,
+        )
     });
 }
 
@@ -449,7 +619,11 @@ fn list_answers_503_when_the_store_fails() {
     create_one(&store, "alice");
     for n in 1..=3 {
         store.fail_nth(n);
-        assert_eq!(list(&store, "alice"), Err(ApiError::StoreUnavailable), "op {n}");
+        assert_eq!(
+            list(&store, "alice"),
+            Err(ApiError::StoreUnavailable),
+            "op {n}"
+        );
     }
     assert_eq!(listed_ids(&store, "alice").len(), 1);
 }
@@ -467,17 +641,28 @@ fn a_create_that_dies_after_any_operation_blocks_its_slot_for_a_bounded_time_onl
         (0..MAX - 1).for_each(|_| {
             create_one(&store, "alice");
         });
-        let outcomes = run_plan(&store, &[Request::Create { user: "alice" }], vec![], &[Some(died_after)], MAX);
+        let outcomes = run_plan(
+            &store,
+            &[Request::Create { user: "alice" }],
+            vec![],
+            &[Some(died_after)],
+            MAX,
+        );
         assert!(matches!(outcomes[0], Outcome::Created(_, Err(_))));
         assert_invariants(&store, &["alice"], MAX as usize);
 
         // Right away the slot may still be held by the dead create...
         let soon = create_with(&store, "alice", &new_key(), MAX, NOW + 1);
-        assert!(matches!(soon, Ok(_) | Err(ApiError::KeyLimitReached(_))), "{soon:?}");
+        assert!(
+            matches!(soon, Ok(_) | Err(ApiError::KeyLimitReached(_))),
+            "{soon:?}"
+        );
         if soon.is_err() {
             // ...but never for longer than the stated bound.
             create_with(&store, "alice", &new_key(), MAX, NOW + ABANDONED_AFTER_SECS)
-                .unwrap_or_else(|e| panic!("still blocked after the bound (died after {died_after}): {e:?}"));
+                .unwrap_or_else(|e| {
+                    panic!("still blocked after the bound (died after {died_after}): {e:?}")
+                });
         }
         assert_eq!(listed_ids(&store, "alice").len(), MAX as usize);
         assert_invariants(&store, &["alice"], MAX as usize);
@@ -504,18 +689,32 @@ fn a_slow_create_whose_slot_was_reclaimed_never_becomes_live() {
     // The slow create runs all but its two activation operations (watch, swap) and its
     // clean-up; then the other request runs to completion at a later time; then the slow one.
     let scheduler = Scheduler::new(
-        std::iter::repeat_n(0, slow_ops as usize - 2).chain(std::iter::repeat_n(1, 40)).collect(),
+        std::iter::repeat_n(0, slow_ops as usize - 2)
+            .chain(std::iter::repeat_n(1, 40))
+            .collect(),
         2,
     );
     let (slow_result, late_result) = std::thread::scope(|scope| {
         let slow_handle = scope.spawn(|| {
-            let view = RequestView { store: &store, scheduler: &scheduler, me: 0, crash_after: None, done: Cell::new(0) };
+            let view = RequestView {
+                store: &store,
+                scheduler: &scheduler,
+                me: 0,
+                crash_after: None,
+                done: Cell::new(0),
+            };
             let r = create_with(&view, "alice", &slow, MAX, NOW);
             scheduler.finish(0);
             r
         });
         let late_handle = scope.spawn(|| {
-            let view = RequestView { store: &store, scheduler: &scheduler, me: 1, crash_after: None, done: Cell::new(0) };
+            let view = RequestView {
+                store: &store,
+                scheduler: &scheduler,
+                me: 1,
+                crash_after: None,
+                done: Cell::new(0),
+            };
             let r = create_with(&view, "alice", &new_key(), MAX, NOW + ABANDONED_AFTER_SECS);
             scheduler.finish(1);
             r
@@ -561,6 +760,9 @@ fn lowering_the_limit_keeps_existing_keys_and_refuses_new_ones() {
     (0..5).for_each(|_| {
         create_one(&store, "alice");
     });
-    assert_eq!(create_with(&store, "alice", &new_key(), 3, NOW), Err(ApiError::KeyLimitReached(3)));
+    assert_eq!(
+        create_with(&store, "alice", &new_key(), 3, NOW),
+        Err(ApiError::KeyLimitReached(3))
+    );
     assert_eq!(listed_ids(&store, "alice").len(), 5);
 }

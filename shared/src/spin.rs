@@ -18,7 +18,9 @@ pub struct SpinStore {
 impl SpinStore {
     /// Opens the `default` store.
     pub fn open() -> Result<SpinStore, StoreError> {
-        store::open("default").map(|bucket| SpinStore { bucket }).map_err(logged)
+        store::open("default")
+            .map(|bucket| SpinStore { bucket })
+            .map_err(logged)
     }
 }
 
@@ -41,7 +43,12 @@ impl KeyValue for SpinStore {
         let mut found = batch::get_many(&self.bucket, keys).map_err(logged)?;
         Ok(keys
             .iter()
-            .map(|key| found.iter().position(|(k, _)| k == key).and_then(|i| found.swap_remove(i).1))
+            .map(|key| {
+                found
+                    .iter()
+                    .position(|(k, _)| k == key)
+                    .and_then(|i| found.swap_remove(i).1)
+            })
             .collect())
     }
 
@@ -77,7 +84,9 @@ pub struct SpinVariables;
 
 impl Variables for SpinVariables {
     fn get(&self, name: &str) -> Option<String> {
-        spin_sdk::variables::get(name).ok().filter(|value| !value.trim().is_empty())
+        spin_sdk::variables::get(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
     }
 }
 
@@ -91,7 +100,8 @@ pub fn config() -> Result<Config, ApiError> {
 
 /// The user id of the request's bearer token, checked against `config`.
 pub fn authenticate(request: &Request, config: &Config) -> Result<String, ApiError> {
-    let token = jwt::bearer_token(header(request, "authorization")).map_err(ApiError::Unauthorized)?;
+    let token =
+        jwt::bearer_token(header(request, "authorization")).map_err(ApiError::Unauthorized)?;
     let expectations = jwt::Expectations {
         secret: config.jwt_secret.as_bytes(),
         issuer: config.jwt_issuer.as_deref(),
@@ -122,7 +132,9 @@ pub fn now() -> i64 {
 /// Turns a [`Reply`] into spin-sdk's response, with a JSON content type.
 pub fn respond(reply: Reply) -> Response {
     let mut builder = Response::builder();
-    builder.status(reply.status).header("content-type", "application/json");
+    builder
+        .status(reply.status)
+        .header("content-type", "application/json");
     for (name, value) in &reply.headers {
         builder.header(*name, value.as_str());
     }

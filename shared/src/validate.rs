@@ -52,14 +52,19 @@ pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
     let object = json_object(body)?;
     Ok(VerifyInput {
         key: object.get("key").and_then(Value::as_str).map(str::to_owned),
-        scope: object.get("scope").and_then(Value::as_str).map(str::to_owned),
+        scope: object
+            .get("scope")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::InvalidJson("The body must be a JSON object.".into())),
+        Ok(_) => Err(ApiError::InvalidJson(
+            "The body must be a JSON object.".into(),
+        )),
         Err(_) => Err(ApiError::InvalidJson("The body is not valid JSON.".into())),
     }
 }
@@ -76,7 +81,9 @@ fn name(value: Option<&Value>) -> Result<String, ApiError> {
         )));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(ApiError::InvalidName("`name` must not contain control characters.".into()));
+        return Err(ApiError::InvalidName(
+            "`name` must not contain control characters.".into(),
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -124,20 +131,34 @@ mod tests {
     #[test]
     fn a_valid_create_is_trimmed_and_keeps_scope_order() {
         let input = create(r#"{"name": "  CI deploy ", "scopes": ["write", "read"]}"#).unwrap();
-        assert_eq!(input, CreateInput { name: "CI deploy".into(), scopes: vec!["write".into(), "read".into()] });
+        assert_eq!(
+            input,
+            CreateInput {
+                name: "CI deploy".into(),
+                scopes: vec!["write".into(), "read".into()]
+            }
+        );
     }
 
     #[test]
     fn names_may_be_any_unicode_up_to_64_characters() {
         let name = "日本語のキー🔑é".repeat(8); // 64 characters, many more bytes
         assert_eq!(name.chars().count(), 64);
-        let input = create(&serde_json::json!({"name": name, "scopes": ["read"]}).to_string()).unwrap();
+        let input =
+            create(&serde_json::json!({"name": name, "scopes": ["read"]}).to_string()).unwrap();
         assert_eq!(input.name, name);
     }
 
     #[test]
     fn bad_bodies_are_invalid_json() {
-        for body in ["", "not json", "[]", "\"name\"", "null", "{\"name\": \"a\",}"] {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            "\"name\"",
+            "null",
+            "{\"name\": \"a\",}",
+        ] {
             assert_eq!(code(create(body)), "invalid_json", "{body:?}");
         }
     }
@@ -183,9 +204,21 @@ mod tests {
     #[test]
     fn delete_needs_a_key_id() {
         let id = crate::key::generate("ak").unwrap().id;
-        assert_eq!(delete_input(format!(r#"{{"id": "{id}"}}"#).as_bytes()), Ok(id));
-        for body in [r#"{}"#, r#"{"id": 5}"#, r#"{"id": "nope"}"#, r#"{"id": ""}"#] {
-            assert_eq!(delete_input(body.as_bytes()), Err(ApiError::InvalidId), "{body}");
+        assert_eq!(
+            delete_input(format!(r#"{{"id": "{id}"}}"#).as_bytes()),
+            Ok(id)
+        );
+        for body in [
+            r#"{}"#,
+            r#"{"id": 5}"#,
+            r#"{"id": "nope"}"#,
+            r#"{"id": ""}"#,
+        ] {
+            assert_eq!(
+                delete_input(body.as_bytes()),
+                Err(ApiError::InvalidId),
+                "{body}"
+            );
         }
         assert_eq!(delete_input(b"x").unwrap_err().code(), "invalid_json");
     }
@@ -194,9 +227,18 @@ mod tests {
     fn verify_body_fields_are_optional_strings() {
         assert_eq!(
             verify_input(br#"{"key": "k", "scope": "read"}"#),
-            Ok(VerifyInput { key: Some("k".into()), scope: Some("read".into()) })
+            Ok(VerifyInput {
+                key: Some("k".into()),
+                scope: Some("read".into())
+            })
         );
-        assert_eq!(verify_input(br#"{"key": 5}"#), Ok(VerifyInput { key: None, scope: None }));
+        assert_eq!(
+            verify_input(br#"{"key": 5}"#),
+            Ok(VerifyInput {
+                key: None,
+                scope: None
+            })
+        );
         assert_eq!(verify_input(b"[").unwrap_err().code(), "invalid_json");
     }
 }

@@ -38,18 +38,31 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
     });
     let query_scope = query_param(request.query, "scope").filter(|s| !s.is_empty());
     if let Some(key) = from_header {
-        return Ok(Presentation { key: Some(key.to_owned()), scope: query_scope });
+        return Ok(Presentation {
+            key: Some(key.to_owned()),
+            scope: query_scope,
+        });
     }
     if request.method != "POST" || request.body.is_empty() {
-        return Ok(Presentation { key: None, scope: query_scope });
+        return Ok(Presentation {
+            key: None,
+            scope: query_scope,
+        });
     }
     require_small_body(request.body).map_err(|_| refusal(413, "payload_too_large"))?;
     let input = validate::verify_input(request.body).map_err(|_| refusal(400, "invalid_json"))?;
-    Ok(Presentation { key: input.key, scope: input.scope.or(query_scope) })
+    Ok(Presentation {
+        key: input.key,
+        scope: input.scope.or(query_scope),
+    })
 }
 
 /// Answers a presentation; `open` is called only for a well-formed key.
-pub fn answer<S: KeyValue>(presented: Presentation, open: impl FnOnce() -> Result<S, StoreError>, now: i64) -> Reply {
+pub fn answer<S: KeyValue>(
+    presented: Presentation,
+    open: impl FnOnce() -> Result<S, StoreError>,
+    now: i64,
+) -> Reply {
     // Shape and checksum first: a typo or a random string costs no store access.
     let Some(hash) = presented.key.as_deref().and_then(key::parse) else {
         return invalid_key();
@@ -108,50 +121,117 @@ pub fn header_safe(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn request<'a>(method: &'a str, x_api_key: Option<&'a str>, authorization: Option<&'a str>, query: &'a str, body: &'a [u8]) -> VerifyRequest<'a> {
-        VerifyRequest { method, x_api_key, authorization, query, body }
+    fn request<'a>(
+        method: &'a str,
+        x_api_key: Option<&'a str>,
+        authorization: Option<&'a str>,
+        query: &'a str,
+        body: &'a [u8],
+    ) -> VerifyRequest<'a> {
+        VerifyRequest {
+            method,
+            x_api_key,
+            authorization,
+            query,
+            body,
+        }
     }
 
     #[test]
     fn the_key_may_come_from_the_body() {
-        let p = presentation(&request("POST", None, None, "", br#"{"key": "k", "scope": "read"}"#)).unwrap();
-        assert_eq!(p, Presentation { key: Some("k".into()), scope: Some("read".into()) });
+        let p = presentation(&request(
+            "POST",
+            None,
+            None,
+            "",
+            br#"{"key": "k", "scope": "read"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            p,
+            Presentation {
+                key: Some("k".into()),
+                scope: Some("read".into())
+            }
+        );
     }
 
     #[test]
     fn forward_auth_headers_work_with_any_method_and_win_over_the_body() {
         for method in ["GET", "POST", "DELETE", "PATCH", "HEAD"] {
-            let p = presentation(&request(method, None, Some("Bearer k1"), "scope=write", br#"{"key": "other"}"#)).unwrap();
-            assert_eq!(p, Presentation { key: Some("k1".into()), scope: Some("write".into()) });
+            let p = presentation(&request(
+                method,
+                None,
+                Some("Bearer k1"),
+                "scope=write",
+                br#"{"key": "other"}"#,
+            ))
+            .unwrap();
+            assert_eq!(
+                p,
+                Presentation {
+                    key: Some("k1".into()),
+                    scope: Some("write".into())
+                }
+            );
             let p = presentation(&request(method, Some("k2"), Some("Bearer k1"), "", b"")).unwrap();
-            assert_eq!(p, Presentation { key: Some("k2".into()), scope: None });
+            assert_eq!(
+                p,
+                Presentation {
+                    key: Some("k2".into()),
+                    scope: None
+                }
+            );
         }
     }
 
     #[test]
     fn no_key_anywhere_is_a_missing_key_not_an_error() {
-        assert_eq!(presentation(&request("GET", None, None, "", b"")).unwrap(), Presentation::default());
-        assert_eq!(presentation(&request("GET", None, Some("Basic abc"), "", b"")).unwrap(), Presentation::default());
-        assert_eq!(presentation(&request("POST", None, None, "", br#"{}"#)).unwrap().key, None);
+        assert_eq!(
+            presentation(&request("GET", None, None, "", b"")).unwrap(),
+            Presentation::default()
+        );
+        assert_eq!(
+            presentation(&request("GET", None, Some("Basic abc"), "", b"")).unwrap(),
+            Presentation::default()
+        );
+        assert_eq!(
+            presentation(&request("POST", None, None, "", br#"{}"#))
+                .unwrap()
+                .key,
+            None
+        );
     }
 
     #[test]
     fn bad_bodies_are_refused_with_a_code() {
         let bad = presentation(&request("POST", None, None, "", b"{nope")).unwrap_err();
-        assert_eq!((bad.status, bad.body["code"].as_str()), (400, Some("invalid_json")));
+        assert_eq!(
+            (bad.status, bad.body["code"].as_str()),
+            (400, Some("invalid_json"))
+        );
         let big = vec![b' '; crate::http::MAX_BODY_BYTES + 1];
         let too_big = presentation(&request("POST", None, None, "", &big)).unwrap_err();
-        assert_eq!((too_big.status, too_big.body["code"].as_str()), (413, Some("payload_too_large")));
+        assert_eq!(
+            (too_big.status, too_big.body["code"].as_str()),
+            (413, Some("payload_too_large"))
+        );
     }
 
     #[test]
     fn malformed_keys_never_open_the_store() {
         for key in [None, Some(""), Some("garbage"), Some("ak_123")] {
-            let presented = Presentation { key: key.map(str::to_owned), scope: None };
-            let reply = answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0);
+            let presented = Presentation {
+                key: key.map(str::to_owned),
+                scope: None,
+            };
+            let reply =
+                answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0);
             assert_eq!(reply.status, 401);
             assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
-            assert!(reply.headers.contains(&("www-authenticate", "Bearer".into())));
+            assert!(reply
+                .headers
+                .contains(&("www-authenticate", "Bearer".into())));
         }
     }
 

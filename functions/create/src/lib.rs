@@ -31,7 +31,13 @@ fn create(request: &Request) -> Result<Reply, ApiError> {
         scopes: &input.scopes,
     };
     let store = SpinStore::open()?;
-    let entry = protocol::create(&store, &user_id, &record, config.max_keys_per_user, spin::now())?;
+    let entry = protocol::create(
+        &store,
+        &user_id,
+        &record,
+        config.max_keys_per_user,
+        spin::now(),
+    )?;
     // Respond: the only time the secret is shown, so no cache may keep it.
     let body = json!({
         "id": entry.id,
