@@ -1,0 +1,64 @@
+//! `spin-host up`: serve the app in `spin.toml` locally, like `spin up`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use spin_host::{HostConfig, SqliteBackend};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Runs a Spin app on a small wasmtime host, like `spin up`"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the components, then serve the app until Ctrl-C.
+    Up {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+        #[arg(long, short = 'f', default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Skip the components' build commands.
+        #[arg(long)]
+        no_build: bool,
+        /// Add `x-kv-reads` and `x-kv-writes` headers to every response.
+        #[arg(long)]
+        kv_stats_header: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let Command::Up {
+        listen,
+        manifest,
+        no_build,
+        kv_stats_header,
+    } = Cli::parse().command;
+    let mut config = HostConfig::new(&manifest);
+    let dir = std::path::absolute(&manifest)?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    // Open now so a bad path stops start-up instead of failing every request.
+    config.backend = SqliteBackend::open(dir.join(".spin").join("sqlite_key_value.db"))?;
+    config.listen = listen;
+    config.build = !no_build;
+    config.kv_stats_header = kv_stats_header;
+
+    // The host runs on its own runtime; this one only waits for Ctrl-C.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let host = spin_host::start(config).await?;
+        tokio::signal::ctrl_c().await?;
+        host.shutdown().await;
+        Ok(())
+    })
+}
