@@ -1,0 +1,203 @@
+//! `POST /v1/keys.create` through the compiled component: 201, and every 4xx of the contract.
+
+use e2e::{assert_error, shared_app, unique_user, App};
+use serde_json::json;
+use spin_host::MemoryBackend;
+
+#[test]
+fn create_returns_the_key_once_with_its_public_parts() {
+    let app = shared_app();
+    let user = unique_user("creator");
+    let reply = app.create(&user, "CI deploy", &["read", "write"]);
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    let body = &reply.body;
+    let key = body["key"].as_str().unwrap();
+    assert!(key.starts_with("ak_"));
+    assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    assert!(body["id"].as_str().unwrap().starts_with("key_"));
+    assert_eq!(body["name"], "CI deploy");
+    assert_eq!(body["scopes"], json!(["read", "write"]));
+    assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
+    let preview = body["preview"].as_str().unwrap();
+    assert!(preview.starts_with("ak_") && preview.ends_with(&key[key.len() - 4..]));
+    assert!(!preview.contains(&key[3..20]));
+    assert!(app.verifies(key));
+}
+
+#[test]
+fn created_at_is_the_current_time_in_rfc3339_utc() {
+    let app = shared_app();
+    let body = app.create_ok(&unique_user("clock"), "k", &["read"]);
+    let expected = shared::rfc3339(app.now());
+    let got = body["created_at"].as_str().unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(&got[..15], &expected[..15], "{got} vs {expected}");
+}
+
+#[test]
+fn names_are_trimmed_and_may_be_any_unicode() {
+    let app = shared_app();
+    let user = unique_user("unicode");
+    let name = "Clé d'API — 日本語 🔑";
+    let body = app.create_ok(&user, &format!("  {name}\u{3000}"), &["read"]);
+    assert_eq!(body["name"], name);
+    let listed = app.list(&user);
+    assert_eq!(listed.body["keys"][0]["name"], name);
+    let verified = app.verify(body["key"].as_str().unwrap(), None);
+    assert_eq!(verified.body["name"], name);
+}
+
+#[test]
+fn names_need_not_be_unique() {
+    let app = shared_app();
+    let user = unique_user("twins");
+    let first = app.create_ok(&user, "same", &["read"]);
+    let second = app.create_ok(&user, "same", &["read"]);
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(app.listed_ids(&user).len(), 2);
+}
+
+#[test]
+fn invalid_json_is_400() {
+    let app = shared_app();
+    let auth = format!("Bearer {}", app.token(&unique_user("json")));
+    for body in ["", "{", "[]", "null", "\"x\""] {
+        let reply = app.request(
+            "POST",
+            "/v1/keys.create",
+            &[("authorization", &auth)],
+            Some(body.as_bytes()),
+        );
+        assert_error(&reply, 400, "invalid_json");
+    }
+}
+
+#[test]
+fn invalid_names_are_400() {
+    let app = shared_app();
+    let user = unique_user("names");
+    for name in [
+        json!(""),
+        json!("   "),
+        json!("x".repeat(65)),
+        json!("a\u{7}b"),
+        json!("line\nbreak"),
+        json!(7),
+        json!(null),
+    ] {
+        let body = json!({ "name": name, "scopes": ["read"] }).to_string();
+        let auth = format!("Bearer {}", app.token(&user));
+        let reply = app.request(
+            "POST",
+            "/v1/keys.create",
+            &[("authorization", &auth)],
+            Some(body.as_bytes()),
+        );
+        assert_error(&reply, 400, "invalid_name");
+    }
+    assert!(
+        app.listed_ids(&user).is_empty(),
+        "bad input changed nothing"
+    );
+}
+
+#[test]
+fn sixty_four_characters_are_the_longest_name() {
+    let app = shared_app();
+    let name = "é".repeat(64);
+    assert_eq!(
+        app.create(&unique_user("long"), &name, &["read"]).status,
+        201
+    );
+}
+
+#[test]
+fn invalid_scopes_are_400() {
+    let app = shared_app();
+    let user = unique_user("scopes");
+    for scopes in [
+        json!([]),
+        json!(["read", "read"]),
+        json!(["root"]),
+        json!("read"),
+        json!([1]),
+        json!(null),
+    ] {
+        let body = json!({ "name": "n", "scopes": scopes }).to_string();
+        let auth = format!("Bearer {}", app.token(&user));
+        let reply = app.request(
+            "POST",
+            "/v1/keys.create",
+            &[("authorization", &auth)],
+            Some(body.as_bytes()),
+        );
+        assert_error(&reply, 400, "invalid_scopes");
+    }
+    assert!(app.listed_ids(&user).is_empty());
+}
+
+#[test]
+fn bodies_over_16_kib_are_413() {
+    let app = shared_app();
+    let auth = format!("Bearer {}", app.token(&unique_user("big")));
+    let body = format!(
+        r#"{{"name": "n", "scopes": ["read"], "pad": "{}"}}"#,
+        "x".repeat(16 * 1024)
+    );
+    let reply = app.request(
+        "POST",
+        "/v1/keys.create",
+        &[("authorization", &auth)],
+        Some(body.as_bytes()),
+    );
+    assert_error(&reply, 413, "payload_too_large");
+}
+
+#[test]
+fn other_methods_are_405_with_allow() {
+    let app = shared_app();
+    for method in ["GET", "PUT", "DELETE", "PATCH"] {
+        let reply = app.request(method, "/v1/keys.create", &[], None);
+        assert_error(&reply, 405, "method_not_allowed");
+        assert_eq!(reply.header("allow"), Some("POST"));
+    }
+}
+
+#[test]
+fn the_twenty_first_key_is_409() {
+    let app = shared_app();
+    let user = unique_user("limit");
+    for i in 0..20 {
+        app.create_ok(&user, &format!("k{i}"), &["read"]);
+    }
+    assert_error(
+        &app.create(&user, "one too many", &["read"]),
+        409,
+        "key_limit_reached",
+    );
+    assert_eq!(app.list(&user).body["count"], 20);
+}
+
+#[test]
+fn variables_configure_scopes_prefix_and_limit() {
+    let app = App::start_with(
+        MemoryBackend::new(),
+        &[
+            ("allowed_scopes", "emails:send,contacts:read"),
+            ("key_prefix", "zc_live"),
+            ("max_keys_per_user", "2"),
+        ],
+    );
+    let user = unique_user("configured");
+    let body = app.create_ok(&user, "smtp", &["emails:send"]);
+    assert!(body["key"].as_str().unwrap().starts_with("zc_live_"));
+    assert_error(&app.create(&user, "x", &["read"]), 400, "invalid_scopes");
+    app.create_ok(&user, "second", &["contacts:read"]);
+    assert_error(
+        &app.create(&user, "third", &["contacts:read"]),
+        409,
+        "key_limit_reached",
+    );
+    assert_eq!(app.list(&user).body["limit"], 2);
+}

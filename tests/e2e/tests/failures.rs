@@ -1,0 +1,175 @@
+//! The store failing at each operation of create and delete: `503 store_unavailable`, nothing
+//! half-made, and the user can go on — after a dead request, at worst after the stated wait.
+
+use e2e::{assert_error, unique_user, App};
+use serde_json::json;
+use shared::protocol::ABANDONED_AFTER_SECS;
+use std::time::Duration;
+
+/// Store operations a request made, from the host's counters.
+fn operations(reply: &e2e::Reply) -> u64 {
+    reply.kv_reads() + reply.kv_writes()
+}
+
+/// Every listed key verifies, every live key in `secrets` is listed, at most `limit` keys.
+fn assert_consistent(app: &App, user: &str, secrets: &[(String, String)]) {
+    let listed = app.listed_ids(user);
+    assert!(listed.len() <= 20);
+    for (id, key) in secrets {
+        assert_eq!(
+            app.verifies(key),
+            listed.contains(id),
+            "key {id}: live and listed must agree"
+        );
+    }
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_create_is_503_and_a_retry_succeeds() {
+    let app = App::start();
+    let user = unique_user("unlucky");
+    let mut keys = vec![];
+    let first = app.create(&user, "first", &["read"]);
+    let total = operations(&first);
+    keys.push((
+        first.body["id"].as_str().unwrap().to_owned(),
+        first.body["key"].as_str().unwrap().to_owned(),
+    ));
+    assert!(total >= 5, "a create makes {total} store operations");
+    for n in 1..=total {
+        app.store.fail_nth(n);
+        let reply = app.create(&user, &format!("attempt {n}"), &["read"]);
+        app.store.disarm();
+        match reply.status {
+            201 => keys.push((
+                reply.body["id"].as_str().unwrap().to_owned(),
+                reply.body["key"].as_str().unwrap().to_owned(),
+            )),
+            _ => {
+                assert_error(&reply, 503, "store_unavailable");
+                assert!(
+                    !reply.text.contains("injected"),
+                    "store errors never reach the client"
+                );
+            }
+        }
+        assert_consistent(&app, &user, &keys);
+        let retry = app.create(&user, &format!("retry {n}"), &["read"]);
+        assert_eq!(
+            retry.status, 201,
+            "retry after a failure at operation {n}: {}",
+            retry.text
+        );
+        keys.push((
+            retry.body["id"].as_str().unwrap().to_owned(),
+            retry.body["key"].as_str().unwrap().to_owned(),
+        ));
+        assert_consistent(&app, &user, &keys);
+        if app.listed_ids(&user).len() >= 18 {
+            for id in app.listed_ids(&user) {
+                assert_eq!(app.delete(&user, &id).status, 200);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_store_failure_at_any_operation_of_delete_is_503_and_a_retry_succeeds() {
+    let app = App::start();
+    let user = unique_user("undeletable");
+    let probe = app.create_ok(&user, "probe", &["read"]);
+    let total = operations(&app.delete(&user, probe["id"].as_str().unwrap()));
+    assert!(total >= 4, "a delete makes {total} store operations");
+    for n in 1..=total {
+        let keep = app.create_ok(&user, "keep", &["read"]);
+        let doomed = app.create_ok(&user, "doomed", &["read"]);
+        let (id, key) = (
+            doomed["id"].as_str().unwrap(),
+            doomed["key"].as_str().unwrap(),
+        );
+        app.store.fail_nth(n);
+        let reply = app.delete(&user, id);
+        app.store.disarm();
+        if reply.status != 200 {
+            assert_error(&reply, 503, "store_unavailable");
+            let retry = app.delete(&user, id);
+            assert_eq!(
+                retry.status, 200,
+                "retry after a failure at operation {n}: {}",
+                retry.text
+            );
+        }
+        assert!(!app.verifies(key), "operation {n}");
+        assert!(!app.listed_ids(&user).contains(&id.to_owned()));
+        assert!(app.verifies(keep["key"].as_str().unwrap()));
+        assert_eq!(app.delete(&user, keep["id"].as_str().unwrap()).status, 200);
+    }
+}
+
+#[test]
+fn an_unavailable_store_is_503_everywhere_and_changes_nothing() {
+    let app = App::start();
+    let user = unique_user("outage");
+    let created = app.create_ok(&user, "k", &["read"]);
+    let key = created["key"].as_str().unwrap();
+    app.store.fail_all(true);
+    assert_error(
+        &app.create(&user, "new", &["read"]),
+        503,
+        "store_unavailable",
+    );
+    assert_error(&app.list(&user), 503, "store_unavailable");
+    assert_error(
+        &app.delete(&user, created["id"].as_str().unwrap()),
+        503,
+        "store_unavailable",
+    );
+    let verify = app.verify(key, None);
+    assert_eq!(
+        (verify.status, verify.body.clone()),
+        (503, json!({"valid": false, "code": "store_unavailable"}))
+    );
+    app.store.fail_all(false);
+    assert_eq!(
+        app.listed_ids(&user),
+        vec![created["id"].as_str().unwrap().to_owned()]
+    );
+    assert!(app.verifies(key));
+}
+
+#[test]
+fn a_create_that_dies_midway_holds_its_slot_only_for_the_stated_time() {
+    let app = App::start();
+    let user = unique_user("phoenix");
+    for i in 0..19 {
+        app.create_ok(&user, &format!("k{i}"), &["read"]);
+    }
+    let total = {
+        let probe = app.create(&unique_user("probe"), "p", &["read"]);
+        operations(&probe)
+    };
+    for died_after in 1..total {
+        // Every operation from this one on fails, clean-up included: the request died.
+        app.store.fail_from(died_after + 1);
+        let reply = app.create(&user, "dies", &["read"]);
+        app.store.disarm();
+        assert_eq!(reply.status, 503);
+        let soon = app.create(&user, "twentieth", &["read"]);
+        let id = if soon.status == 201 {
+            soon.body["id"].as_str().unwrap().to_owned()
+        } else {
+            assert_error(&soon, 409, "key_limit_reached");
+            app.clock
+                .advance(Duration::from_secs(ABANDONED_AFTER_SECS as u64));
+            let later = app.create(&user, "twentieth", &["read"]);
+            assert_eq!(
+                later.status, 201,
+                "still blocked after {ABANDONED_AFTER_SECS}s: {}",
+                later.text
+            );
+            later.body["id"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(app.listed_ids(&user).len(), 20);
+        assert_eq!(app.delete(&user, &id).status, 200);
+    }
+}

@@ -1,0 +1,192 @@
+//! `/v1/keys.verify`: the three ways to present a key, the three answers, the gateway headers,
+//! and the store reads each costs.
+
+use e2e::{shared_app, unique_user, App};
+use serde_json::json;
+
+fn new_key(app: &App, scopes: &[&str]) -> (String, serde_json::Value) {
+    let user = unique_user("owner");
+    let created = app.create_ok(&user, "gateway key", scopes);
+    (user, created)
+}
+
+#[test]
+fn a_valid_key_in_the_body_answers_who_and_what() {
+    let app = shared_app();
+    let (user, created) = new_key(app, &["read", "write"]);
+    let reply = app.verify(created["key"].as_str().unwrap(), Some("write"));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.body,
+        json!({"valid": true, "user_id": user, "key_id": created["id"], "name": "gateway key", "scopes": ["read", "write"]})
+    );
+    assert_eq!(reply.header("x-api-key-user"), Some(user.as_str()));
+    assert_eq!(reply.header("x-api-key-id"), created["id"].as_str());
+    assert_eq!(reply.header("x-api-key-scopes"), Some("read,write"));
+}
+
+#[test]
+fn forward_auth_takes_the_key_from_authorization_or_x_api_key_with_any_method() {
+    let app = shared_app();
+    let (user, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+        let bearer = format!("Bearer {key}");
+        let by_bearer = app.request(
+            method,
+            "/v1/keys.verify?scope=read",
+            &[("authorization", &bearer)],
+            None,
+        );
+        assert_eq!(by_bearer.status, 200, "{method}");
+        assert_eq!(by_bearer.header("x-api-key-user"), Some(user.as_str()));
+        let by_header = app.request(method, "/v1/keys.verify", &[("x-api-key", key)], None);
+        assert_eq!(by_header.status, 200, "{method}");
+        assert_eq!(by_header.header("x-api-key-scopes"), Some("read"));
+    }
+}
+
+#[test]
+fn forward_auth_ignores_the_forwarded_body() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let reply = app.request(
+        "POST",
+        "/v1/keys.verify",
+        &[("x-api-key", created["key"].as_str().unwrap())],
+        Some(b"upstream payload, not JSON"),
+    );
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn a_missing_scope_is_403() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    let reply = app.verify(key, Some("admin"));
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.body,
+        json!({"valid": false, "code": "insufficient_scope"})
+    );
+    let forwarded = app.request(
+        "GET",
+        "/v1/keys.verify?scope=write",
+        &[("x-api-key", key)],
+        None,
+    );
+    assert_eq!(forwarded.status, 403);
+    assert_eq!(forwarded.code(), Some("insufficient_scope"));
+}
+
+#[test]
+fn missing_malformed_mistyped_and_unknown_keys_get_one_answer_without_a_store_read() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    let mut typo = key.to_owned().into_bytes();
+    let last = typo.len() - 10;
+    typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    for bad in [
+        "",
+        "garbage",
+        &key[..key.len() - 1],
+        &typo,
+        &format!("{key}x"),
+    ] {
+        let reply = app.verify(bad, None);
+        assert_eq!(reply.status, 401, "{bad}");
+        assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(reply.kv_reads(), 0, "malformed keys never reach the store");
+        assert_eq!(reply.kv_writes(), 0);
+    }
+    let none = app.request("GET", "/v1/keys.verify", &[], None);
+    assert_eq!(
+        (none.status, none.code(), none.kv_reads()),
+        (401, Some("invalid_key"), 0)
+    );
+    let empty_body = app.request("POST", "/v1/keys.verify", &[], Some(b"{}"));
+    assert_eq!((empty_body.status, empty_body.kv_reads()), (401, 0));
+}
+
+#[test]
+fn a_well_formed_unknown_key_costs_exactly_one_read() {
+    let app = shared_app();
+    let stranger = shared::key::generate("ak").unwrap().secret;
+    let reply = app.verify(&stranger, None);
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
+    assert_eq!((reply.kv_reads(), reply.kv_writes()), (1, 0));
+}
+
+#[test]
+fn a_valid_key_costs_one_read_and_writes_only_once_an_hour() {
+    let app = App::start();
+    let (_, created) = new_key(&app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    let first = app.verify(key, None);
+    assert_eq!(
+        (first.status, first.kv_reads(), first.kv_writes()),
+        (200, 1, 1),
+        "first use records last_used_at"
+    );
+    for _ in 0..5 {
+        let again = app.verify(key, None);
+        assert_eq!(
+            (again.status, again.kv_reads(), again.kv_writes()),
+            (200, 1, 0)
+        );
+    }
+    app.clock.advance(std::time::Duration::from_secs(3600));
+    let later = app.verify(key, None);
+    assert_eq!((later.kv_reads(), later.kv_writes()), (1, 1));
+}
+
+#[test]
+fn verify_needs_no_jwt_and_ignores_one() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let reply = app.request(
+        "POST",
+        "/v1/keys.verify",
+        &[("authorization", "Basic Zm9vOmJhcg==")],
+        Some(json!({"key": created["key"]}).to_string().as_bytes()),
+    );
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn bad_verify_bodies_are_refused_with_a_code() {
+    let app = shared_app();
+    let reply = app.request("POST", "/v1/keys.verify", &[], Some(b"{not json"));
+    assert_eq!((reply.status, reply.code()), (400, Some("invalid_json")));
+    let big = vec![b' '; 16 * 1024 + 1];
+    let reply = app.request("POST", "/v1/keys.verify", &[], Some(&big));
+    assert_eq!(
+        (reply.status, reply.code()),
+        (413, Some("payload_too_large"))
+    );
+}
+
+#[test]
+fn unicode_user_ids_are_percent_encoded_in_the_header_only() {
+    let app = shared_app();
+    let user = format!("Zoë {}", unique_user("u"));
+    let key = app.create_ok(&user, "k", &["read"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = app.verify(&key, None);
+    assert_eq!(reply.body["user_id"], user);
+    assert_eq!(
+        reply.header("x-api-key-user"),
+        Some(shared::verification::header_safe(&user).as_str())
+    );
+    assert!(reply
+        .header("x-api-key-user")
+        .unwrap()
+        .starts_with("Zo%C3%AB%20"));
+}
