@@ -70,14 +70,18 @@ pub fn require_small_body(body: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-/// The value of query parameter `name` in `query` (without `?`), percent-decoded.
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key)? == name)
-            .then(|| percent_decode(value))
-            .flatten()
-    })
+/// Every value of query parameter `name` in `query` (without `?`), percent-decoded. A value
+/// that does not decode is returned as it was written, so that a check built on it fails
+/// closed instead of silently dropping the parameter.
+pub fn query_params(query: &str, name: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key).as_deref() == Some(name))
+                .then(|| percent_decode(value).unwrap_or_else(|| value.to_owned()))
+        })
+        .collect()
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -132,13 +136,18 @@ mod tests {
 
     #[test]
     fn query_parameters_are_found_and_decoded() {
-        assert_eq!(query_param("scope=read", "scope").as_deref(), Some("read"));
+        assert_eq!(query_params("scope=read", "scope"), ["read"]);
         assert_eq!(
-            query_param("a=1&scope=emails%3Asend", "scope").as_deref(),
-            Some("emails:send")
+            query_params("a=1&scope=emails%3Asend", "scope"),
+            ["emails:send"]
         );
-        assert_eq!(query_param("scopes=x", "scope"), None);
-        assert_eq!(query_param("", "scope"), None);
-        assert_eq!(query_param("scope=%zz", "scope"), None);
+        assert_eq!(query_params("scope=a&scope=b", "scope"), ["a", "b"]);
+        assert!(query_params("scopes=x", "scope").is_empty());
+        assert!(query_params("", "scope").is_empty());
+        assert_eq!(
+            query_params("scope=%zz", "scope"),
+            ["%zz"],
+            "kept, not dropped"
+        );
     }
 }

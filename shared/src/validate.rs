@@ -47,15 +47,19 @@ pub fn delete_input(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// Parses `{"key": "...", "scope": "..."}`; a missing or non-string key is `None`, which
-/// verify answers like any other invalid key.
+/// verify answers like any other invalid key. A `scope` that is neither a string nor null is
+/// refused rather than ignored: dropping it would skip the check the caller asked for.
 pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
     let object = json_object(body)?;
+    let scope = match object.get("scope") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(scope)) if scope.is_empty() => None,
+        Some(Value::String(scope)) => Some(scope.clone()),
+        Some(_) => return Err(ApiError::InvalidJson("`scope` must be a string.".into())),
+    };
     Ok(VerifyInput {
         key: object.get("key").and_then(Value::as_str).map(str::to_owned),
-        scope: object
-            .get("scope")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        scope,
     })
 }
 
@@ -240,5 +244,23 @@ mod tests {
             })
         );
         assert_eq!(verify_input(b"[").unwrap_err().code(), "invalid_json");
+        assert_eq!(
+            verify_input(br#"{"key": "k", "scope": ""}"#).unwrap().scope,
+            None
+        );
+        assert_eq!(
+            verify_input(br#"{"key": "k", "scope": null}"#)
+                .unwrap()
+                .scope,
+            None
+        );
+        for scope in [r#"["admin"]"#, "1", "true", r#"{"a": 1}"#] {
+            let body = format!(r#"{{"key": "k", "scope": {scope}}}"#);
+            assert_eq!(
+                verify_input(body.as_bytes()).unwrap_err().code(),
+                "invalid_json",
+                "{scope}"
+            );
+        }
     }
 }

@@ -4,18 +4,18 @@
 //! A malformed key, or one whose checksum does not match, is answered without opening the
 //! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
 
-use crate::http::{query_param, require_small_body, Reply};
+use crate::http::{query_params, require_small_body, Reply};
 use crate::key;
 use crate::protocol::{self, KeyRecord};
 use crate::store::{KeyValue, StoreError};
 use crate::validate;
 use serde_json::json;
 
-/// A key presented for verification and the scope the caller requires.
+/// A key presented for verification and the scopes the caller requires (all of them).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Presentation {
     pub key: Option<String>,
-    pub scope: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 /// The request as verify sees it.
@@ -27,8 +27,13 @@ pub struct VerifyRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// Finds the presented key. Forward-auth headers win over the body: a gateway forwards the
-/// client's own request, whose body belongs to the upstream API.
+/// Finds the presented key and the required scopes.
+///
+/// Forward-auth headers win over the body: a gateway forwards the client's own request, whose
+/// body belongs to the upstream API; the scopes then come from `?scope=` only. Every `scope`
+/// parameter is required (a repeated one is not silently reduced to its first value), and one
+/// that does not percent-decode is kept as written, so no key holds it: scope checks fail
+/// closed.
 pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
     let from_header = request.x_api_key.map(str::trim).or_else(|| {
         request.authorization.and_then(|value| {
@@ -36,24 +41,23 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
     });
-    let query_scope = query_param(request.query, "scope").filter(|s| !s.is_empty());
+    let mut scopes: Vec<String> = query_params(request.query, "scope")
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     if let Some(key) = from_header {
-        return Ok(Presentation {
-            key: Some(key.to_owned()),
-            scope: query_scope,
-        });
+        let key = Some(key.to_owned());
+        return Ok(Presentation { key, scopes });
     }
     if request.method != "POST" || request.body.is_empty() {
-        return Ok(Presentation {
-            key: None,
-            scope: query_scope,
-        });
+        return Ok(Presentation { key: None, scopes });
     }
     require_small_body(request.body).map_err(|_| refusal(413, "payload_too_large"))?;
     let input = validate::verify_input(request.body).map_err(|_| refusal(400, "invalid_json"))?;
+    scopes.extend(input.scope);
     Ok(Presentation {
         key: input.key,
-        scope: input.scope.or(query_scope),
+        scopes,
     })
 }
 
@@ -71,10 +75,10 @@ pub fn answer<S: KeyValue>(
     match looked_up {
         Err(_) => refusal(503, "store_unavailable").with_header("retry-after", "1"),
         Ok(None) => invalid_key(),
-        Ok(Some(record)) => match presented.scope {
-            Some(scope) if !record.scopes.contains(&scope) => refusal(403, "insufficient_scope"),
-            _ => valid(&record),
-        },
+        Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {
+            valid(&record)
+        }
+        Ok(Some(_)) => refusal(403, "insufficient_scope"),
     }
 }
 
@@ -151,7 +155,7 @@ mod tests {
             p,
             Presentation {
                 key: Some("k".into()),
-                scope: Some("read".into())
+                scopes: vec!["read".into()]
             }
         );
     }
@@ -171,7 +175,7 @@ mod tests {
                 p,
                 Presentation {
                     key: Some("k1".into()),
-                    scope: Some("write".into())
+                    scopes: vec!["write".into()]
                 }
             );
             let p = presentation(&request(method, Some("k2"), Some("Bearer k1"), "", b"")).unwrap();
@@ -179,7 +183,7 @@ mod tests {
                 p,
                 Presentation {
                     key: Some("k2".into()),
-                    scope: None
+                    scopes: vec![]
                 }
             );
         }
@@ -223,7 +227,7 @@ mod tests {
         for key in [None, Some(""), Some("garbage"), Some("ak_123")] {
             let presented = Presentation {
                 key: key.map(str::to_owned),
-                scope: None,
+                scopes: vec![],
             };
             let reply =
                 answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0);
@@ -233,6 +237,44 @@ mod tests {
                 .headers
                 .contains(&("www-authenticate", "Bearer".into())));
         }
+    }
+
+    #[test]
+    fn every_required_scope_counts_and_odd_ones_fail_closed() {
+        let p = presentation(&request(
+            "GET",
+            Some("k"),
+            None,
+            "scope=read&scope=admin",
+            b"",
+        ))
+        .unwrap();
+        assert_eq!(p.scopes, ["read", "admin"]);
+        let p = presentation(&request("GET", Some("k"), None, "scope=%zz", b"")).unwrap();
+        assert_eq!(p.scopes, ["%zz"]);
+        let p = presentation(&request("GET", Some("k"), None, "scope=", b"")).unwrap();
+        assert!(p.scopes.is_empty());
+        let p = presentation(&request(
+            "POST",
+            None,
+            None,
+            "scope=read",
+            br#"{"key": "k", "scope": "write"}"#,
+        ))
+        .unwrap();
+        assert_eq!(p.scopes, ["read", "write"]);
+        let refused = presentation(&request(
+            "POST",
+            None,
+            None,
+            "",
+            br#"{"key": "k", "scope": ["admin"]}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (refused.status, refused.body["code"].as_str()),
+            (400, Some("invalid_json"))
+        );
     }
 
     #[test]

@@ -190,3 +190,45 @@ fn unicode_user_ids_are_percent_encoded_in_the_header_only() {
         .unwrap()
         .starts_with("Zo%C3%AB%20"));
 }
+
+#[test]
+fn scope_checks_fail_closed_on_repeated_or_odd_scopes() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    for query in [
+        "scope=read&scope=admin",
+        "scope=%zz",
+        "scope=read&scope=%E2%28",
+    ] {
+        let reply = app.request(
+            "GET",
+            &format!("/v1/keys.verify?{query}"),
+            &[("x-api-key", key)],
+            None,
+        );
+        assert_eq!(
+            (reply.status, reply.code()),
+            (403, Some("insufficient_scope")),
+            "{query}"
+        );
+    }
+    let both = app.request(
+        "GET",
+        "/v1/keys.verify?scope=read&scope=read",
+        &[("x-api-key", key)],
+        None,
+    );
+    assert_eq!(both.status, 200);
+    let odd = app.request(
+        "POST",
+        "/v1/keys.verify",
+        &[],
+        Some(
+            json!({"key": key, "scope": ["admin"]})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!((odd.status, odd.code()), (400, Some("invalid_json")));
+}
