@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Proves deploy/nginx/nginx.conf end to end: nginx (auth_request) in front of a stand-in API,
+# asking the real components, served by the local host, to verify each request's key.
+#
+#   bash tests/gateway/run.sh
+#
+# Installs nginx from Debian's packages if it is missing (needs root), starts the local host
+# (SPIN_HOST_BIN, default target/debug/spin-host), tests/gateway/upstream.py and nginx, all on
+# free loopback ports, then checks with curl what a client gets and what the API behind sees.
+# Prints `gateway: N passed, M failed`; exits non-zero if anything failed.
+
+# The checks below are conditions passed to `eval` in single quotes, on purpose.
+# shellcheck disable=SC2016,SC2034
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export ROOT
+# shellcheck source=tests/lib/local-host.sh
+. "$ROOT/tests/lib/local-host.sh"
+
+started=$SECONDS
+passed=0
+failed=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/api-keys-gateway.XXXXXX")
+# nginx started as root runs its workers as nobody, who must reach the temporary files here.
+chmod 755 "$WORK"
+HOST_PID=
+UPSTREAM_PID=
+NGINX_PID=
+cleanup() {
+    stop_pid "$NGINX_PID"
+    stop_pid "$UPSTREAM_PID"
+    stop_pid "$HOST_PID"
+    if [[ ${KEEP_WORK:-} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pass() { passed=$((passed + 1)); echo "PASS  $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $*"; }
+finish() {
+    if ((failed)); then
+        for f in host.log upstream.log nginx.log; do
+            [[ -f $WORK/$f ]] && { echo "--- $f (last 20 lines)"; tail -n 20 "$WORK/$f"; }
+        done
+    fi
+    log "took $((SECONDS - started))s"
+    echo "gateway: $passed passed, $failed failed"
+    ((failed == 0))
+    exit $?
+}
+abort() { fail "$*"; finish; }
+
+# ---- nginx ------------------------------------------------------------------------------------
+# The version apt would install, "" or "(none)" if none.
+apt_candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'; }
+
+# Installs nginx-light (or nginx) from Debian's packages if no nginx is on PATH.
+ensure_nginx() {
+    NGINX=${NGINX:-$(command -v nginx || true)}
+    [[ -z $NGINX && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
+    if [[ -z $NGINX ]]; then
+        command -v apt-get >/dev/null || { log "no nginx and no apt-get"; return 1; }
+        local pkg="" name version
+        version=$(apt_candidate nginx-light)
+        if [[ -z $version || $version == "(none)" ]]; then
+            log "apt-get update"
+            timeout 300 apt-get update -qq || return 1
+        fi
+        for name in nginx-light nginx; do
+            version=$(apt_candidate "$name")
+            if [[ -n $version && $version != "(none)" ]]; then pkg=$name && break; fi
+        done
+        [[ -n $pkg ]] || { log "no nginx package available"; return 1; }
+        log "installing $pkg"
+        # Keep the package's own service from starting (it would listen on port 80).
+        local guard=""
+        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+            guard=/usr/sbin/policy-rc.d
+            printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
+        fi
+        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$pkg" \
+            >"$WORK/apt.log" 2>&1
+        local rc=$?
+        [[ -n $guard ]] && rm -f "$guard"
+        ((rc == 0)) || { tail -n 20 "$WORK/apt.log" >&2; return 1; }
+        NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    fi
+    [[ -x $NGINX ]] || return 1
+    if ! "$NGINX" -V 2>&1 | grep -q -- --with-http_auth_request_module; then
+        log "$NGINX lacks the auth_request module"
+        return 1
+    fi
+    log "using $NGINX ($("$NGINX" -v 2>&1))"
+}
+ensure_nginx || abort "nginx with auth_request is available"
+
+# ---- Processes --------------------------------------------------------------------------------
+GW_PORT=$(free_port)
+HOST_PORT=$(free_port)
+UP_PORT=$(free_port)
+GW=http://127.0.0.1:$GW_PORT
+API=http://127.0.0.1:$HOST_PORT
+
+start_local_host "$WORK" "$HOST_PORT" || abort "the local host starts"
+
+python3 "$ROOT/tests/gateway/upstream.py" "$UP_PORT" </dev/null >"$WORK/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+wait_for_http "http://127.0.0.1:$UP_PORT/" 30 "$UPSTREAM_PID" || abort "the upstream starts"
+
+# The committed config with its three default addresses replaced by the free ports.
+mkdir -p "$WORK/nginx"
+sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$GW_PORT/g" \
+    -e "s/127\.0\.0\.1:3000/127.0.0.1:$HOST_PORT/g" \
+    -e "s/127\.0\.0\.1:9000/127.0.0.1:$UP_PORT/g" \
+    "$ROOT/deploy/nginx/nginx.conf" >"$WORK/nginx.conf"
+for port in "$GW_PORT" "$HOST_PORT" "$UP_PORT"; do
+    grep -q "127.0.0.1:$port;" "$WORK/nginx.conf" || abort "templating put port $port in nginx.conf"
+done
+"$NGINX" -t -q -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" || abort "nginx -t accepts deploy/nginx/nginx.conf"
+"$NGINX" -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" </dev/null >"$WORK/nginx.log" 2>&1 &
+NGINX_PID=$!
+wait_for_http "$GW/" 30 "$NGINX_PID" || abort "nginx starts"
+pass "nginx -t accepts deploy/nginx/nginx.conf and nginx serves it"
+
+# ---- Helpers ----------------------------------------------------------------------------------
+# req ARGS...: curl with a time limit; sets STATUS, body in $WORK/body, headers in $WORK/headers.
+req() {
+    STATUS=$(curl -sS --max-time 10 -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' "$@") || STATUS=000
+}
+# field NAME: a top-level field of the JSON in $WORK/body ("" if absent or not JSON).
+field() {
+    python3 -c 'import json, sys
+try:
+    v = json.load(open(sys.argv[1])).get(sys.argv[2])
+except Exception:
+    v = None
+print("" if v is None else (json.dumps(v) if isinstance(v, bool) else v))' "$WORK/body" "$1"
+}
+error_code() {
+    python3 -c 'import json, sys
+try:
+    print(json.load(open(sys.argv[1]))["error"]["code"])
+except Exception:
+    print("")' "$WORK/body"
+}
+header() { tr -d '\r' <"$WORK/headers" | awk -v n="$(tr '[:upper:]' '[:lower:]' <<<"$1")" \
+    'BEGIN{FS=": "} tolower($1)==n {print substr($0, length($1)+3)}' | tail -n 1; }
+# check NAME COMMAND...: a PASS if COMMAND succeeds (usually a test of the last `req`).
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name (status $STATUS, body $(head -c 300 "$WORK/body" 2>/dev/null))"; fi
+}
+create_key() { # create_key USER SCOPES-JSON: sets KEY and KEY_ID
+    local token
+    token=$(make_jwt "$1")
+    req -X POST "$API/v1/keys.create" -H "Authorization: Bearer $token" \
+        -d "{\"name\": \"gateway test\", \"scopes\": $2}"
+    KEY=$(field key)
+    KEY_ID=$(field id)
+    [[ $STATUS == 201 && -n $KEY && -n $KEY_ID ]]
+}
+
+# ---- The checks -------------------------------------------------------------------------------
+GW_USER=gw-alice@example.com
+create_key "$GW_USER" '["read"]' || abort "create a key with scope read (status $STATUS)"
+READ_KEY=$KEY
+READ_ID=$KEY_ID
+
+req "$GW/read/items" -H "X-API-Key: $READ_KEY"
+check "read key, X-API-Key, /read/ → 200 and the API sees X-Api-Key-User: $GW_USER" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "$GW_USER" && $(field x_api_key_id) == "$READ_ID" && $(field x_api_key_scopes) == read ]]'
+check "the API does not receive the key itself" \
+    eval '[[ $(field received_x_api_key) == false && $(field received_authorization) == false ]]'
+
+req "$GW/read/items" -H "Authorization: Bearer $READ_KEY"
+check "read key, Authorization: Bearer, /read/ → 200 as $GW_USER" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "$GW_USER" ]]'
+
+req "$GW/admin/settings" -H "X-API-Key: $READ_KEY"
+check "read key on /admin/ (needs admin) → 403 insufficient_scope" \
+    eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
+
+req "$GW/read/items"
+check "no key → 401 invalid_key with one WWW-Authenticate: Bearer" \
+    eval '[[ $STATUS == 401 && $(error_code) == invalid_key && $(header WWW-Authenticate) == Bearer* && $(grep -ci "^www-authenticate:" "$WORK/headers") == 1 ]]'
+
+last=${READ_KEY: -1}
+req "$GW/read/items" -H "X-API-Key: ${READ_KEY%?}$([[ $last == x ]] && echo y || echo x)"
+check "mistyped key → 401" eval '[[ $STATUS == 401 ]]'
+
+req "$GW/read/items" -H "X-API-Key: $READ_KEY" -H "X-Api-Key-User: mallory" -H "X-Api-Key-Scopes: admin"
+check "a client's own X-Api-Key-User / X-Api-Key-Scopes are replaced" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "$GW_USER" && $(field x_api_key_scopes) == read ]]'
+
+# 20 KiB: more than verify would take in a body (16 KiB); only headers go to verify.
+head -c 20480 /dev/zero | tr '\0' 'a' >"$WORK/big"
+req -X POST "$GW/read/upload" -H "X-API-Key: $READ_KEY" --data-binary "@$WORK/big"
+check "POST with a 20 KiB body → 200 (the body goes upstream, not to verify)" \
+    eval '[[ $STATUS == 200 && $(field method) == POST ]]'
+
+create_key "$GW_USER" '["read", "admin"]' || abort "create a key with scopes read, admin (status $STATUS)"
+ADMIN_KEY=$KEY
+req "$GW/admin/settings" -H "X-API-Key: $ADMIN_KEY"
+check "admin key on /admin/ → 200, X-Api-Key-Scopes: read,admin" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_scopes) == "read,admin" ]]'
+
+create_key "Zoë" '["read"]' || abort "create a key for a non-ASCII user (status $STATUS)"
+req "$GW/read/items" -H "X-API-Key: $KEY"
+check "a non-ASCII user id reaches the API percent-encoded (Zo%C3%AB)" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "Zo%C3%AB" ]]'
+
+token=$(make_jwt "$GW_USER")
+req -X POST "$API/v1/keys.delete" -H "Authorization: Bearer $token" -d "{\"id\": \"$READ_ID\"}"
+if [[ $STATUS == 200 ]]; then
+    req "$GW/read/items" -H "X-API-Key: $READ_KEY"
+    check "deleted key: the very next request → 401" eval '[[ $STATUS == 401 ]]'
+else
+    fail "delete the read key (status $STATUS)"
+fi
+
+# With api-keys gone, nothing gets through and the client is told to retry.
+stop_pid "$HOST_PID"
+HOST_PID=
+upstream_requests=$(grep -c '"GET /admin/settings' "$WORK/upstream.log")
+req "$GW/admin/settings" -H "X-API-Key: $ADMIN_KEY"
+check "api-keys down → 503 auth_unavailable with Retry-After, nothing reaches the API" \
+    eval '[[ $STATUS == 503 && $(error_code) == auth_unavailable && -n $(header Retry-After) &&
+        $(grep -c "\"GET /admin/settings" "$WORK/upstream.log") == "$upstream_requests" ]]'
+
+finish
