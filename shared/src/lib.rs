@@ -18,8 +18,9 @@ pub mod verification;
 #[cfg(target_arch = "wasm32")]
 pub mod spin;
 
-#[cfg(test)]
-mod memory;
+/// In-memory model of Spin's SQLite store: for tests, and for the benchmark's seeding.
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 
 pub use error::ApiError;
 pub use http::Reply;

@@ -1,0 +1,645 @@
+//! The benchmark: what verify costs next to an empty component on the same host, how it scales
+//! with the number of stored users, what create, list and delete sustain, and how many store
+//! operations each function makes. Prints a Markdown report.
+//!
+//! ```text
+//! cargo run --release -p bench                      # local host, default SQLite store
+//! cargo run --release -p bench -- --short           # a quick run that proves it works (CI)
+//! cargo run --release -p bench -- --url http://127.0.0.1:3000 --jwt-secret S   # any server
+//! ```
+
+mod wrk;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use shared::memory::MemoryStore;
+use shared::protocol::{self, NewKeyRecord};
+use spin_host::{HostConfig, KvBackend, SqliteBackend};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wrk::{Load, Target};
+
+#[derive(Parser)]
+#[command(about = "Benchmark api-keys: verify next to an empty component, and the other functions")]
+struct Args {
+    /// A running server to measure instead of starting the local host (real `spin up` included).
+    #[arg(long, requires = "jwt_secret")]
+    url: Option<String>,
+    /// The server's `jwt_secret`, to mint tokens for the users the benchmark creates.
+    #[arg(long)]
+    jwt_secret: Option<String>,
+    /// One second per measurement and small stores: proves the benchmark works.
+    #[arg(long)]
+    short: bool,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Users stored for the main measurements.
+    #[arg(long, default_value_t = 1_000)]
+    users: u64,
+    /// Users stored for the scaling measurement.
+    #[arg(long, default_value_t = 100_000)]
+    many_users: u64,
+    /// Where to write the Markdown report (also printed).
+    #[arg(long, default_value = "target/bench/report.md")]
+    out: PathBuf,
+}
+
+/// The server under test and how to reach it.
+struct Server {
+    url: String,
+    jwt_secret: String,
+    agent: ureq::Agent,
+    /// The local host's store, for seeding without the API; `None` for a remote server.
+    local_store: Option<Arc<SqliteBackend>>,
+    _host: Option<(tokio::runtime::Runtime, spin_host::RunningHost)>,
+}
+
+/// One HTTP answer, with the host's store counters when it sends them.
+struct Answer {
+    status: u16,
+    body: Value,
+    kv: Option<(u64, u64)>,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.short {
+        (args.seconds, args.users, args.many_users) = (1, 100, 1_000);
+    }
+    let root = workspace_root();
+    let scratch = tempfile::tempdir()?;
+    let duration = Duration::from_secs(args.seconds);
+    let server = match (&args.url, &args.jwt_secret) {
+        (Some(url), Some(secret)) => Server::remote(url, secret),
+        _ => Server::local(&root, scratch.path())?,
+    };
+    let mut report = Report::default();
+    let started = Instant::now();
+
+    // Keys to present: a valid one, a deleted one, and a malformed one (checksum broken).
+    server.seed_users(0, args.users)?;
+    let owner = "bench-owner";
+    let valid = server.create(owner, "valid")?;
+    let deleted = server.create(owner, "deleted")?;
+    let (valid_key, deleted_key) = (key_of(&valid)?, key_of(&deleted)?);
+    let delete_answer = server.delete(owner, id_of(&deleted)?)?;
+    let malformed_key = break_checksum(&valid_key);
+
+    // Store operations per request (steady state: the first verify of a key also records its
+    // last use, once an hour).
+    let first_verify = server.verify(&valid_key)?;
+    report.operations("create", &server.create_answer(owner, "ops")?);
+    report.operations("list", &server.list(owner)?);
+    report.operations("delete", &delete_answer);
+    report.operations("verify, valid key (first use of the hour)", &first_verify);
+    report.operations("verify, valid key", &server.verify(&valid_key)?);
+    report.operations("verify, malformed key", &server.verify(&malformed_key)?);
+    report.operations("verify, deleted key", &server.verify(&deleted_key)?);
+
+    // Latency and throughput, verify next to the empty component.
+    let verify_url = format!("{}/v1/keys.verify", server.url);
+    let empty_url = format!("{}/bench/empty", server.url);
+    let has_empty = server
+        .get(&empty_url)
+        .map(|a| a.status == 200)
+        .unwrap_or(false);
+    for connections in [1, 32] {
+        if has_empty {
+            let load = wrk::run(
+                &Target::Get {
+                    url: &empty_url,
+                    headers: &[],
+                },
+                connections,
+                duration,
+                scratch.path(),
+            )?;
+            report.load("empty component", connections, load);
+        }
+        for (name, key) in [
+            ("verify, valid key", &valid_key),
+            ("verify, malformed key", &malformed_key),
+            ("verify, deleted key", &deleted_key),
+        ] {
+            let headers = [("X-API-Key", key.as_str())];
+            let load = wrk::run(
+                &Target::Get {
+                    url: &verify_url,
+                    headers: &headers,
+                },
+                connections,
+                duration,
+                scratch.path(),
+            )?;
+            report.load(name, connections, load);
+        }
+    }
+
+    // Create, list and delete, each request for a fresh user or key so none is refused.
+    let creates = scratch.path().join("creates.tsv");
+    let body = json!({"name": "bench", "scopes": ["read"]}).to_string();
+    let lines: Vec<String> = (0..50_000)
+        .map(|i| {
+            format!(
+                "POST\t/v1/keys.create\t{}\t{body}",
+                server.token(&format!("bench-create-{i}"))
+            )
+        })
+        .collect();
+    std::fs::write(&creates, lines.join("\n"))?;
+    let create_load = wrk::run(
+        &Target::Listed {
+            url: &server.url,
+            requests: &creates,
+        },
+        8,
+        duration,
+        scratch.path(),
+    )?;
+    report.load("create", 8, create_load);
+    let list_token = format!("Bearer {}", server.token(owner));
+    let list_url = format!("{}/v1/keys.list", server.url);
+    let load = wrk::run(
+        &Target::Get {
+            url: &list_url,
+            headers: &[("Authorization", &list_token)],
+        },
+        8,
+        duration,
+        scratch.path(),
+    )?;
+    report.load("list", 8, load);
+    let deletes = scratch.path().join("deletes.tsv");
+    // Enough keys for the run at about the rate create sustained (deletes cost about the same).
+    let doomed = server.seed_keys_to_delete(
+        ((create_load.ok_rps * 2.0 * args.seconds as f64) as u64).clamp(200, 20_000),
+    )?;
+    let lines: Vec<String> = doomed
+        .iter()
+        .map(|(user, id)| {
+            format!(
+                "POST\t/v1/keys.delete\t{}\t{}",
+                server.token(user),
+                json!({"id": id})
+            )
+        })
+        .collect();
+    std::fs::write(&deletes, lines.join("\n"))?;
+    let load = wrk::run(
+        &Target::Listed {
+            url: &server.url,
+            requests: &deletes,
+        },
+        8,
+        duration,
+        scratch.path(),
+    )?;
+    report.load("delete", 8, load);
+
+    // Scaling: the same verify with many more users stored.
+    let headers = [("X-API-Key", valid_key.as_str())];
+    let few = wrk::run(
+        &Target::Get {
+            url: &verify_url,
+            headers: &headers,
+        },
+        1,
+        duration,
+        scratch.path(),
+    )?;
+    server.seed_users(args.users, args.many_users)?;
+    let many = wrk::run(
+        &Target::Get {
+            url: &verify_url,
+            headers: &headers,
+        },
+        1,
+        duration,
+        scratch.path(),
+    )?;
+    report.scaling(args.users, few, args.many_users, many);
+
+    if server.local_store.is_some() {
+        report.sizes(&root);
+    }
+    let text = report.markdown(&args, started.elapsed());
+    println!("{text}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &text)?;
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+impl Server {
+    fn remote(url: &str, secret: &str) -> Server {
+        Server {
+            url: url.trim_end_matches('/').to_owned(),
+            jwt_secret: secret.to_owned(),
+            agent: agent(),
+            local_store: None,
+            _host: None,
+        }
+    }
+
+    /// The app of `spin.toml`, plus the empty component at `/bench/empty`, on the local host
+    /// with the default SQLite store in `scratch`.
+    fn local(root: &Path, scratch: &Path) -> Result<Server> {
+        let status =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root)
+                .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
+                .args([
+                    "-p", "create", "-p", "list", "-p", "delete", "-p", "verify", "-p", "empty",
+                ])
+                .status()?;
+        if !status.success() {
+            bail!("building the components failed");
+        }
+        let wasm_dir = root.join("target/wasm32-wasip2/wasm");
+        let manifest = std::fs::read_to_string(root.join("spin.toml"))?
+            .replace("source = \"target/wasm32-wasip2/wasm/", &format!("source = \"{}/", wasm_dir.display()))
+            + &format!(
+                "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{}/empty.wasm\"\n",
+                wasm_dir.display()
+            );
+        std::fs::write(scratch.join("spin.toml"), manifest)?;
+        std::fs::create_dir_all(scratch.join(".spin"))?;
+        let store = SqliteBackend::open(scratch.join(".spin/sqlite_key_value.db"))?;
+        let jwt_secret = "bench-secret".to_owned();
+        let mut config = HostConfig::new(scratch.join("spin.toml"));
+        config.listen = "127.0.0.1:0".parse()?;
+        config.build = false;
+        config.backend = store.clone();
+        config.kv_stats_header = true;
+        config.quiet = true;
+        config
+            .variables
+            .insert("jwt_secret".into(), jwt_secret.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let host = runtime.block_on(spin_host::start(config))?;
+        Ok(Server {
+            url: host.url(),
+            jwt_secret,
+            agent: agent(),
+            local_store: Some(store),
+            _host: Some((runtime, host)),
+        })
+    }
+
+    fn token(&self, user: &str) -> String {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 3600;
+        shared::jwt::sign(
+            &json!({"sub": user, "exp": exp}),
+            self.jwt_secret.as_bytes(),
+        )
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Answer> {
+        let mut request = self.agent.request(method, &format!("{}{path}", self.url));
+        if let Some(user) = user {
+            request = request.set("Authorization", &format!("Bearer {}", self.token(user)));
+        }
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(body) => request.send_string(&body.to_string()),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => bail!("{method} {path}: {error}"),
+        };
+        let status = response.status();
+        let counter = |name: &str| response.header(name).and_then(|v| v.parse::<u64>().ok());
+        let kv = counter("x-kv-reads").zip(counter("x-kv-writes"));
+        let body = serde_json::from_str(&response.into_string()?).unwrap_or(Value::Null);
+        Ok(Answer { status, body, kv })
+    }
+
+    fn get(&self, url: &str) -> Result<Answer> {
+        let path = url.strip_prefix(&self.url).unwrap_or(url);
+        self.send("GET", path, None, &[], None)
+    }
+
+    fn create_answer(&self, user: &str, name: &str) -> Result<Answer> {
+        self.send(
+            "POST",
+            "/v1/keys.create",
+            Some(user),
+            &[],
+            Some(json!({"name": name, "scopes": ["read"]})),
+        )
+    }
+
+    fn create(&self, user: &str, name: &str) -> Result<Value> {
+        let answer = self.create_answer(user, name)?;
+        if answer.status != 201 {
+            bail!("create answered {}: {}", answer.status, answer.body);
+        }
+        Ok(answer.body)
+    }
+
+    fn list(&self, user: &str) -> Result<Answer> {
+        self.send("GET", "/v1/keys.list", Some(user), &[], None)
+    }
+
+    fn delete(&self, user: &str, id: &str) -> Result<Answer> {
+        self.send(
+            "POST",
+            "/v1/keys.delete",
+            Some(user),
+            &[],
+            Some(json!({ "id": id })),
+        )
+    }
+
+    fn verify(&self, key: &str) -> Result<Answer> {
+        self.send("GET", "/v1/keys.verify", None, &[("X-API-Key", key)], None)
+    }
+
+    /// Stores users `from..to`, one key each: natively through the storage protocol into the
+    /// local SQLite file (one transaction), or through the API for a remote server.
+    fn seed_users(&self, from: u64, to: u64) -> Result<()> {
+        let users: Vec<String> = (from..to).map(|i| format!("bench-user-{i}")).collect();
+        self.seed(&users).map(drop)
+    }
+
+    /// Creates `count` keys for deletion; returns their (user, id), spread over users so that
+    /// no user holds more than the limit.
+    fn seed_keys_to_delete(&self, count: u64) -> Result<Vec<(String, String)>> {
+        let users: Vec<String> = (0..count)
+            .map(|i| format!("bench-delete-{}", i / 10))
+            .collect();
+        self.seed(&users)
+    }
+
+    fn seed(&self, users: &[String]) -> Result<Vec<(String, String)>> {
+        match &self.local_store {
+            Some(store) => seed_natively(store.as_ref(), users),
+            None => self.seed_through_api(users),
+        }
+    }
+
+    fn seed_through_api(&self, users: &[String]) -> Result<Vec<(String, String)>> {
+        let chunks: Vec<&[String]> = users.chunks(users.len().div_ceil(8).max(1)).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    scope.spawn(move || -> Result<Vec<(String, String)>> {
+                        chunk
+                            .iter()
+                            .map(|user| {
+                                Ok((user.clone(), id_of(&self.create(user, "seed")?)?.to_owned()))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for handle in handles {
+                all.extend(
+                    handle
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("seeding thread panicked"))??,
+                );
+            }
+            Ok(all)
+        })
+    }
+}
+
+/// Runs the real storage protocol against the in-memory model, then copies what it wrote into
+/// the SQLite store in one transaction: the same entries the components would have written,
+/// without one disk sync per operation.
+fn seed_natively(store: &dyn KvBackend, users: &[String]) -> Result<Vec<(String, String)>> {
+    let memory = MemoryStore::new();
+    let scopes = vec!["read".to_owned()];
+    let mut made = Vec::with_capacity(users.len());
+    for user in users {
+        let key = shared::key::generate("ak").map_err(|_| anyhow::anyhow!("no random source"))?;
+        let record = NewKeyRecord {
+            hash: &key.hash,
+            id: &key.id,
+            preview: &key.preview,
+            name: "seed",
+            scopes: &scopes,
+        };
+        protocol::create(&memory, user, &record, 20, 1_800_000_000)
+            .map_err(|e| anyhow::anyhow!("seeding: {e:?}"))?;
+        made.push((user.clone(), key.id));
+    }
+    let entries: Vec<(String, Vec<u8>)> = memory.snapshot().into_iter().collect();
+    store
+        .set_many("default", &entries)
+        .map_err(|e| anyhow::anyhow!("seeding SQLite: {e:?}"))?;
+    Ok(made)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+fn key_of(created: &Value) -> Result<String> {
+    created["key"]
+        .as_str()
+        .map(str::to_owned)
+        .context("create answered no key")
+}
+
+fn id_of(created: &Value) -> Result<&str> {
+    created["id"].as_str().context("create answered no id")
+}
+
+/// The same key with its last checksum character changed: well-shaped, but caught offline.
+fn break_checksum(key: &str) -> String {
+    let (head, last) = key.split_at(key.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
+}
+
+/// What the run measured, turned into Markdown at the end.
+#[derive(Default)]
+struct Report {
+    loads: Vec<(String, u32, Load)>,
+    operations: Vec<(String, u16, Option<(u64, u64)>)>,
+    scaling: Option<(u64, Load, u64, Load)>,
+    sizes: Vec<(String, u64)>,
+}
+
+impl Report {
+    fn load(&mut self, name: &str, connections: u32, load: Load) {
+        self.loads.push((name.to_owned(), connections, load));
+    }
+
+    fn operations(&mut self, name: &str, answer: &Answer) {
+        self.operations
+            .push((name.to_owned(), answer.status, answer.kv));
+    }
+
+    fn scaling(&mut self, few_users: u64, few: Load, many_users: u64, many: Load) {
+        self.scaling = Some((few_users, few, many_users, many));
+    }
+
+    fn sizes(&mut self, root: &Path) {
+        for name in ["create", "list", "delete", "verify", "empty"] {
+            let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
+            if let Ok(meta) = std::fs::metadata(path) {
+                self.sizes.push((name.to_owned(), meta.len()));
+            }
+        }
+    }
+
+    fn find(&self, name: &str, connections: u32) -> Option<Load> {
+        self.loads
+            .iter()
+            .find(|(n, c, _)| n == name && *c == connections)
+            .map(|(_, _, l)| *l)
+    }
+
+    fn markdown(&self, args: &Args, took: Duration) -> String {
+        let mut out = String::new();
+        let target = args
+            .url
+            .as_deref()
+            .unwrap_or("local host (tests/spin-host), default SQLite store");
+        let _ = writeln!(out, "### Benchmark: {target}\n");
+        let _ = writeln!(
+            out,
+            "{} s per measurement, {} users stored (then {}); whole run {:.0} s.\n",
+            args.seconds,
+            args.users,
+            args.many_users,
+            took.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "| requests | connections | req/s | ok req/s | p50 | p99 |\n|---|---|---|---|---|---|"
+        );
+        for (name, connections, load) in &self.loads {
+            let _ = writeln!(
+                out,
+                "| {name} | {connections} | {:.0} | {:.0} | {} | {} |",
+                load.rps,
+                load.ok_rps,
+                ms(load.p50),
+                ms(load.p99)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| store operations per request | status | reads | writes |\n|---|---|---|---|"
+        );
+        for (name, status, kv) in &self.operations {
+            let (reads, writes) = kv.map_or(("n/a".into(), "n/a".into()), |(r, w)| {
+                (r.to_string(), w.to_string())
+            });
+            let _ = writeln!(out, "| {name} | {status} | {reads} | {writes} |");
+        }
+        let _ = writeln!(out, "\n| target | measured | met |\n|---|---|---|");
+        for connections in [1, 32] {
+            if let (Some(verify), Some(empty)) = (
+                self.find("verify, valid key", connections),
+                self.find("empty component", connections),
+            ) {
+                let ratio = verify.rps / empty.rps;
+                let _ = writeln!(out, "| verify ≥ 0.8× empty component (req/s, {connections} conn.) | {ratio:.2}× | {} |", yes(ratio >= 0.8));
+            }
+        }
+        let ops = |name: &str| {
+            self.operations
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .and_then(|(_, _, kv)| *kv)
+        };
+        if let (Some(valid), Some(malformed), Some(deleted)) = (
+            ops("verify, valid key"),
+            ops("verify, malformed key"),
+            ops("verify, deleted key"),
+        ) {
+            let _ = writeln!(
+                out,
+                "| 1 read per valid verify, 0 writes | {} read, {} writes | {} |",
+                valid.0,
+                valid.1,
+                yes(valid == (1, 0))
+            );
+            let _ = writeln!(
+                out,
+                "| 0 reads per malformed verify | {} | {} |",
+                malformed.0,
+                yes(malformed == (0, 0))
+            );
+            let _ = writeln!(
+                out,
+                "| deleted key: 1 read, 0 writes | {} read, {} writes | {} |",
+                deleted.0,
+                deleted.1,
+                yes(deleted == (1, 0))
+            );
+        }
+        if let Some((_, size)) = self.sizes.iter().find(|(n, _)| n == "verify") {
+            let _ = writeln!(
+                out,
+                "| verify.wasm ≤ 300 KB | {:.1} KB | {} |",
+                *size as f64 / 1000.0,
+                yes(*size <= 300_000)
+            );
+        }
+        if let Some((few_users, few, many_users, many)) = self.scaling {
+            let ratio = many.p50.as_secs_f64() / few.p50.as_secs_f64();
+            let _ = writeln!(
+                out,
+                "| verify p50 with {many_users} users ≤ 1.2× with {few_users} | {} vs {} ({ratio:.2}×) | {} |",
+                ms(many.p50),
+                ms(few.p50),
+                yes(ratio <= 1.2)
+            );
+        }
+        if !self.sizes.is_empty() {
+            let _ = writeln!(out, "\n| component | .wasm bytes |\n|---|---|");
+            for (name, size) in &self.sizes {
+                let _ = writeln!(out, "| {name} | {size} |");
+            }
+        }
+        out
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn yes(met: bool) -> &'static str {
+    if met {
+        "yes"
+    } else {
+        "**no**"
+    }
+}

@@ -1,0 +1,184 @@
+//! Runs the load generator, wrk, and reads its report: requests per second and the latency
+//! percentiles of `--latency`.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// All answered requests per second.
+    pub rps: f64,
+    /// Requests per second that got a 2xx or 3xx answer.
+    pub ok_rps: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// What to send.
+pub enum Target<'a> {
+    /// The same GET with these headers, again and again.
+    Get {
+        url: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+    },
+    /// Requests read from a file, one per line (`METHOD\tPATH\tTOKEN\tBODY`), cycled through;
+    /// each wrk thread takes every `threads`-th line so that threads never repeat each other.
+    Listed { url: &'a str, requests: &'a Path },
+}
+
+const LISTED_SCRIPT: &str = r#"
+local next_offset = 0
+function setup(thread)
+  thread:set("offset", next_offset)
+  next_offset = next_offset + 1
+end
+function init(args)
+  requests = {}
+  for line in io.lines(os.getenv("BENCH_REQUESTS")) do
+    local method, path, token, body = line:match("^(%S+)\t(%S+)\t(%S*)\t(.*)$")
+    requests[#requests + 1] = wrk.format(method, path,
+      {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+  end
+  position = offset or 0
+  step = tonumber(os.getenv("BENCH_THREADS"))
+end
+function request()
+  local r = requests[(position % #requests) + 1]
+  position = position + step
+  return r
+end
+"#;
+
+/// Runs wrk with `connections` connections for `duration`.
+pub fn run(target: &Target, connections: u32, duration: Duration, scratch: &Path) -> Result<Load> {
+    let threads = connections.clamp(1, 2);
+    let mut command = Command::new("wrk");
+    command.args([
+        "--latency",
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+    ]);
+    command.args([
+        "-d",
+        &format!("{}s", duration.as_secs().max(1)),
+        "--timeout",
+        "10s",
+    ]);
+    match target {
+        Target::Get { url, headers } => {
+            for (name, value) in *headers {
+                command.args(["-H", &format!("{name}: {value}")]);
+            }
+            command.arg(url);
+        }
+        Target::Listed { url, requests } => {
+            let script = scratch.join("listed.lua");
+            std::fs::write(&script, LISTED_SCRIPT)?;
+            command
+                .env("BENCH_REQUESTS", requests)
+                .env("BENCH_THREADS", threads.to_string());
+            command.arg("-s").arg(&script).arg(url);
+        }
+    }
+    let output = command
+        .output()
+        .context("running wrk (install it: apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse(&text).with_context(|| format!("unreadable wrk report:\n{text}"))
+}
+
+fn parse(report: &str) -> Option<Load> {
+    let field = |prefix: &str| {
+        report
+            .lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix).map(str::trim))
+    };
+    let rps: f64 = field("Requests/sec:")?.parse().ok()?;
+    let total: f64 = report
+        .lines()
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let failed: f64 = field("Non-2xx or 3xx responses:").map_or(Some(0.0), |v| v.parse().ok())?;
+    let ok_rps = if total > 0.0 {
+        rps * (total - failed) / total
+    } else {
+        0.0
+    };
+    Some(Load {
+        rps,
+        ok_rps,
+        p50: duration(field("50%")?)?,
+        p99: duration(field("99%")?)?,
+    })
+}
+
+/// wrk's durations: `412.00us`, `1.23ms`, `2.01s`, `1.00m`.
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = "Running 1s test @ http://127.0.0.1:3000/v1/keys.verify
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.79ms    2.01ms  28.15ms   80.02%
+    Req/Sec     2.78k   268.33     3.21k    75.00%
+  Latency Distribution
+     50%    5.51ms
+     75%    6.60ms
+     90%    8.01ms
+     99%   12.44ms
+  5533 requests in 1.00s, 1.01MB read
+  Non-2xx or 3xx responses: 5533
+Requests/sec:   5525.79
+Transfer/sec:      1.01MB
+";
+
+    #[test]
+    fn reads_rate_percentiles_and_failures() {
+        let load = parse(REPORT).unwrap();
+        assert_eq!(load.rps, 5525.79);
+        assert_eq!(load.ok_rps, 0.0);
+        assert_eq!(load.p50, Duration::from_micros(5510));
+        assert_eq!(load.p99, Duration::from_micros(12440));
+        let ok = parse(&REPORT.replace("  Non-2xx or 3xx responses: 5533\n", "")).unwrap();
+        assert_eq!(ok.ok_rps, 5525.79);
+    }
+
+    #[test]
+    fn reads_every_unit() {
+        assert_eq!(duration("412.00us"), Some(Duration::from_micros(412)));
+        assert_eq!(duration("2.00s"), Some(Duration::from_secs(2)));
+        assert_eq!(duration("1.00m"), Some(Duration::from_secs(60)));
+        assert_eq!(duration("3.0h"), None);
+    }
+}
