@@ -18,19 +18,15 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// Builds the four components for wasm32-wasip2 once per test process, with the commands of
-/// `spin.toml` (cargo skips them when nothing changed).
+/// Builds the four components once per test process with the build commands of `spin.toml`
+/// (as `spin build` would; cargo skips them when nothing changed).
 fn build_components() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let status =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(workspace_root())
-                .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
-                .args(["-p", "create", "-p", "list", "-p", "delete", "-p", "verify"])
-                .status()
-                .expect("run cargo");
-        assert!(status.success(), "building the components failed");
+        let manifest = spin_host::manifest::Manifest::load(&workspace_root().join("spin.toml"))
+            .expect("spin.toml loads");
+        spin_host::manifest::run_builds(&manifest, true)
+            .expect("spin.toml's build commands succeed");
     });
 }
 
@@ -197,7 +193,8 @@ impl App {
         reply.status == 200
     }
 
-    fn as_user(&self, user: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
+    /// A request signed in as `user`, with any body (valid or not).
+    pub fn as_user(&self, user: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
         let authorization = format!("Bearer {}", self.token(user));
         self.request(
             method,

@@ -61,14 +61,9 @@ fn names_need_not_be_unique() {
 #[test]
 fn invalid_json_is_400() {
     let app = shared_app();
-    let auth = format!("Bearer {}", app.token(&unique_user("json")));
+    let user = unique_user("json");
     for body in ["", "{", "[]", "null", "\"x\""] {
-        let reply = app.request(
-            "POST",
-            "/v1/keys.create",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-        );
+        let reply = app.as_user(&user, "POST", "/v1/keys.create", Some(body));
         assert_error(&reply, 400, "invalid_json");
     }
 }
@@ -87,13 +82,7 @@ fn invalid_names_are_400() {
         json!(null),
     ] {
         let body = json!({ "name": name, "scopes": ["read"] }).to_string();
-        let auth = format!("Bearer {}", app.token(&user));
-        let reply = app.request(
-            "POST",
-            "/v1/keys.create",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-        );
+        let reply = app.as_user(&user, "POST", "/v1/keys.create", Some(&body));
         assert_error(&reply, 400, "invalid_name");
     }
     assert!(
@@ -125,13 +114,7 @@ fn invalid_scopes_are_400() {
         json!(null),
     ] {
         let body = json!({ "name": "n", "scopes": scopes }).to_string();
-        let auth = format!("Bearer {}", app.token(&user));
-        let reply = app.request(
-            "POST",
-            "/v1/keys.create",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-        );
+        let reply = app.as_user(&user, "POST", "/v1/keys.create", Some(&body));
         assert_error(&reply, 400, "invalid_scopes");
     }
     assert!(app.listed_ids(&user).is_empty());
@@ -140,17 +123,11 @@ fn invalid_scopes_are_400() {
 #[test]
 fn bodies_over_16_kib_are_413() {
     let app = shared_app();
-    let auth = format!("Bearer {}", app.token(&unique_user("big")));
     let body = format!(
         r#"{{"name": "n", "scopes": ["read"], "pad": "{}"}}"#,
         "x".repeat(16 * 1024)
     );
-    let reply = app.request(
-        "POST",
-        "/v1/keys.create",
-        &[("authorization", &auth)],
-        Some(body.as_bytes()),
-    );
+    let reply = app.as_user(&unique_user("big"), "POST", "/v1/keys.create", Some(&body));
     assert_error(&reply, 413, "payload_too_large");
 }
 

@@ -64,20 +64,9 @@ fn a_malformed_id_is_400() {
     for id in ["", "nope", "key_", "ak_0123456789"] {
         assert_error(&app.delete(&user, id), 400, "invalid_id");
     }
-    let auth = format!("Bearer {}", app.token(&user));
-    let reply = app.request(
-        "POST",
-        "/v1/keys.delete",
-        &[("authorization", &auth)],
-        Some(b"{\"id\": 42}"),
-    );
+    let reply = app.as_user(&user, "POST", "/v1/keys.delete", Some(r#"{"id": 42}"#));
     assert_error(&reply, 400, "invalid_id");
-    let reply = app.request(
-        "POST",
-        "/v1/keys.delete",
-        &[("authorization", &auth)],
-        Some(b"id=1"),
-    );
+    let reply = app.as_user(&user, "POST", "/v1/keys.delete", Some("id=1"));
     assert_error(&reply, 400, "invalid_json");
 }
 
@@ -87,18 +76,9 @@ fn delete_with_another_method_is_405_and_big_bodies_413() {
     let reply = app.request("GET", "/v1/keys.delete", &[], None);
     assert_error(&reply, 405, "method_not_allowed");
     assert_eq!(reply.header("allow"), Some("POST"));
-    let auth = format!("Bearer {}", app.token(&unique_user("big")));
     let body = format!(r#"{{"id": "{}"}}"#, "k".repeat(17 * 1024));
-    assert_error(
-        &app.request(
-            "POST",
-            "/v1/keys.delete",
-            &[("authorization", &auth)],
-            Some(body.as_bytes()),
-        ),
-        413,
-        "payload_too_large",
-    );
+    let reply = app.as_user(&unique_user("big"), "POST", "/v1/keys.delete", Some(&body));
+    assert_error(&reply, 413, "payload_too_large");
 }
 
 #[test]
