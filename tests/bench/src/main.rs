@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wrk::{Load, Target};
+use wrk::{Load, Wrk};
 
 #[derive(Parser)]
 #[command(about = "Benchmark api-keys: verify next to an empty component, and the other functions")]
@@ -58,11 +58,14 @@ struct Server {
     _host: Option<(tokio::runtime::Runtime, spin_host::RunningHost)>,
 }
 
+/// Store reads and writes of one request, when the server reports them.
+type StoreOps = Option<(u64, u64)>;
+
 /// One HTTP answer, with the host's store counters when it sends them.
 struct Answer {
     status: u16,
     body: Value,
-    kv: Option<(u64, u64)>,
+    kv: StoreOps,
 }
 
 fn main() -> Result<()> {
@@ -101,6 +104,10 @@ fn main() -> Result<()> {
     report.operations("verify, deleted key", &server.verify(&deleted_key)?);
 
     // Latency and throughput, verify next to the empty component.
+    let wrk = Wrk {
+        duration,
+        scratch: scratch.path(),
+    };
     let verify_url = format!("{}/v1/keys.verify", server.url);
     let empty_url = format!("{}/bench/empty", server.url);
     let has_empty = server
@@ -109,40 +116,25 @@ fn main() -> Result<()> {
         .unwrap_or(false);
     for connections in [1, 32] {
         if has_empty {
-            let load = wrk::run(
-                &Target::Get {
-                    url: &empty_url,
-                    headers: &[],
-                },
+            report.load(
+                "empty component",
                 connections,
-                duration,
-                scratch.path(),
-            )?;
-            report.load("empty component", connections, load);
+                wrk.get(&empty_url, &[], connections)?,
+            );
         }
         for (name, key) in [
             ("verify, valid key", &valid_key),
             ("verify, malformed key", &malformed_key),
             ("verify, deleted key", &deleted_key),
         ] {
-            let headers = [("X-API-Key", key.as_str())];
-            let load = wrk::run(
-                &Target::Get {
-                    url: &verify_url,
-                    headers: &headers,
-                },
-                connections,
-                duration,
-                scratch.path(),
-            )?;
+            let load = wrk.get(&verify_url, &[("X-API-Key", key)], connections)?;
             report.load(name, connections, load);
         }
     }
 
-    // Create, list and delete, each request for a fresh user or key so none is refused.
-    let creates = scratch.path().join("creates.tsv");
+    // Create, list and delete, each create for a fresh user so none is refused.
     let body = json!({"name": "bench", "scopes": ["read"]}).to_string();
-    let lines: Vec<String> = (0..50_000)
+    let creates: Vec<String> = (0..50_000)
         .map(|i| {
             format!(
                 "POST\t/v1/keys.create\t{}\t{body}",
@@ -150,35 +142,20 @@ fn main() -> Result<()> {
             )
         })
         .collect();
-    std::fs::write(&creates, lines.join("\n"))?;
-    let create_load = wrk::run(
-        &Target::Listed {
-            url: &server.url,
-            requests: &creates,
-        },
-        8,
-        duration,
-        scratch.path(),
-    )?;
+    let create_load = wrk.listed(&server.url, &creates, 8)?;
     report.load("create", 8, create_load);
     let list_token = format!("Bearer {}", server.token(owner));
     let list_url = format!("{}/v1/keys.list", server.url);
-    let load = wrk::run(
-        &Target::Get {
-            url: &list_url,
-            headers: &[("Authorization", &list_token)],
-        },
+    report.load(
+        "list",
         8,
-        duration,
-        scratch.path(),
-    )?;
-    report.load("list", 8, load);
-    let deletes = scratch.path().join("deletes.tsv");
+        wrk.get(&list_url, &[("Authorization", &list_token)], 8)?,
+    );
     // Enough keys for the run at about the rate create sustained (deletes cost about the same).
     let doomed = server.seed_keys_to_delete(
         ((create_load.ok_rps * 2.0 * args.seconds as f64) as u64).clamp(200, 20_000),
     )?;
-    let lines: Vec<String> = doomed
+    let deletes: Vec<String> = doomed
         .iter()
         .map(|(user, id)| {
             format!(
@@ -188,39 +165,12 @@ fn main() -> Result<()> {
             )
         })
         .collect();
-    std::fs::write(&deletes, lines.join("\n"))?;
-    let load = wrk::run(
-        &Target::Listed {
-            url: &server.url,
-            requests: &deletes,
-        },
-        8,
-        duration,
-        scratch.path(),
-    )?;
-    report.load("delete", 8, load);
+    report.load("delete", 8, wrk.listed(&server.url, &deletes, 8)?);
 
     // Scaling: the same verify with many more users stored.
-    let headers = [("X-API-Key", valid_key.as_str())];
-    let few = wrk::run(
-        &Target::Get {
-            url: &verify_url,
-            headers: &headers,
-        },
-        1,
-        duration,
-        scratch.path(),
-    )?;
+    let few = wrk.get(&verify_url, &[("X-API-Key", &valid_key)], 1)?;
     server.seed_users(args.users, args.many_users)?;
-    let many = wrk::run(
-        &Target::Get {
-            url: &verify_url,
-            headers: &headers,
-        },
-        1,
-        duration,
-        scratch.path(),
-    )?;
+    let many = wrk.get(&verify_url, &[("X-API-Key", &valid_key)], 1)?;
     report.scaling(args.users, few, args.many_users, many);
 
     if server.local_store.is_some() {
@@ -488,7 +438,8 @@ fn break_checksum(key: &str) -> String {
 #[derive(Default)]
 struct Report {
     loads: Vec<(String, u32, Load)>,
-    operations: Vec<(String, u16, Option<(u64, u64)>)>,
+    /// Per request: what it was, its status, and (reads, writes) if the server counts them.
+    operations: Vec<(String, u16, StoreOps)>,
     scaling: Option<(u64, Load, u64, Load)>,
     sizes: Vec<(String, u64)>,
 }

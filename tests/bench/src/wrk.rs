@@ -17,18 +17,6 @@ pub struct Load {
     pub p99: Duration,
 }
 
-/// What to send.
-pub enum Target<'a> {
-    /// The same GET with these headers, again and again.
-    Get {
-        url: &'a str,
-        headers: &'a [(&'a str, &'a str)],
-    },
-    /// Requests read from a file, one per line (`METHOD\tPATH\tTOKEN\tBODY`), cycled through;
-    /// each wrk thread takes every `threads`-th line so that threads never repeat each other.
-    Listed { url: &'a str, requests: &'a Path },
-}
-
 const LISTED_SCRIPT: &str = r#"
 local next_offset = 0
 function setup(thread)
@@ -52,39 +40,53 @@ function request()
 end
 "#;
 
-/// Runs wrk with `connections` connections for `duration`.
-pub fn run(target: &Target, connections: u32, duration: Duration, scratch: &Path) -> Result<Load> {
-    let threads = connections.clamp(1, 2);
-    let mut command = Command::new("wrk");
-    command.args([
-        "--latency",
-        "-t",
-        &threads.to_string(),
-        "-c",
-        &connections.to_string(),
-    ]);
-    command.args([
-        "-d",
-        &format!("{}s", duration.as_secs().max(1)),
-        "--timeout",
-        "10s",
-    ]);
-    match target {
-        Target::Get { url, headers } => {
-            for (name, value) in *headers {
-                command.args(["-H", &format!("{name}: {value}")]);
-            }
-            command.arg(url);
+/// Runs wrk for a fixed time per measurement, with its scratch files in one folder.
+pub struct Wrk<'a> {
+    pub duration: Duration,
+    pub scratch: &'a Path,
+}
+
+impl Wrk<'_> {
+    /// The same GET with these headers, again and again, over `connections` connections.
+    pub fn get(&self, url: &str, headers: &[(&str, &str)], connections: u32) -> Result<Load> {
+        let mut command = self.command(connections);
+        for (name, value) in headers {
+            command.args(["-H", &format!("{name}: {value}")]);
         }
-        Target::Listed { url, requests } => {
-            let script = scratch.join("listed.lua");
-            std::fs::write(&script, LISTED_SCRIPT)?;
-            command
-                .env("BENCH_REQUESTS", requests)
-                .env("BENCH_THREADS", threads.to_string());
-            command.arg("-s").arg(&script).arg(url);
-        }
+        run(command.arg(url))
     }
+
+    /// Requests given as lines (`METHOD\tPATH\tTOKEN\tBODY`), sent in turn and cycled
+    /// through; each wrk thread takes every other line so that threads never repeat each other.
+    pub fn listed(&self, url: &str, requests: &[String], connections: u32) -> Result<Load> {
+        let (script, list) = (
+            self.scratch.join("listed.lua"),
+            self.scratch.join("requests.tsv"),
+        );
+        std::fs::write(&script, LISTED_SCRIPT)?;
+        std::fs::write(&list, requests.join("\n"))?;
+        let mut command = self.command(connections);
+        command
+            .env("BENCH_REQUESTS", &list)
+            .env("BENCH_THREADS", threads(connections).to_string());
+        run(command.arg("-s").arg(&script).arg(url))
+    }
+
+    fn command(&self, connections: u32) -> Command {
+        let mut command = Command::new("wrk");
+        command.args(["--latency", "-t", &threads(connections).to_string()]);
+        command.args(["-c", &connections.to_string(), "--timeout", "10s"]);
+        command.args(["-d", &format!("{}s", self.duration.as_secs().max(1))]);
+        command
+    }
+}
+
+/// wrk's threads: one per connection, at most two (the machine's cores are shared with the server).
+fn threads(connections: u32) -> u32 {
+    connections.clamp(1, 2)
+}
+
+fn run(command: &mut Command) -> Result<Load> {
     let output = command
         .output()
         .context("running wrk (install it: apt-get install wrk)")?;
