@@ -68,12 +68,6 @@ impl KeyValue for MemoryStore {
         Ok(self.data.lock().unwrap().get(key).cloned())
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.operation()?;
-        let data = self.data.lock().unwrap();
-        Ok(keys.iter().map(|k| data.get(k).cloned()).collect())
-    }
-
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.operation()?;
         self.data
@@ -215,9 +209,6 @@ impl KeyValue for RequestView<'_> {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.step(|| self.store.get(key))
-    }
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.step(|| self.store.get_many(keys))
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.step(|| self.store.set(key, value))

@@ -5,8 +5,7 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes | create, delete |
-//! | `used/<sha256(key)>` | last verification, Unix seconds (decimal) | verify, at most hourly |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes, last use | create, delete; verify at most hourly |
 //! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete |
 //! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first | create, delete |
@@ -45,15 +44,19 @@
 //! finds the id still listed and finishes the job.
 //!
 //! # Verify
-//! One `get_many` of `key/k` and `used/k`: valid iff the record is `active`. If the last use is
-//! over [`USAGE_GRANULARITY_SECS`] old, one `set used/k` whose failure is ignored.
+//! One `get key/k`: valid iff the record is `active`. If its last use is over
+//! [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
+//! (a blind write could resurrect a key deleted since the read); that costs a second read and a
+//! write at most once per key and hour, and its failure is ignored. (Not `get_many`: Spin's
+//! Redis backend implements it with `KEYS`, which fails; every read here is a plain `get`.)
 //!
 //! # Invariants, for every interleaving and any failed operation
 //! - **Live ⇒ listed.** A record turns `active` only in step 3, after the index holding k was
 //!   published. k leaves an index only after its record was deleted (delete) or revoked / found
 //!   absent (reclaim), and the step-3 swap fails against either, because it compares with the
 //!   present pending bytes. An active record is never revoked or dropped: reclaim only takes
-//!   records that are absent, revoked or pending.
+//!   records that are absent, revoked or pending. Verify's last-use swap compares with the
+//!   present active record, so it cannot bring a deleted one back.
 //! - **The limit holds.** Index versions form a chain through compare-and-swap on `head`, each
 //!   derived from the one it replaces; every version that adds a key has fewer than `max`
 //!   entries before it, and live keys ⊆ entries of the current version.
@@ -67,8 +70,8 @@
 //!   request succeeded. List and delete read the head, one index and at most `max` records.
 //!
 //! Garbage that may remain after failures or crashes (an unpublished index version, the record of
-//! a create that died before publishing, a `used/k` written just after k was deleted) is never
-//! read as live data and is a few entries at most per failure.
+//! a create that died before publishing) is never read as live data and is a few entries at most
+//! per failure.
 
 use crate::error::ApiError;
 use crate::key::sha256_hex;
@@ -103,6 +106,9 @@ pub struct KeyRecord {
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix seconds of the last verification recorded, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
 }
 
 /// One key in a user's index.
@@ -158,11 +164,6 @@ impl UserSpace {
 /// Store key of the record of the key with SHA-256 `hash`.
 pub fn record_key(hash: &str) -> String {
     format!("{NAMESPACE}/key/{hash}")
-}
-
-/// Store key of the last-use time of the key with SHA-256 `hash`.
-pub fn usage_key(hash: &str) -> String {
-    format!("{NAMESPACE}/used/{hash}")
 }
 
 /// How the store encodes the integers `increment` writes: Spin's SQLite store uses 8 bytes
@@ -309,6 +310,7 @@ pub fn create<S: KeyValue>(
         name: key.name.to_owned(),
         scopes: key.scopes.to_vec(),
         created_at: now,
+        last_used_at: None,
     };
     let pending = to_json(&record(KeyState::Pending))?;
     let active = to_json(&record(KeyState::Active))?;
@@ -370,7 +372,6 @@ fn publish_and_activate<S: KeyValue>(
         for hash in &reclaimed {
             // Reclaimed records are absent or revoked: terminal states nobody writes again.
             let _ = store.delete(&record_key(hash));
-            let _ = store.delete(&usage_key(hash));
         }
         return activate(store, &entry.hash, pending, active);
     }
@@ -399,10 +400,9 @@ fn activate<S: KeyValue>(
 /// Hashes of index entries that hold no live key and never will: record absent, revoked,
 /// unreadable, or pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap).
 fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<String>, StoreError> {
-    let keys: Vec<String> = index.keys.iter().map(|e| record_key(&e.hash)).collect();
-    let records = store.get_many(&keys)?;
     let mut dead = Vec::new();
-    for (entry, record) in index.keys.iter().zip(records) {
+    for entry in &index.keys {
+        let record = store.get(&record_key(&entry.hash))?;
         let reclaim = match record.as_deref().map(parse_record) {
             None | Some(None) => true,
             Some(Some(r)) => match r.state {
@@ -448,30 +448,23 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
         let Some(index) = read_index(store, &user, Head::decode(&head)?.version)? else {
             continue;
         };
-        if index.keys.is_empty() {
-            return Ok(Vec::new());
+        // Only active records are shown: entries of creates in flight or abandoned, and of
+        // deletes that failed after killing the key, are not keys the user can use.
+        let mut summaries = Vec::with_capacity(index.keys.len());
+        for entry in index.keys {
+            let record = store
+                .get(&record_key(&entry.hash))?
+                .as_deref()
+                .and_then(parse_record);
+            if let Some(record) =
+                record.filter(|r| r.state == KeyState::Active && r.user_id == user_id)
+            {
+                summaries.push(KeySummary {
+                    entry,
+                    last_used_at: record.last_used_at,
+                });
+            }
         }
-        let keys: Vec<String> = index
-            .keys
-            .iter()
-            .flat_map(|e| [record_key(&e.hash), usage_key(&e.hash)])
-            .collect();
-        let values = store.get_many(&keys)?;
-        let summaries = index
-            .keys
-            .into_iter()
-            .zip(values.chunks(2))
-            .filter(|(_, pair)| {
-                pair[0]
-                    .as_deref()
-                    .and_then(parse_record)
-                    .is_some_and(|r| r.state == KeyState::Active && r.user_id == user_id)
-            })
-            .map(|(entry, pair)| KeySummary {
-                entry,
-                last_used_at: pair[1].as_deref().and_then(parse_seconds),
-            })
-            .collect();
         return Ok(summaries);
     }
     Err(ApiError::StoreUnavailable)
@@ -505,42 +498,49 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
             killed = Some(hash.clone());
         }
         if publish(store, &user, cas, head, &index)? {
-            let _ = store.delete(&usage_key(&hash));
             return Ok(());
         }
     }
     Err(ApiError::StoreUnavailable)
 }
 
-/// Looks a presented key up by its hash: the active record, or `None`. One read; a write to
-/// `used/<hash>` at most once per [`USAGE_GRANULARITY_SECS`], whose failure is ignored.
+/// Looks a presented key up by its hash: the active record, or `None`. One read; at most once
+/// per key and [`USAGE_GRANULARITY_SECS`], the last use is recorded too (see [`record_use`]).
 pub fn verify<S: KeyValue>(
     store: &S,
     hash: &str,
     now: i64,
 ) -> Result<Option<KeyRecord>, StoreError> {
-    let usage = usage_key(hash);
-    let mut values = store
-        .get_many(&[record_key(hash), usage.clone()])?
-        .into_iter();
-    let (record, last_used) = (values.next().flatten(), values.next().flatten());
-    let Some(record) = record
-        .as_deref()
-        .and_then(parse_record)
-        .filter(|r| r.state == KeyState::Active)
-    else {
+    let key = record_key(hash);
+    let record = store.get(&key)?.as_deref().and_then(parse_record);
+    let Some(record) = record.filter(|r| r.state == KeyState::Active) else {
         return Ok(None);
     };
-    let last_used = last_used.as_deref().and_then(parse_seconds);
-    if last_used.is_none_or(|t| now - t >= USAGE_GRANULARITY_SECS) {
+    if is_stale(record.last_used_at, now) {
         // Rare, and not worth failing a valid verification for.
-        let _ = store.set(&usage, now.to_string().as_bytes());
+        let _ = record_use(store, &key, now);
     }
     Ok(Some(record))
 }
 
-fn parse_seconds(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+fn is_stale(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_none_or(|t| now - t >= USAGE_GRANULARITY_SECS)
+}
+
+/// Writes `now` as the record's last use by compare-and-swap against the active record: a
+/// delete since verify's read makes the swap fail (or finds nothing to swap), so it can never
+/// bring the key back, as a blind write would.
+fn record_use<S: KeyValue>(store: &S, key: &str, now: i64) -> Result<(), StoreError> {
+    let (cas, current) = store.watch(key)?;
+    let Some(mut record) = current.as_deref().and_then(parse_record) else {
+        return Ok(());
+    };
+    // Another verification may have just recorded it.
+    if record.state != KeyState::Active || !is_stale(record.last_used_at, now) {
+        return Ok(());
+    }
+    record.last_used_at = Some(now);
+    store.swap(cas, &to_json(&record)?).map(drop)
 }
 
 #[cfg(test)]

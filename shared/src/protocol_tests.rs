@@ -185,7 +185,11 @@ fn verify_records_last_use_at_most_hourly() {
     let made = create_one(&store, "alice");
     let before = store.ops();
     verify(&store, &made.hash, NOW).unwrap();
-    assert_eq!(store.ops() - before, 2, "first use: one read, one write");
+    assert_eq!(
+        store.ops() - before,
+        3,
+        "first use of the hour: the read, then compare-and-swap (read, write)"
+    );
     let before = store.ops();
     verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS - 1).unwrap();
     assert_eq!(store.ops() - before, 1, "within the hour: one read only");
@@ -209,8 +213,11 @@ fn verify_of_an_unknown_key_is_one_read_and_no_write() {
 fn a_failed_usage_write_does_not_fail_verification() {
     let store = MemoryStore::new();
     let made = create_one(&store, "alice");
-    store.fail_nth(2);
-    assert!(verify(&store, &made.hash, NOW).unwrap().is_some());
+    for n in [2, 3] {
+        store.fail_nth(n);
+        assert!(verify(&store, &made.hash, NOW).unwrap().is_some(), "op {n}");
+    }
+    assert!(list(&store, "alice").unwrap()[0].last_used_at.is_none());
 }
 
 #[test]
@@ -482,6 +489,36 @@ fn two_deletes_of_different_keys_remove_both() {
             },
         ]
     });
+}
+
+#[test]
+fn recording_a_use_never_brings_a_deleted_key_back() {
+    // The verify reads the active record, the delete runs, then the verify records its use.
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    let delete_ops = operations_of(|s| {
+        let m = create_one(s, "alice");
+        Request::Delete {
+            user: "alice",
+            id: m.id,
+        }
+    }) as usize;
+    let plan: Vec<usize> = std::iter::once(1)
+        .chain(std::iter::repeat_n(0, delete_ops))
+        .chain(std::iter::repeat_n(1, 4))
+        .collect();
+    let requests = [
+        Request::Delete {
+            user: "alice",
+            id: made.id.clone(),
+        },
+        Request::Verify {
+            hash: made.hash.clone(),
+        },
+    ];
+    run_plan(&store, &requests, plan, &[], MAX);
+    assert!(!verifies(&store, &made.hash));
+    assert!(store.get(&record_key(&made.hash)).unwrap().is_none());
 }
 
 #[test]

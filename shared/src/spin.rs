@@ -7,7 +7,7 @@ use crate::http::Reply;
 use crate::jwt;
 use crate::store::{KeyValue, StoreError, Swap};
 use spin_sdk::http::{Request, Response};
-use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 /// The `default` key-value store through `wasi:keyvalue@0.2.0-draft2`, which every Spin
 /// backend implements (it has compare-and-swap; `spin_sdk::key_value::Store` has not).
@@ -36,20 +36,6 @@ impl KeyValue for SpinStore {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bucket.get(key).map_err(logged)
-    }
-
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        // Backends answer only the keys they hold, in any order: put them back in ours.
-        let mut found = batch::get_many(&self.bucket, keys).map_err(logged)?;
-        Ok(keys
-            .iter()
-            .map(|key| {
-                found
-                    .iter()
-                    .position(|(k, _)| k == key)
-                    .and_then(|i| found.swap_remove(i).1)
-            })
-            .collect())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {

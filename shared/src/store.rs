@@ -17,6 +17,9 @@ pub enum Swap {
 
 /// The subset of `wasi:keyvalue@0.2.0-draft2` the protocol needs, with Spin's semantics.
 ///
+/// No `get_many`: Spin's Redis backend implements `batch.get-many` with the `KEYS` command,
+/// which fails for more than one key, so the protocol reads with plain `get`s.
+///
 /// Each method is one store operation (one round trip). Note the compare-and-swap caveat of
 /// Spin's SQLite store: if [`KeyValue::watch`] saw the key absent, [`KeyValue::swap`] writes
 /// unconditionally. The protocol never swaps after seeing a key absent.
@@ -26,8 +29,6 @@ pub trait KeyValue {
 
     /// The value of `key`, or `None` if absent.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The values of `keys`, in the same order, in one operation.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     /// Writes `value` unconditionally.
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// Deletes `key`; deleting an absent key succeeds.
