@@ -104,7 +104,11 @@ fn engine() -> Result<Engine> {
         .total_memories(1024)
         .total_tables(2048)
         .total_stacks(256)
-        .max_memory_size(MEMORY_LIMIT);
+        .max_memory_size(MEMORY_LIMIT)
+        // As Spin sets them (crates/core): a slot reused by the next request is reset with
+        // memset instead of being unmapped, so pages a request touches do not fault again.
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(1 << 19);
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Reserving the pool's address space can fail on small or restricted machines.
     let engine = Engine::new(&pooled).or_else(|_| Engine::new(&config))?;
