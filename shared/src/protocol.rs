@@ -544,5 +544,5 @@ fn record_use<S: KeyValue>(store: &S, key: &str, now: i64) -> Result<(), StoreEr
 }
 
 #[cfg(test)]
-#[path = "protocol_tests.rs"]
+#[path = "protocol/tests.rs"]
 mod tests;
