@@ -234,3 +234,21 @@ fn scope_checks_fail_closed_on_repeated_or_odd_scopes() {
     );
     assert_eq!((odd.status, odd.code()), (400, Some("invalid_json")));
 }
+
+#[test]
+fn envoy_style_paths_under_verify_are_forward_auth_too() {
+    // Envoy's ext_authz HTTP service sends the original path after its `path_prefix`.
+    let app = shared_app();
+    let (user, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    let reply = app.request(
+        "GET",
+        "/v1/keys.verify/api/orders/42?scope=read",
+        &[("x-api-key", key)],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("x-api-key-user"), Some(user.as_str()));
+    let none = app.request("POST", "/v1/keys.verify/api/orders", &[], None);
+    assert_eq!((none.status, none.code()), (401, Some("invalid_key")));
+}
