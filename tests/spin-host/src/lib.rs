@@ -220,6 +220,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Arc<Server>) {
                 continue;
             }
         };
+        // Answers are small: send them at once rather than wait for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let server = server.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
