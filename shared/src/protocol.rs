@@ -473,7 +473,8 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
 /// Deletes the key `id` of `user_id` for good.
 pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), ApiError> {
     let user = UserSpace::of(user_id);
-    let mut killed: Option<String> = None;
+    // Whether this request already deleted the key's record (it may retry the index update).
+    let mut killed = false;
     for _ in 0..MAX_ATTEMPTS {
         let (cas, head) = match store.watch(&user.head)? {
             (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
@@ -485,17 +486,17 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
             // Gone from the index: either never ours, or a concurrent delete of the same id
             // published the removal after this request had already killed the key.
-            return if killed.is_some() {
+            return if killed {
                 Ok(())
             } else {
                 Err(ApiError::KeyNotFound)
             };
         };
         let hash = index.keys.remove(position).hash;
-        if killed.is_none() {
+        if !killed {
             // From this write on the key no longer verifies; everything after is bookkeeping.
             store.delete(&record_key(&hash))?;
-            killed = Some(hash.clone());
+            killed = true;
         }
         if publish(store, &user, cas, head, &index)? {
             return Ok(());
