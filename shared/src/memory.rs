@@ -3,17 +3,50 @@
 //!
 //! Semantics copied from Spin's behaviour (SPIN-FACTS.md): a swap whose `watch` saw the key
 //! absent is an upsert; `increment` treats absent as 0, stores 8 bytes little-endian and panics
-//! on any other value, as the real host does.
+//! on any other value, as the real host does. What a swap *answers* is a mode
+//! ([`SwapAnswers`]): truthfully as SQLite, or lying either way as Spin's Redis and DynamoDB
+//! backends do, while the write itself stays guarded.
 
 use crate::store::{KeyValue, StoreError, Swap};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Condvar, Mutex};
+
+/// What the store answers after a compare-and-swap; the write itself is guarded in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwapAnswers {
+    /// As Spin's SQLite store: `Done` iff the value was written.
+    #[default]
+    Truthful,
+    /// `Done` whether or not the value was written: Spin's Redis backend once its stray
+    /// `UNWATCH` argument is fixed (it reads an aborted `EXEC` as success).
+    FalseSuccess,
+    /// `Conflict` whether or not the value was written: Spin's Redis backend today (its
+    /// `UNWATCH key` fails after every swap), DynamoDB after a timeout that landed.
+    FalseConflict,
+}
+
+impl SwapAnswers {
+    /// Every mode, for tests that must hold under each.
+    pub const ALL: [SwapAnswers; 3] = [
+        SwapAnswers::Truthful,
+        SwapAnswers::FalseSuccess,
+        SwapAnswers::FalseConflict,
+    ];
+
+    fn answer(self, written: bool) -> Swap {
+        match (self, written) {
+            (SwapAnswers::Truthful, true) | (SwapAnswers::FalseSuccess, _) => Swap::Done,
+            (SwapAnswers::Truthful, false) | (SwapAnswers::FalseConflict, _) => Swap::Conflict,
+        }
+    }
+}
 
 /// The shared store all simulated requests use.
 #[derive(Default)]
 pub struct MemoryStore {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     faults: Mutex<Faults>,
+    answers: SwapAnswers,
 }
 
 #[derive(Default)]
@@ -29,8 +62,17 @@ pub struct MemoryCas {
 }
 
 impl MemoryStore {
+    /// A store whose swaps answer truthfully, as Spin's SQLite store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// A store whose swaps answer as `answers` says.
+    pub fn with_answers(answers: SwapAnswers) -> MemoryStore {
+        MemoryStore {
+            answers,
+            ..MemoryStore::default()
+        }
     }
 
     /// The `n`-th operation from now (1-based) fails once and changes nothing.
@@ -114,14 +156,16 @@ impl KeyValue for MemoryStore {
     fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
         self.operation()?;
         let mut data = self.data.lock().unwrap();
-        match cas.seen {
+        let written = match cas.seen {
             // Spin's SQLite store: UPDATE ... WHERE value = <seen>.
-            Some(seen) if data.get(&cas.key) != Some(&seen) => return Ok(Swap::Conflict),
+            Some(seen) if data.get(&cas.key) != Some(&seen) => false,
             // Seen absent: INSERT ... ON CONFLICT DO UPDATE, whatever is there now.
-            _ => {}
-        }
-        data.insert(cas.key, value.to_vec());
-        Ok(Swap::Done)
+            _ => {
+                data.insert(cas.key, value.to_vec());
+                true
+            }
+        };
+        Ok(self.answers.answer(written))
     }
 }
 

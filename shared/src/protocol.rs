@@ -27,21 +27,43 @@
 //! - gives every key its own record, keyed by the key's hash, so that verify reads exactly one
 //!   entry, and moves that record from `pending` to `active` by compare-and-swap.
 //!
+//! # Why no compare-and-swap answer is trusted
+//! The swap itself is sound on every Spin backend (the write lands only if the value did not
+//! change), but its *answer* is not: Spin's Redis backend answers `cas-failed` after every swap,
+//! landed or not (it sends `UNWATCH key`, which Redis refuses), and reads an aborted `EXEC` as
+//! success, so once that is fixed a lost race will be answered as a win; DynamoDB answers
+//! `cas-failed` for a timeout after the write landed. So the protocol ignores the answer
+//! ([`swap_unconfirmed`]) and decides by reading back what it can identify as its own:
+//! - a publish landed iff the index that `head` names afterwards shows its change (the new key's
+//!   hash is there, or the deleted id is gone): hashes and ids are unique, and only this request
+//!   adds its own key, so a retry never appends it twice and a delete that happened is never
+//!   reported as failed;
+//! - an activation or a revocation landed iff the record read afterwards is in the new state;
+//! - a last-use update needs no answer at all: it is best effort, and its guard alone keeps it
+//!   from resurrecting a deleted record.
+//!
+//! Index versions that a request wrote or built on are removed only once `head` has been read
+//! after its last swap and names another version: version numbers are never reused, so such a
+//! version can never be published again (see [`Versions`]). Nothing deletes a version that may
+//! be the published one.
+//!
 //! # Create (key k, user u)
 //! 1. `set key/k = pending` — nobody else knows k, so a plain write is safe. Not live.
 //! 2. Loop: read `head` (compare-and-swap handle) and the index it names; if the index holds
 //!    `max` keys, drop entries whose record is gone, revoked, or pending for longer than
 //!    [`ABANDONED_AFTER_SECS`] (revoking such a record by compare-and-swap first); if still
 //!    full, answer `key_limit_reached`. Otherwise write index version `n = increment(seq)` with
-//!    k appended and swap `head` to `n`; on conflict, retry from the new head.
-//! 3. Swap `key/k` from exactly the pending bytes written in 1 to `active`. From here on k
-//!    verifies. If the record is no longer those bytes (deleted, or revoked as abandoned), the
-//!    swap is not attempted and the create fails: k never becomes live.
+//!    k appended and swap `head` to `n`; then start over from the head: once the index it names
+//!    lists k, the publish has landed.
+//! 3. Swap `key/k` from exactly the pending bytes written in 1 to `active`, and read it back until
+//!    it is active. From here on k verifies. If the record is no longer those bytes (deleted, or
+//!    revoked as abandoned), the swap is not attempted and the create fails: k never becomes live.
 //!
 //! # Delete (id, user u)
 //! Read head and index; find the id (else `key_not_found`); `delete key/k` — from this write on
-//! k no longer verifies; then publish an index without k as in create. A retry after a failure
-//! finds the id still listed and finishes the job.
+//! k no longer verifies; then publish an index without k as in create, until the index `head`
+//! names no longer lists the id (whoever removed it). A retry after a failure finds the id still
+//! listed and finishes the job.
 //!
 //! # Verify
 //! One `get key/k`: valid iff the record is `active`. If its last use is over
@@ -66,8 +88,12 @@
 //!   list, and reclaimed as soon as the slot is needed — at once if absent, after
 //!   [`ABANDONED_AFTER_SECS`] if pending (the bounded wait after a request died mid-create).
 //!   A failed delete has either changed nothing or already killed the key; its retry succeeds.
-//! - **Bounded work.** Every loop is bounded by [`MAX_ATTEMPTS`]; each failed swap means another
-//!   request succeeded. List and delete read the head, one index and at most `max` records.
+//! - **Bounded work.** Every loop is bounded by [`MAX_ATTEMPTS`]; each swap that did not land
+//!   means another request's did. List reads the head, one index and at most `max` records.
+//!
+//! # Cost (store operations, no contention)
+//! Reading back costs create and delete one more `watch` of the head and one more index read,
+//! and create one more record read after activation; verify stays one `get`.
 //!
 //! Garbage that may remain after failures or crashes (an unpublished index version, the record of
 //! a create that died before publishing) is never read as live data and is a few entries at most
@@ -75,7 +101,7 @@
 
 use crate::error::ApiError;
 use crate::key::sha256_hex;
-use crate::store::{KeyValue, StoreError, Swap};
+use crate::store::{KeyValue, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// A create pending this long (seconds) is taken as abandoned by a request that died.
@@ -84,6 +110,8 @@ pub const ABANDONED_AFTER_SECS: i64 = 30;
 pub const USAGE_GRANULARITY_SECS: i64 = 3600;
 /// Upper bound on optimistic retries of one request before it answers 503.
 pub const MAX_ATTEMPTS: usize = 64;
+/// How often a failed read is retried when it is the read-back of a swap that may have landed.
+pub const READ_BACK_RETRIES: usize = 2;
 
 const NAMESPACE: &str = "apikeys/v1";
 
@@ -256,32 +284,70 @@ fn read_index<S: KeyValue>(
     }
 }
 
-/// Writes `index` as a new version and swings the head to it. `Ok(false)`: the head moved since
-/// it was watched, nothing was published, retry.
-fn publish<S: KeyValue>(
+/// Runs a compare-and-swap and discards the store's answer, which no Spin backend gives
+/// reliably (see the module docs): callers decide whether it landed by reading back.
+fn swap_unconfirmed<S: KeyValue>(store: &S, cas: S::Cas, value: &[u8]) -> Result<(), StoreError> {
+    store.swap(cas, value).map(|_unreliable_answer| ())
+}
+
+/// Runs `read`; when it reads back a swap that may have landed (`unconfirmed`), a failure is
+/// retried a few times first. Giving up there leaves the outcome unknown to the caller: a
+/// delete that happened would answer 503, and the client's retry 404.
+fn read_back<T>(
+    unconfirmed: bool,
+    mut read: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut failures = 0;
+    loop {
+        match read() {
+            Err(_) if unconfirmed && failures < READ_BACK_RETRIES => failures += 1,
+            result => return result,
+        }
+    }
+}
+
+/// Writes `index` as a new version and asks the store to swing the head to it; returns the new
+/// version's number. Whether it was published is for the caller to read back.
+fn propose<S: KeyValue>(
     store: &S,
     user: &UserSpace,
     cas: S::Cas,
     head: Head,
     index: &Index,
-) -> Result<bool, StoreError> {
+) -> Result<u64, StoreError> {
     let number = store.increment(&user.seq, 1)?;
     let version = u64::try_from(number).map_err(|_| corrupt("seq"))?;
-    let key = user.index(version);
     // A number from increment is never handed out twice, so nobody else writes this key.
-    store.set(&key, &to_json(index)?)?;
-    match store.swap(cas, &Head::encode(version, head.encoding))? {
-        Swap::Done => {
-            if head.version != 0 {
-                // Old versions are garbage now; a reader that still holds the old number finds
-                // it gone and starts over. Failing to remove it only leaves garbage.
-                let _ = store.delete(&user.index(head.version));
+    store.set(&user.index(version), &to_json(index)?)?;
+    swap_unconfirmed(store, cas, &Head::encode(version, head.encoding))?;
+    Ok(version)
+}
+
+/// Index versions one request wrote or built on, to be removed once they are garbage.
+#[derive(Default)]
+struct Versions(Vec<u64>);
+
+impl Versions {
+    /// Whether this request has proposed a version whose fate it has not read back yet.
+    fn unconfirmed(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    fn note(&mut self, base: Head, proposed: u64) {
+        for version in [base.version, proposed] {
+            if version != 0 && !self.0.contains(&version) {
+                self.0.push(version);
             }
-            Ok(true)
         }
-        Swap::Conflict => {
-            let _ = store.delete(&key);
-            Ok(false)
+    }
+
+    /// Removes every noted version but `head`, which must have been read after this request's
+    /// last swap: the head only ever moves to freshly numbered versions, so a version it does
+    /// not name then is never published again. A reader still holding such a number finds it
+    /// gone and starts over. Failing to remove one only leaves garbage.
+    fn sweep<S: KeyValue>(self, store: &S, user: &UserSpace, head: u64) {
+        for version in self.0.into_iter().filter(|v| *v != head) {
+            let _ = store.delete(&user.index(version));
         }
     }
 }
@@ -352,49 +418,70 @@ fn publish_and_activate<S: KeyValue>(
     now: i64,
 ) -> Result<(), ApiError> {
     let max_keys = max_keys as usize;
+    let mut versions = Versions::default();
+    // Records found dead while making room: absent or revoked, terminal states nobody writes
+    // again, so removing them is safe whether or not the index that dropped them was published.
+    let mut reclaimed: Vec<String> = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
-        let (cas, head) = watch_head(store, user)?;
-        let Some(mut index) = read_index(store, user, head.version)? else {
+        let unconfirmed = versions.unconfirmed();
+        let (cas, head) = read_back(unconfirmed, || watch_head(store, user))?;
+        let Some(mut index) = read_back(unconfirmed, || read_index(store, user, head.version))?
+        else {
             continue;
         };
-        let mut reclaimed = Vec::new();
+        // Only this request adds this hash, so seeing it means one of its proposals landed,
+        // whatever the swap answered: it is never appended twice.
+        if index.keys.iter().any(|e| e.hash == entry.hash) {
+            versions.sweep(store, user, head.version);
+            for hash in &reclaimed {
+                let _ = store.delete(&record_key(hash));
+            }
+            return activate(store, &entry.hash, pending, active);
+        }
         if index.keys.len() >= max_keys {
-            reclaimed = reclaimable(store, &index, now)?;
-            index.keys.retain(|e| !reclaimed.contains(&e.hash));
+            let dead = reclaimable(store, &index, now)?;
+            index.keys.retain(|e| !dead.contains(&e.hash));
+            reclaimed.extend(dead);
             if index.keys.len() >= max_keys {
+                versions.sweep(store, user, head.version);
                 return Err(ApiError::KeyLimitReached(max_keys as u32));
             }
         }
         index.keys.push(entry.clone());
-        if !publish(store, user, cas, head, &index)? {
-            continue;
-        }
-        for hash in &reclaimed {
-            // Reclaimed records are absent or revoked: terminal states nobody writes again.
-            let _ = store.delete(&record_key(hash));
-        }
-        return activate(store, &entry.hash, pending, active);
+        let proposed = propose(store, user, cas, head, &index)?;
+        versions.note(head, proposed);
     }
     Err(ApiError::StoreUnavailable)
 }
 
-/// Turns the record from exactly `pending` into `active`; fails if it was deleted or revoked.
+/// Turns the record from exactly `pending` into `active`, reading it back until it is active;
+/// fails if it was deleted or revoked meanwhile.
 fn activate<S: KeyValue>(
     store: &S,
     hash: &str,
     pending: &[u8],
     active: &[u8],
 ) -> Result<(), ApiError> {
-    let (cas, current) = store.watch(&record_key(hash))?;
-    // Comparing with the present pending bytes is what makes a concurrent delete or reclaim win
-    // over this create; never swap after seeing the record absent (that would be an upsert).
-    if current.as_deref() != Some(pending) {
-        return Err(ApiError::StoreUnavailable);
+    let key = record_key(hash);
+    let mut swapped = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, current) = read_back(swapped, || store.watch(&key))?;
+        match current {
+            // Comparing with the present pending bytes is what makes a concurrent delete or
+            // reclaim win over this create; never swap after seeing the record absent (that
+            // would be an upsert).
+            Some(bytes) if bytes == pending => {
+                swap_unconfirmed(store, cas, active)?;
+                swapped = true;
+            }
+            // Active: the swap landed (only this request activates this record).
+            Some(bytes) if parse_record(&bytes).is_some_and(|r| r.state == KeyState::Active) => {
+                return Ok(())
+            }
+            _ => return Err(ApiError::StoreUnavailable),
+        }
     }
-    match store.swap(cas, active)? {
-        Swap::Done => Ok(()),
-        Swap::Conflict => Err(ApiError::StoreUnavailable),
-    }
+    Err(ApiError::StoreUnavailable)
 }
 
 /// Hashes of index entries that hold no live key and never will: record absent, revoked,
@@ -422,20 +509,24 @@ fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<St
 }
 
 /// Moves a pending record to revoked, so its create can never activate it. `true` if the record
-/// is now revoked or gone, `false` if it turned active meanwhile.
+/// is now revoked or gone, `false` if it turned active meanwhile; decided by reading it back.
 fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
-    let (cas, current) = store.watch(&record_key(hash))?;
-    let Some(mut record) = current.as_deref().and_then(parse_record) else {
-        return Ok(true);
-    };
-    match record.state {
-        KeyState::Active => Ok(false),
-        KeyState::Revoked => Ok(true),
-        KeyState::Pending => {
-            record.state = KeyState::Revoked;
-            Ok(store.swap(cas, &to_json(&record)?)? == Swap::Done)
+    let key = record_key(hash);
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, current) = store.watch(&key)?;
+        let Some(mut record) = current.as_deref().and_then(parse_record) else {
+            return Ok(true);
+        };
+        match record.state {
+            KeyState::Active => return Ok(false),
+            KeyState::Revoked => return Ok(true),
+            KeyState::Pending => {
+                record.state = KeyState::Revoked;
+                swap_unconfirmed(store, cas, &to_json(&record)?)?;
+            }
         }
     }
+    Err(StoreError("a pending record kept changing".into()))
 }
 
 /// The live keys of `user_id`, oldest first.
@@ -475,17 +566,21 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
     let user = UserSpace::of(user_id);
     // Whether this request already deleted the key's record (it may retry the index update).
     let mut killed = false;
+    let mut versions = Versions::default();
     for _ in 0..MAX_ATTEMPTS {
-        let (cas, head) = match store.watch(&user.head)? {
+        let unconfirmed = versions.unconfirmed();
+        let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
             (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
             (_, None) => return Err(ApiError::KeyNotFound),
         };
-        let Some(mut index) = read_index(store, &user, head.version)? else {
+        let Some(mut index) = read_back(unconfirmed, || read_index(store, &user, head.version))?
+        else {
             continue;
         };
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
-            // Gone from the index: either never ours, or a concurrent delete of the same id
-            // published the removal after this request had already killed the key.
+            // Gone from the index: never ours, or removed after this request killed the key —
+            // by its own proposal (whatever the swap answered) or a concurrent delete of the id.
+            versions.sweep(store, &user, head.version);
             return if killed {
                 Ok(())
             } else {
@@ -498,9 +593,8 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
             store.delete(&record_key(&hash))?;
             killed = true;
         }
-        if publish(store, &user, cas, head, &index)? {
-            return Ok(());
-        }
+        let proposed = propose(store, &user, cas, head, &index)?;
+        versions.note(head, proposed);
     }
     Err(ApiError::StoreUnavailable)
 }
@@ -530,7 +624,8 @@ fn is_stale(last_used_at: Option<i64>, now: i64) -> bool {
 
 /// Writes `now` as the record's last use by compare-and-swap against the active record: a
 /// delete since verify's read makes the swap fail (or finds nothing to swap), so it can never
-/// bring the key back, as a blind write would.
+/// bring the key back, as a blind write would. Best effort: whether it landed is not read back
+/// (a lost update is retried by the next verification after the hour).
 fn record_use<S: KeyValue>(store: &S, key: &str, now: i64) -> Result<(), StoreError> {
     let (cas, current) = store.watch(key)?;
     let Some(mut record) = current.as_deref().and_then(parse_record) else {
@@ -541,7 +636,7 @@ fn record_use<S: KeyValue>(store: &S, key: &str, now: i64) -> Result<(), StoreEr
         return Ok(());
     }
     record.last_used_at = Some(now);
-    store.swap(cas, &to_json(&record)?).map(drop)
+    swap_unconfirmed(store, cas, &to_json(&record)?)
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
-/// How a compare-and-swap ended.
+/// What the store *says* about a compare-and-swap. Not to be trusted: Spin's Redis backend
+/// answers `Conflict` after every swap (and, once fixed, `Done` for a lost race), DynamoDB
+/// `Conflict` after a timeout that landed. The protocol decides by reading back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Swap {
-    /// The new value was written.
+    /// The store says the new value was written.
     Done,
-    /// The value changed since it was read; nothing was written.
+    /// The store says the value changed since it was read and nothing was written.
     Conflict,
 }
 
@@ -37,6 +39,7 @@ pub trait KeyValue {
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// Starts a compare-and-swap: reads and remembers the current value of `key`.
     fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError>;
-    /// Writes `value` if the key still holds what `watch` read.
+    /// Writes `value` if the key still holds what `watch` read. The write itself is guarded on
+    /// every backend; the answer is only the store's claim (see [`Swap`]).
     fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, StoreError>;
 }
