@@ -1,9 +1,9 @@
-//! Key-value backends: one `KvBackend` trait with Spin's SQLite semantics, a SQLite store like
-//! `spin up`'s, an in-memory twin, and a wrapper that injects faults.
+//! Key-value backends: one `KvBackend` trait, a SQLite store like `spin up`'s, an in-memory
+//! twin, a wrapper that injects faults, and (in [`crate::kv_redis`]) Redis as Spin speaks it.
 //!
-//! The semantics follow Spin's `key-value-spin` store, including its sharp edges: a
-//! compare-and-swap whose `current()` saw the key absent is an upsert that always wins, and
-//! `increment` stores an 8-byte little-endian i64 and cannot read anything else.
+//! The SQLite and in-memory semantics follow Spin's `key-value-spin` store, including its sharp
+//! edges: a compare-and-swap whose `current()` saw the key absent is an upsert that always
+//! wins, and `increment` stores an 8-byte little-endian i64 and cannot read anything else.
 
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
@@ -38,8 +38,7 @@ pub type KvResult<T> = Result<T, KvError>;
 /// The operations of a key-value store, addressed by store label.
 ///
 /// `get_many` returns only the keys that exist, in the order asked, each once (Spin's SQLite
-/// store omits absent keys too). `cas_swap` with `expected: None` is the upsert Spin does when
-/// `current()` saw the key absent or was never called.
+/// store omits absent keys too).
 pub trait KvBackend: Send + Sync {
     /// Whether a store with this label exists; only `default` does, as in `spin up`.
     fn store_exists(&self, label: &str) -> bool {
@@ -55,20 +54,64 @@ pub trait KvBackend: Send + Sync {
     fn get_many(&self, store: &str, keys: &[String]) -> KvResult<Vec<(String, Vec<u8>)>>;
     fn set_many(&self, store: &str, entries: &[(String, Vec<u8>)]) -> KvResult<()>;
     fn delete_many(&self, store: &str, keys: &[String]) -> KvResult<()>;
-    /// Absent counts as 0; the result is stored as 8 little-endian bytes. A value of another
-    /// length is `KvError::Trap` and stays untouched.
+    /// Absent counts as 0. SQLite stores the result as 8 little-endian bytes (a value of another
+    /// length is `KvError::Trap` and stays untouched); Redis as decimal text.
     fn increment(&self, store: &str, key: &str, delta: i64) -> KvResult<i64>;
-    /// What `cas.current()` reads: the value now.
-    fn cas_current(&self, store: &str, key: &str) -> KvResult<Option<Vec<u8>>>;
-    /// Replace the value if it still equals `expected` (`KvError::CasFailed` otherwise); with
-    /// `expected: None`, write unconditionally.
-    fn cas_swap(
+    /// Starts a compare-and-swap on `key`, as Spin's `cas.new` does; nothing is read yet.
+    fn cas(self: Arc<Self>, store: &str, key: &str) -> KvResult<Box<dyn KvCas>>;
+}
+
+/// One compare-and-swap in progress (Spin's `Cas` resource): `current`, then `swap` once.
+pub trait KvCas: Send {
+    /// Reads the value now and remembers what the swap must compare with.
+    fn current(&mut self) -> KvResult<Option<Vec<u8>>>;
+    /// Writes `value` if the key still holds what `current` read. `Err(KvError::CasFailed)` is
+    /// what the backend *answers*, which on Redis says nothing about whether it wrote.
+    fn swap(self: Box<Self>, value: &[u8]) -> KvResult<()>;
+}
+
+/// Stores that compare values themselves (SQLite, memory): replace the value if it still equals
+/// `expected` (`KvError::CasFailed` otherwise); with `expected: None`, write unconditionally —
+/// the upsert Spin's SQLite store does when `current()` saw the key absent or was never called.
+trait GuardedSwap: KvBackend {
+    fn swap_if(
         &self,
         store: &str,
         key: &str,
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> KvResult<()>;
+}
+
+/// A compare-and-swap on a [`GuardedSwap`] store: remembers what `current` read.
+struct RememberingCas<B> {
+    backend: Arc<B>,
+    store: String,
+    key: String,
+    seen: Option<Vec<u8>>,
+}
+
+impl<B: GuardedSwap + 'static> RememberingCas<B> {
+    fn start(backend: Arc<B>, store: &str, key: &str) -> KvResult<Box<dyn KvCas>> {
+        Ok(Box::new(RememberingCas {
+            backend,
+            store: store.to_owned(),
+            key: key.to_owned(),
+            seen: None,
+        }))
+    }
+}
+
+impl<B: GuardedSwap + 'static> KvCas for RememberingCas<B> {
+    fn current(&mut self) -> KvResult<Option<Vec<u8>>> {
+        self.seen = self.backend.get(&self.store, &self.key)?;
+        Ok(self.seen.clone())
+    }
+
+    fn swap(self: Box<Self>, value: &[u8]) -> KvResult<()> {
+        self.backend
+            .swap_if(&self.store, &self.key, self.seen.as_deref(), value)
+    }
 }
 
 fn decode_counter(value: Vec<u8>) -> KvResult<i64> {
@@ -289,11 +332,13 @@ impl KvBackend for SqliteBackend {
         })
     }
 
-    fn cas_current(&self, store: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.get(store, key)
+    fn cas(self: Arc<Self>, store: &str, key: &str) -> KvResult<Box<dyn KvCas>> {
+        RememberingCas::start(self, store, key)
     }
+}
 
-    fn cas_swap(
+impl GuardedSwap for SqliteBackend {
+    fn swap_if(
         &self,
         store: &str,
         key: &str,
@@ -411,11 +456,13 @@ impl KvBackend for MemoryBackend {
         Ok(new)
     }
 
-    fn cas_current(&self, store: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.get(store, key)
+    fn cas(self: Arc<Self>, store: &str, key: &str) -> KvResult<Box<dyn KvCas>> {
+        RememberingCas::start(self, store, key)
     }
+}
 
-    fn cas_swap(
+impl GuardedSwap for MemoryBackend {
+    fn swap_if(
         &self,
         store: &str,
         key: &str,
@@ -438,7 +485,8 @@ impl KvBackend for MemoryBackend {
 
 /// Wraps a backend and fails chosen operations with `other("injected fault")`, changing nothing.
 ///
-/// Every trait call except `store_exists` counts as one operation.
+/// Every trait call except `store_exists` and `cas` counts as one operation, and so do a
+/// compare-and-swap's `current` and `swap`.
 pub struct FaultyBackend {
     inner: Arc<dyn KvBackend>,
     ops: AtomicU64,
@@ -497,7 +545,8 @@ impl FaultyBackend {
         self.fail_all.store(false, Ordering::SeqCst);
     }
 
-    fn op<T>(&self, run: impl FnOnce(&dyn KvBackend) -> KvResult<T>) -> KvResult<T> {
+    /// Counts one operation and fails it if it is a chosen one.
+    fn count(&self) -> KvResult<()> {
         let n = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
         let nth = self
             .fail_at
@@ -507,6 +556,11 @@ impl FaultyBackend {
         if nth || (from != 0 && n >= from) || self.fail_all.load(Ordering::SeqCst) {
             return Err(KvError::Other(INJECTED_FAULT.into()));
         }
+        Ok(())
+    }
+
+    fn op<T>(&self, run: impl FnOnce(&dyn KvBackend) -> KvResult<T>) -> KvResult<T> {
+        self.count()?;
         run(self.inner.as_ref())
     }
 }
@@ -542,11 +596,29 @@ impl KvBackend for FaultyBackend {
     fn increment(&self, s: &str, key: &str, delta: i64) -> KvResult<i64> {
         self.op(|b| b.increment(s, key, delta))
     }
-    fn cas_current(&self, s: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
-        self.op(|b| b.cas_current(s, key))
+    fn cas(self: Arc<Self>, s: &str, key: &str) -> KvResult<Box<dyn KvCas>> {
+        let inner = self.inner.clone().cas(s, key)?;
+        Ok(Box::new(FaultyCas {
+            faults: self,
+            inner,
+        }))
     }
-    fn cas_swap(&self, s: &str, key: &str, expected: Option<&[u8]>, value: &[u8]) -> KvResult<()> {
-        self.op(|b| b.cas_swap(s, key, expected, value))
+}
+
+/// A compare-and-swap whose `current` and `swap` count as operations of a [`FaultyBackend`].
+struct FaultyCas {
+    faults: Arc<FaultyBackend>,
+    inner: Box<dyn KvCas>,
+}
+
+impl KvCas for FaultyCas {
+    fn current(&mut self) -> KvResult<Option<Vec<u8>>> {
+        self.faults.count()?;
+        self.inner.current()
+    }
+    fn swap(self: Box<Self>, value: &[u8]) -> KvResult<()> {
+        self.faults.count()?;
+        self.inner.swap(value)
     }
 }
 
@@ -564,10 +636,10 @@ mod tests {
     }
 
     /// Runs one behaviour against both backends so their semantics cannot drift apart.
-    fn on_both(check: impl Fn(&dyn KvBackend)) {
+    fn on_both(check: impl Fn(&Arc<dyn KvBackend>)) {
         for (name, b) in backends() {
             eprintln!("backend: {name}");
-            check(b.as_ref());
+            check(&b);
         }
     }
 
@@ -616,10 +688,11 @@ mod tests {
     #[test]
     fn cas_on_absent_key_is_an_upsert_that_always_wins() {
         on_both(|b| {
-            assert_eq!(b.cas_current(S, "k").unwrap(), None);
+            let mut cas = b.clone().cas(S, "k").unwrap();
+            assert_eq!(cas.current().unwrap(), None);
             // Another writer creates the key between current() and swap().
             b.set(S, "k", b"theirs").unwrap();
-            b.cas_swap(S, "k", None, b"mine").unwrap();
+            cas.swap(b"mine").unwrap();
             assert_eq!(b.get(S, "k").unwrap(), Some(b"mine".to_vec()));
         });
     }
@@ -628,21 +701,20 @@ mod tests {
     fn cas_fails_when_value_changed_and_succeeds_when_unchanged() {
         on_both(|b| {
             b.set(S, "k", b"v1").unwrap();
-            let seen = b.cas_current(S, "k").unwrap().unwrap();
+            let mut cas = b.clone().cas(S, "k").unwrap();
+            assert_eq!(cas.current().unwrap(), Some(b"v1".to_vec()));
             b.set(S, "k", b"v2").unwrap();
-            assert_eq!(
-                b.cas_swap(S, "k", Some(&seen), b"v3"),
-                Err(KvError::CasFailed)
-            );
+            assert_eq!(cas.swap(b"v3"), Err(KvError::CasFailed));
             assert_eq!(b.get(S, "k").unwrap(), Some(b"v2".to_vec()));
-            b.cas_swap(S, "k", Some(b"v2"), b"v3").unwrap();
+            let mut cas = b.clone().cas(S, "k").unwrap();
+            cas.current().unwrap();
+            cas.swap(b"v3").unwrap();
             assert_eq!(b.get(S, "k").unwrap(), Some(b"v3".to_vec()));
             // Deleted meanwhile: the guarded update finds no row.
+            let mut cas = b.clone().cas(S, "k").unwrap();
+            cas.current().unwrap();
             b.delete(S, "k").unwrap();
-            assert_eq!(
-                b.cas_swap(S, "k", Some(b"v3"), b"v4"),
-                Err(KvError::CasFailed)
-            );
+            assert_eq!(cas.swap(b"v4"), Err(KvError::CasFailed));
             assert!(!b.exists(S, "k").unwrap());
         });
     }
@@ -709,7 +781,7 @@ mod tests {
         let f = FaultyBackend::new(MemoryBackend::new());
         f.fail_all(true);
         assert!(f.increment(S, "n", 1).is_err());
-        assert!(f.cas_swap(S, "n", None, b"x").is_err());
+        assert!(f.clone().cas(S, "n").unwrap().swap(b"x").is_err());
         f.fail_nth(1);
         f.disarm();
         assert_eq!(f.increment(S, "n", 1).unwrap(), 1);

@@ -19,13 +19,20 @@
 
 pub mod clock;
 pub mod kv;
+pub mod kv_redis;
 pub mod manifest;
 pub mod providers;
+pub mod redis_server;
 pub mod router;
 pub mod runner;
+pub mod runtime_config;
 
 pub use clock::TestClock;
-pub use kv::{FaultyBackend, KvBackend, KvError, MemoryBackend, SqliteBackend, INJECTED_FAULT};
+pub use kv::{
+    FaultyBackend, KvBackend, KvCas, KvError, MemoryBackend, SqliteBackend, INJECTED_FAULT,
+};
+pub use kv_redis::{RedisBackend, RedisCasAnswers};
+pub use redis_server::RedisServer;
 
 use anyhow::{Context, Result};
 use hyper::server::conn::http1;
@@ -58,6 +65,8 @@ pub struct HostConfig {
     pub request_timeout: Duration,
     /// Print nothing at start-up.
     pub quiet: bool,
+    /// Serve only these components (Spin's `--component-id`); empty serves all.
+    pub components: Vec<String>,
 }
 
 impl HostConfig {
@@ -77,6 +86,7 @@ impl HostConfig {
             kv_stats_header: false,
             request_timeout: Duration::from_secs(30),
             quiet: false,
+            components: Vec::new(),
         }
     }
 }
@@ -134,7 +144,10 @@ impl Drop for RunningHost {
 
 /// Loads, builds (if asked), compiles and starts serving the app.
 pub async fn start(config: HostConfig) -> Result<RunningHost> {
-    let manifest = Manifest::load(&config.manifest)?;
+    let mut manifest = Manifest::load(&config.manifest)?;
+    if !config.components.is_empty() {
+        manifest.retain_components(&config.components)?;
+    }
     if config.build {
         let (m, quiet) = (manifest.clone(), config.quiet);
         tokio::task::spawn_blocking(move || manifest::run_builds(&m, quiet)).await??;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use spin_host::{HostConfig, SqliteBackend};
+use spin_host::{HostConfig, RedisCasAnswers, SqliteBackend};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -30,7 +30,23 @@ enum Command {
         /// Add `x-kv-reads` and `x-kv-writes` headers to every response.
         #[arg(long)]
         kv_stats_header: bool,
+        /// Spin's runtime config file: which backend serves the key-value store (`spin`, `redis`).
+        #[arg(long, value_name = "FILE")]
+        runtime_config_file: Option<PathBuf>,
+        /// Serve only this component (repeatable), as `spin up --component-id`.
+        #[arg(long, short = 'c', value_name = "ID")]
+        component_id: Vec<String>,
+        /// For tests: how a Redis compare-and-swap answers (`spin41`, as Spin 4.1 does, or
+        /// `unwatch-fixed`, as Spin will once its stray UNWATCH argument is gone).
+        #[arg(long, hide = true, value_enum, default_value = "spin41")]
+        redis_cas: RedisCas,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RedisCas {
+    Spin41,
+    UnwatchFixed,
 }
 
 fn main() -> Result<()> {
@@ -39,14 +55,31 @@ fn main() -> Result<()> {
         manifest,
         no_build,
         kv_stats_header,
+        runtime_config_file,
+        component_id,
+        redis_cas,
     } = Cli::parse().command;
     let mut config = HostConfig::new(&manifest);
-    let dir = std::path::absolute(&manifest)?
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    // Open now so a bad path stops start-up instead of failing every request.
-    config.backend = SqliteBackend::open(dir.join(".spin").join("sqlite_key_value.db"))?;
+    let redis_answers = match redis_cas {
+        RedisCas::Spin41 => RedisCasAnswers::Spin41,
+        RedisCas::UnwatchFixed => RedisCasAnswers::UnwatchFixed,
+    };
+    let chosen = match &runtime_config_file {
+        Some(file) => spin_host::runtime_config::load(file, redis_answers)?,
+        None => None,
+    };
+    config.backend = match chosen {
+        Some(backend) => backend,
+        None => {
+            let dir = std::path::absolute(&manifest)?
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            // Open now so a bad path stops start-up instead of failing every request.
+            SqliteBackend::open(dir.join(".spin").join("sqlite_key_value.db"))?
+        }
+    };
+    config.components = component_id;
     config.listen = listen;
     config.build = !no_build;
     config.kv_stats_header = kv_stats_header;

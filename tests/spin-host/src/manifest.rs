@@ -165,6 +165,17 @@ impl Manifest {
         })
     }
 
+    /// Keeps only the components `ids` and their routes, as `spin up --component-id` does
+    /// (so only they are built and served); fails naming an id the manifest does not have.
+    pub fn retain_components(&mut self, ids: &[String]) -> Result<()> {
+        if let Some(unknown) = ids.iter().find(|id| !self.components.contains_key(*id)) {
+            bail!("no component `{unknown}` in the manifest");
+        }
+        self.components.retain(|id, _| ids.contains(id));
+        self.routes.retain(|(_, component)| ids.contains(component));
+        Ok(())
+    }
+
     /// Values of the application variables: `overrides`, else env `SPIN_VARIABLE_<NAME>`, else
     /// the default. Fails naming a required variable that has no value.
     pub fn app_variables(
@@ -403,5 +414,17 @@ workdir = "functions/create"
         assert!(Manifest::parse(&bad, Path::new("/")).is_err());
         let bad = APP.replace("component = \"create\"\n[[", "component = \"ghost\"\n[[");
         assert!(Manifest::parse(&bad, Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn component_ids_keep_only_those_components_and_routes() {
+        let spin_toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spin.toml");
+        let mut m = Manifest::load(&spin_toml).unwrap();
+        m.retain_components(&["verify".to_owned()]).unwrap();
+        let routes: Vec<&str> = m.routes.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(routes, ["/v1/keys.verify", "/v1/keys.verify/..."]);
+        assert_eq!(m.components.keys().collect::<Vec<_>>(), ["verify"]);
+        let error = m.retain_components(&["nope".to_owned()]).unwrap_err();
+        assert!(error.to_string().contains("no component `nope`"));
     }
 }

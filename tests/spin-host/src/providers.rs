@@ -2,7 +2,7 @@
 //! `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue/*@0.2.0-draft2` onto a `KvBackend`, and
 //! `fermyon:spin/variables@2.0.0`.
 
-use crate::kv::{KvBackend, KvError, KvResult};
+use crate::kv::{KvBackend, KvCas, KvError, KvResult};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,11 +31,12 @@ type Trappable<T> = wasmtime::Result<T>;
 pub struct SpinStore(String);
 /// An open `wasi:keyvalue` bucket.
 pub struct WasiBucket(String);
-/// A compare-and-swap in progress: `seen` is what `current()` read (`None`: absent or unread).
+/// A compare-and-swap in progress: the backend's own (which, on Redis, holds a connection of its
+/// own with a `WATCH` on the key), and where it points, for the fresh one a failed swap returns.
 pub struct CasState {
     store: String,
     key: String,
-    seen: Option<Vec<u8>>,
+    cas: Box<dyn KvCas>,
 }
 
 /// Store reads and writes, counted per request and in total.
@@ -143,16 +144,20 @@ impl KvDispatch {
         lift(f(self.count(op), label), wasi_kv::Error::Other)
     }
 
+    /// Starts a compare-and-swap, as Spin's `cas.new` does (on Redis: a new connection).
+    fn cas_new(&mut self, store: String, key: String) -> WasiResult<Resource<CasState>> {
+        let started = self.backend.clone().cas(&store, &key);
+        Ok(match lift(started, wasi_kv::Error::Other)? {
+            Ok(cas) => Ok(self.table.push(CasState { store, key, cas })?),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Reads the value for a CAS and remembers it, as Spin's `current()` does.
     fn cas_read(&mut self, cas: &Resource<CasState>) -> WasiResult<Option<Vec<u8>>> {
-        let c = self.table.get(cas)?;
-        let read = self.count(Op::Read).cas_current(&c.store, &c.key);
-        let value = match lift(read, wasi_kv::Error::Other)? {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.table.get_mut(cas)?.seen = value.clone();
-        Ok(Ok(value))
+        self.count(Op::Read);
+        let read = self.table.get_mut(cas)?.cas.current();
+        lift(read, wasi_kv::Error::Other)
     }
 }
 
@@ -245,21 +250,19 @@ impl atomics::Host for KvDispatch {
     }
 
     fn swap(&mut self, cas: Resource<CasState>, value: Vec<u8>) -> Trappable<Result<(), CasError>> {
-        let CasState { store, key, seen } = self.table.delete(cas)?;
-        let swapped = self
-            .count(Op::Write)
-            .cas_swap(&store, &key, seen.as_deref(), &value);
-        Ok(Err(match swapped {
+        let CasState { store, key, cas } = self.table.delete(cas)?;
+        self.count(Op::Write);
+        Ok(Err(match cas.swap(&value) {
             Ok(()) => return Ok(Ok(())),
             Err(KvError::Trap(msg)) => return Err(wasmtime::Error::msg(msg)),
             Err(KvError::Other(msg)) => CasError::StoreError(wasi_kv::Error::Other(msg)),
-            // Spin hands back a fresh CAS that has already read the value now stored.
+            // Spin (factor-key-value's host) hands back a fresh CAS — `new`, then `current()`
+            // on it — and answers a store error if either fails.
             Err(KvError::CasFailed) => {
-                let fresh = self.table.push(CasState {
-                    store,
-                    key,
-                    seen: None,
-                })?;
+                let fresh = match self.cas_new(store, key)? {
+                    Ok(fresh) => fresh,
+                    Err(e) => return Ok(Err(CasError::StoreError(e))),
+                };
                 match self.cas_read(&fresh)? {
                     Ok(_) => CasError::CasFailed(fresh),
                     Err(e) => CasError::StoreError(e),
@@ -273,11 +276,7 @@ impl atomics::HostCas for KvDispatch {
     fn new(&mut self, b: Resource<WasiBucket>, key: String) -> WasiResult<Resource<CasState>> {
         // Like Spin, nothing is read until `current()`.
         let store = self.table.get(&b)?.0.clone();
-        Ok(Ok(self.table.push(CasState {
-            store,
-            key,
-            seen: None,
-        })?))
+        self.cas_new(store, key)
     }
 
     fn current(&mut self, cas: Resource<CasState>) -> WasiResult<Option<Vec<u8>>> {
