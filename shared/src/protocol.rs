@@ -284,10 +284,13 @@ fn read_index<S: KeyValue>(
     }
 }
 
-/// Runs a compare-and-swap and discards the store's answer, which no Spin backend gives
-/// reliably (see the module docs): callers decide whether it landed by reading back.
-fn swap_unconfirmed<S: KeyValue>(store: &S, cas: S::Cas, value: &[u8]) -> Result<(), StoreError> {
-    store.swap(cas, value).map(|_unreliable_answer| ())
+/// Runs a compare-and-swap and discards what the store answers, which no Spin backend answers
+/// reliably (see the module docs): callers decide whether it landed by reading back. An error
+/// is discarded too: it may come after the write landed (Spin's Redis host reports the failure
+/// of the fresh handle it opens after every swap as a store error), and a store that is really
+/// down fails the read-back.
+fn swap_unconfirmed<S: KeyValue>(store: &S, cas: S::Cas, value: &[u8]) {
+    let _unreliable_answer = store.swap(cas, value);
 }
 
 /// Runs `read`; when it reads back a swap that may have landed (`unconfirmed`), a failure is
@@ -319,7 +322,7 @@ fn propose<S: KeyValue>(
     let version = u64::try_from(number).map_err(|_| corrupt("seq"))?;
     // A number from increment is never handed out twice, so nobody else writes this key.
     store.set(&user.index(version), &to_json(index)?)?;
-    swap_unconfirmed(store, cas, &Head::encode(version, head.encoding))?;
+    swap_unconfirmed(store, cas, &Head::encode(version, head.encoding));
     Ok(version)
 }
 
@@ -471,7 +474,7 @@ fn activate<S: KeyValue>(
             // reclaim win over this create; never swap after seeing the record absent (that
             // would be an upsert).
             Some(bytes) if bytes == pending => {
-                swap_unconfirmed(store, cas, active)?;
+                swap_unconfirmed(store, cas, active);
                 swapped = true;
             }
             // Active: the swap landed (only this request activates this record).
@@ -522,7 +525,7 @@ fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError
             KeyState::Revoked => return Ok(true),
             KeyState::Pending => {
                 record.state = KeyState::Revoked;
-                swap_unconfirmed(store, cas, &to_json(&record)?)?;
+                swap_unconfirmed(store, cas, &to_json(&record)?);
             }
         }
     }
@@ -636,7 +639,8 @@ fn record_use<S: KeyValue>(store: &S, key: &str, now: i64) -> Result<(), StoreEr
         return Ok(());
     }
     record.last_used_at = Some(now);
-    swap_unconfirmed(store, cas, &to_json(&record)?)
+    swap_unconfirmed(store, cas, &to_json(&record)?);
+    Ok(())
 }
 
 #[cfg(test)]
