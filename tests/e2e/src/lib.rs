@@ -2,7 +2,10 @@
 //! the local host (`spin-host`) with a chosen key-value backend, and speaks the HTTP contract.
 
 use serde_json::{json, Value};
-use spin_host::{FaultyBackend, HostConfig, KvBackend, MemoryBackend, RunningHost, TestClock};
+use spin_host::{
+    FaultyBackend, HostConfig, KvBackend, MemoryBackend, RedisBackend, RedisCasAnswers,
+    RedisServer, RunningHost, SqliteBackend, TestClock,
+};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 use std::time::{Duration, UNIX_EPOCH};
@@ -30,9 +33,56 @@ fn build_components() {
     });
 }
 
+/// The key-value stores the store-sensitive tests run on, each as `spin up` would use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Spin's default store (an in-memory SQLite database here).
+    Sqlite,
+    /// A real `redis-server`, spoken to as Spin 4.1 does (every swap answers `cas-failed`).
+    RedisAsSpin41,
+    /// A real `redis-server`, spoken to as Spin will once its `UNWATCH` is fixed (a lost race
+    /// answers success).
+    RedisUnwatchFixed,
+}
+
+impl Store {
+    fn redis_answers(self) -> Option<RedisCasAnswers> {
+        match self {
+            Store::Sqlite => None,
+            Store::RedisAsSpin41 => Some(RedisCasAnswers::Spin41),
+            Store::RedisUnwatchFixed => Some(RedisCasAnswers::UnwatchFixed),
+        }
+    }
+}
+
+/// Makes `<case>::sqlite`, `<case>::redis_as_spin_4_1` and `<case>::redis_unwatch_fixed` tests
+/// of each `fn <case>(store: Store)`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use $crate::Store;
+            #[test]
+            fn sqlite() {
+                super::$case(Store::Sqlite)
+            }
+            #[test]
+            fn redis_as_spin_4_1() {
+                super::$case(Store::RedisAsSpin41)
+            }
+            #[test]
+            fn redis_unwatch_fixed() {
+                super::$case(Store::RedisUnwatchFixed)
+            }
+        }
+    )*};
+}
+
 /// A running app: the local host serving `spin.toml`, its store and its clock.
 pub struct App {
     host: Option<RunningHost>,
+    /// The Redis server this app started for itself, if any (stopped after the host).
+    redis: Option<RedisServer>,
     runtime: tokio::runtime::Runtime,
     agent: ureq::Agent,
     pub url: String,
@@ -48,8 +98,45 @@ impl App {
         App::start_with(MemoryBackend::new(), &[])
     }
 
+    /// The app on a fresh store of the kind `store` (a Redis server of its own for Redis).
+    pub fn start_on(store: Store) -> App {
+        match store.redis_answers() {
+            None => App::start_with(SqliteBackend::in_memory(), &[]),
+            Some(answers) => {
+                let server = RedisServer::start().expect("redis-server starts");
+                let mut app = App::start_on_redis(&server, answers, &[]);
+                app.redis = Some(server);
+                app
+            }
+        }
+    }
+
+    /// One instance of the app on a shared Redis `server`, serving only `components` (all if
+    /// empty), as `spin up --runtime-config-file … --component-id …` would.
+    pub fn start_on_redis(
+        server: &RedisServer,
+        answers: RedisCasAnswers,
+        components: &[&str],
+    ) -> App {
+        let backend = RedisBackend::new(&server.url(), answers).expect("redis backend");
+        App::start_serving(backend, &[], components)
+    }
+
+    /// Stops the Redis server this app started for itself.
+    pub fn stop_redis(&mut self) {
+        self.redis.as_mut().expect("an app on Redis").stop();
+    }
+
     /// The app on `backend`, with `variables` (lower-case names) set besides `jwt_secret`.
     pub fn start_with(backend: Arc<dyn KvBackend>, variables: &[(&str, &str)]) -> App {
+        App::start_serving(backend, variables, &[])
+    }
+
+    fn start_serving(
+        backend: Arc<dyn KvBackend>,
+        variables: &[(&str, &str)],
+        components: &[&str],
+    ) -> App {
         build_components();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -64,6 +151,7 @@ impl App {
         config.clock = clock.clone();
         config.kv_stats_header = true;
         config.quiet = true;
+        config.components = components.iter().map(|c| (*c).to_owned()).collect();
         config
             .variables
             .insert("jwt_secret".into(), JWT_SECRET.into());
@@ -79,6 +167,7 @@ impl App {
             .build();
         App {
             host: Some(host),
+            redis: None,
             runtime,
             agent,
             url,

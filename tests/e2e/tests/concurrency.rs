@@ -1,7 +1,14 @@
 //! Requests of one user that race: the limit holds, nothing live goes unlisted, deletes stick.
 
-use e2e::{unique_user, App};
+use e2e::{on_every_store, unique_user, App, Store};
 use std::collections::HashSet;
+
+// Store-sensitive: each runs on SQLite and on a real Redis (as Spin 4.1 speaks it, and fixed).
+on_every_store!(
+    fifty_simultaneous_creates_for_a_new_user_give_exactly_twenty_keys,
+    simultaneous_deletes_of_the_same_keys_leave_none_alive,
+    creates_racing_deletes_keep_every_live_key_listed_and_the_limit,
+);
 
 fn key_of(body: &serde_json::Value) -> (String, String) {
     (
@@ -10,9 +17,8 @@ fn key_of(body: &serde_json::Value) -> (String, String) {
     )
 }
 
-#[test]
-fn fifty_simultaneous_creates_for_a_new_user_give_exactly_twenty_keys() {
-    let app = App::start();
+fn fifty_simultaneous_creates_for_a_new_user_give_exactly_twenty_keys(store: Store) {
+    let app = App::start_on(store);
     let user = unique_user("racer");
     let replies: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..50)
@@ -47,9 +53,8 @@ fn fifty_simultaneous_creates_for_a_new_user_give_exactly_twenty_keys() {
     }
 }
 
-#[test]
-fn simultaneous_deletes_of_the_same_keys_leave_none_alive() {
-    let app = App::start();
+fn simultaneous_deletes_of_the_same_keys_leave_none_alive(store: Store) {
+    let app = App::start_on(store);
     let user = unique_user("deleters");
     let keys: Vec<_> = (0..10)
         .map(|i| key_of(&app.create_ok(&user, &format!("k{i}"), &["read"])))
@@ -79,9 +84,8 @@ fn simultaneous_deletes_of_the_same_keys_leave_none_alive() {
     assert!(app.listed_ids(&user).is_empty());
 }
 
-#[test]
-fn creates_racing_deletes_keep_every_live_key_listed_and_the_limit() {
-    let app = App::start();
+fn creates_racing_deletes_keep_every_live_key_listed_and_the_limit(store: Store) {
+    let app = App::start_on(store);
     let user = unique_user("churn");
     let old: Vec<_> = (0..20)
         .map(|i| key_of(&app.create_ok(&user, &format!("old {i}"), &["read"])))

@@ -1,11 +1,17 @@
 //! `POST /v1/keys.delete`: for good, at once, and only one's own keys.
 
-use e2e::{assert_error, shared_app, unique_user};
+use e2e::{assert_error, on_every_store, shared_app, unique_user, App, Store};
 use serde_json::json;
 
-#[test]
-fn a_deleted_key_fails_the_very_next_verification() {
-    let app = shared_app();
+// Store-sensitive: each runs on SQLite and on a real Redis (as Spin 4.1 speaks it, and fixed).
+on_every_store!(
+    a_deleted_key_fails_the_very_next_verification,
+    deleting_twice_is_404_the_second_time,
+    another_users_key_is_404_and_survives,
+);
+
+fn a_deleted_key_fails_the_very_next_verification(store: Store) {
+    let app = &App::start_on(store);
     let user = unique_user("deleter");
     let created = app.create_ok(&user, "doomed", &["read"]);
     let (id, key) = (
@@ -22,9 +28,8 @@ fn a_deleted_key_fails_the_very_next_verification() {
     assert!(app.listed_ids(&user).is_empty());
 }
 
-#[test]
-fn deleting_twice_is_404_the_second_time() {
-    let app = shared_app();
+fn deleting_twice_is_404_the_second_time(store: Store) {
+    let app = &App::start_on(store);
     let user = unique_user("twice");
     let id = app.create_ok(&user, "k", &["read"])["id"]
         .as_str()
@@ -34,9 +39,8 @@ fn deleting_twice_is_404_the_second_time() {
     assert_error(&app.delete(&user, &id), 404, "key_not_found");
 }
 
-#[test]
-fn another_users_key_is_404_and_survives() {
-    let app = shared_app();
+fn another_users_key_is_404_and_survives(store: Store) {
+    let app = &App::start_on(store);
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
     let created = app.create_ok(&alice, "k", &["read"]);
     assert_error(

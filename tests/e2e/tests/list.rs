@@ -1,6 +1,9 @@
 //! `GET /v1/keys.list`: only the caller's keys, oldest first, never a secret or a hash.
 
-use e2e::{assert_error, shared_app, unique_user};
+use e2e::{assert_error, on_every_store, shared_app, unique_user, App, Store};
+
+// Store-sensitive: each runs on SQLite and on a real Redis (as Spin 4.1 speaks it, and fixed).
+on_every_store!(users_see_only_their_own_keys,);
 
 #[test]
 fn list_shows_own_keys_oldest_first_with_count_and_limit() {
@@ -53,9 +56,8 @@ fn list_never_shows_a_secret_or_a_hash() {
     );
 }
 
-#[test]
-fn users_see_only_their_own_keys() {
-    let app = shared_app();
+fn users_see_only_their_own_keys(store: Store) {
+    let app = &App::start_on(store);
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
     let alices = app.create_ok(&alice, "a", &["read"])["id"]
         .as_str()
