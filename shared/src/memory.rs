@@ -53,6 +53,8 @@ pub struct MemoryStore {
 struct Faults {
     ops: u64,
     fail_at: Option<u64>,
+    /// Whether the chosen operation takes effect before it reports its failure.
+    after_effect: bool,
 }
 
 /// A compare-and-swap handle: the key and what `watch` read.
@@ -77,8 +79,19 @@ impl MemoryStore {
 
     /// The `n`-th operation from now (1-based) fails once and changes nothing.
     pub fn fail_nth(&self, n: u64) {
+        self.arm(n, false);
+    }
+
+    /// The `n`-th operation from now (1-based) takes effect, then reports a failure: a write
+    /// that landed before the connection broke.
+    pub fn fail_nth_after_effect(&self, n: u64) {
+        self.arm(n, true);
+    }
+
+    fn arm(&self, n: u64, after_effect: bool) {
         let mut faults = self.faults.lock().unwrap();
         faults.fail_at = Some(faults.ops + n);
+        faults.after_effect = after_effect;
     }
 
     /// Operations performed so far.
@@ -91,14 +104,21 @@ impl MemoryStore {
         self.data.lock().unwrap().clone()
     }
 
-    /// Counts the operation and fails it if it is the chosen one.
-    fn operation(&self) -> Result<(), StoreError> {
-        let mut faults = self.faults.lock().unwrap();
-        faults.ops += 1;
-        if faults.fail_at == Some(faults.ops) {
-            return Err(StoreError("injected fault".into()));
+    /// Counts the operation and runs `effect`, unless it is the chosen one to fail: then it
+    /// fails before or after `effect`.
+    fn operation<T>(&self, effect: impl FnOnce() -> T) -> Result<T, StoreError> {
+        let after_effect = {
+            let mut faults = self.faults.lock().unwrap();
+            faults.ops += 1;
+            if faults.fail_at != Some(faults.ops) {
+                return Ok(effect());
+            }
+            faults.after_effect
+        };
+        if after_effect {
+            effect();
         }
-        Ok(())
+        Err(StoreError("injected fault".into()))
     }
 }
 
@@ -106,27 +126,46 @@ impl KeyValue for MemoryStore {
     type Cas = MemoryCas;
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.operation()?;
-        Ok(self.data.lock().unwrap().get(key).cloned())
+        self.operation(|| self.data.lock().unwrap().get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.operation()?;
-        self.data
-            .lock()
-            .unwrap()
-            .insert(key.to_owned(), value.to_vec());
-        Ok(())
+        self.operation(|| {
+            self.data
+                .lock()
+                .unwrap()
+                .insert(key.to_owned(), value.to_vec());
+        })
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.operation()?;
-        self.data.lock().unwrap().remove(key);
-        Ok(())
+        self.operation(|| {
+            self.data.lock().unwrap().remove(key);
+        })
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.operation()?;
+        self.operation(|| self.add(key, delta))
+    }
+
+    fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
+        let seen = self.operation(|| self.data.lock().unwrap().get(key).cloned())?;
+        Ok((
+            MemoryCas {
+                key: key.to_owned(),
+                seen: seen.clone(),
+            },
+            seen,
+        ))
+    }
+
+    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
+        self.operation(|| self.swap_now(cas, value))
+    }
+}
+
+impl MemoryStore {
+    fn add(&self, key: &str, delta: i64) -> i64 {
         let mut data = self.data.lock().unwrap();
         let current = match data.get(key) {
             None => 0,
@@ -138,23 +177,10 @@ impl KeyValue for MemoryStore {
             ),
         };
         data.insert(key.to_owned(), (current + delta).to_le_bytes().to_vec());
-        Ok(current + delta)
+        current + delta
     }
 
-    fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
-        self.operation()?;
-        let seen = self.data.lock().unwrap().get(key).cloned();
-        Ok((
-            MemoryCas {
-                key: key.to_owned(),
-                seen: seen.clone(),
-            },
-            seen,
-        ))
-    }
-
-    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
-        self.operation()?;
+    fn swap_now(&self, cas: MemoryCas, value: &[u8]) -> Swap {
         let mut data = self.data.lock().unwrap();
         let written = match cas.seen {
             // Spin's SQLite store: UPDATE ... WHERE value = <seen>.
@@ -165,7 +191,7 @@ impl KeyValue for MemoryStore {
                 true
             }
         };
-        Ok(self.answers.answer(written))
+        self.answers.answer(written)
     }
 }
 

@@ -393,17 +393,22 @@ pub fn create<S: KeyValue>(
     };
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
-    store.set(&record_key(key.hash), &pending)?;
-    let result = publish_and_activate(
-        store,
-        &UserSpace::of(user_id),
-        &entry,
-        &pending,
-        &active,
-        max_keys,
-        now,
-    );
+    let result = store
+        .set(&record_key(key.hash), &pending)
+        .map_err(ApiError::from)
+        .and_then(|()| {
+            publish_and_activate(
+                store,
+                &UserSpace::of(user_id),
+                &entry,
+                &pending,
+                &active,
+                max_keys,
+                now,
+            )
+        });
     if result.is_err() {
+        // (The write of the pending record itself may have landed before it failed.)
         // Best effort: whatever this fails to remove is pending or unlisted, so not live, and
         // reclaim removes it (see the module docs).
         let _ = store.delete(&record_key(key.hash));

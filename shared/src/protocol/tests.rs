@@ -1,6 +1,7 @@
 //! Tests of the storage protocol against the in-memory model of Spin's SQLite store: every
 //! interleaving of two requests (up to two switches between them), a failure at every
-//! operation, a request dying after every operation, and 50 simultaneous creates.
+//! operation (before and after it takes effect), a request dying after every operation, and 50
+//! simultaneous creates.
 //!
 //! Each behaviour runs three times, once per way a store may answer a compare-and-swap (see
 //! [`SwapAnswers`]): `<test>::truthful` (SQLite), `<test>::false_success` (Spin's Redis backend
@@ -617,10 +618,17 @@ fn check_failure_at_every_operation(
 ) {
     let operations = operations_of(answers, |s| setup(s).0);
     assert!(operations >= 3);
-    for n in 1..=operations {
+    // Each operation fails once before it takes effect, and once after (a write that landed
+    // before the connection broke).
+    for (n, after_effect) in (1..=operations).flat_map(|n| [(n, false), (n, true)]) {
         let store = MemoryStore::with_answers(answers);
         let (request, known) = setup(&store);
-        store.fail_nth(n);
+        if after_effect {
+            store.fail_nth_after_effect(n);
+        } else {
+            store.fail_nth(n);
+        }
+        let n = format!("{n}{}", if after_effect { " (after effect)" } else { "" });
         let outcome = perform(&request, &store, MAX, NOW);
         match &outcome {
             Outcome::Created(_, Err(e)) | Outcome::Deleted(_, Err(e)) => {
