@@ -88,14 +88,19 @@ ensure_artifacts() {
 # start_local_host DIR PORT: serves spin.toml on 127.0.0.1:PORT; sets HOST_PID, logs to
 # DIR/host.log. The manifest is copied to DIR with its component paths made absolute, so the
 # host keeps its SQLite store in DIR/.spin/ — a fresh, empty store that no developer's data
-# shares and that goes away with DIR.
+# shares and that goes away with DIR. With SPIN_RUNTIME_CONFIG set to a runtime config file
+# (Spin's format, e.g. a Redis store), the host uses the store that file names instead.
 start_local_host() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 store=()
     ensure_artifacts || return 1
+    if [[ -n ${SPIN_RUNTIME_CONFIG:-} ]]; then
+        store=(--runtime-config-file "$SPIN_RUNTIME_CONFIG")
+        log "key-value store as in $SPIN_RUNTIME_CONFIG"
+    fi
     sed -E "s#^source = \"([^/\"][^\"]*)\"#source = \"$ROOT/\\1\"#" "$ROOT/spin.toml" >"$dir/spin.toml"
     rm -f "$dir/.spin/sqlite_key_value.db"
     log "starting $SPIN_HOST_BIN on 127.0.0.1:$port"
-    (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build \
+    (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build "${store[@]}" \
         --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" </dev/null >"$dir/host.log" 2>&1) &
     HOST_PID=$!
     # Compiling the four components takes a while on a debug build of the host.
