@@ -89,7 +89,26 @@ fn name(value: Option<&Value>) -> Result<String, ApiError> {
             "`name` must not contain control characters.".into(),
         ));
     }
+    if trimmed.chars().any(is_invisible_formatting) {
+        return Err(ApiError::InvalidName(
+            "`name` must not contain bidirectional controls or zero-width characters.".into(),
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Characters that change how a name is shown without being seen: bidirectional controls,
+/// which can make one name read as another in a list or console (the "Trojan Source"
+/// characters), and zero-width characters, which make two names that look alike differ.
+fn is_invisible_formatting(c: char) -> bool {
+    matches!(
+        c,
+        // Bidirectional marks, embeddings, overrides and isolates.
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        // Zero-width space, non-joiner, joiner, word joiner, no-break space (BOM), and the
+        // Mongolian vowel separator (zero-width since Unicode 6.3).
+        | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
+    )
 }
 
 fn scopes(value: Option<&Value>, allowed: &[String]) -> Result<Vec<String>, ApiError> {
@@ -180,6 +199,17 @@ mod tests {
             serde_json::json!("new\nline"),
             serde_json::json!("nul\u{0}"),
             serde_json::json!("del\u{7f}"),
+            // "Trojan Source": an override that shows `prod` for `dorp`, an isolate, a mark.
+            serde_json::json!("\u{202E}dorp"),
+            serde_json::json!("admin\u{2066}key\u{2069}"),
+            serde_json::json!("rtl\u{200F}mark"),
+            serde_json::json!("arabic\u{061C}mark"),
+            // Zero-width characters that make look-alike names differ.
+            serde_json::json!("pro\u{200B}d"),
+            serde_json::json!("pro\u{200D}d"),
+            serde_json::json!("pro\u{200C}d"),
+            serde_json::json!("pro\u{2060}d"),
+            serde_json::json!("\u{FEFF}prod"),
         ] {
             let body = serde_json::json!({"name": name, "scopes": ["read"]}).to_string();
             assert_eq!(code(create(&body)), "invalid_name", "{body}");

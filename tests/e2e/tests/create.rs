@@ -81,6 +81,8 @@ fn invalid_names_are_400() {
         json!("x".repeat(65)),
         json!("a\u{7}b"),
         json!("line\nbreak"),
+        json!("\u{202E}dorp"),
+        json!("pro\u{200B}d"),
         json!(7),
         json!(null),
     ] {
