@@ -492,14 +492,16 @@ fn activate<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Hashes of index entries that hold no live key and never will: record absent, revoked,
-/// unreadable, or pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap).
+/// Hashes of index entries that hold no live key and never will: record absent, revoked, or
+/// pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap). A record this
+/// version cannot read is kept: during a rolling upgrade it is a newer version's, maybe live.
 fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<String>, StoreError> {
     let mut dead = Vec::new();
     for entry in &index.keys {
         let record = store.get(&record_key(&entry.hash))?;
         let reclaim = match record.as_deref().map(parse_record) {
-            None | Some(None) => true,
+            None => true,
+            Some(None) => false,
             Some(Some(r)) => match r.state {
                 KeyState::Active => false,
                 KeyState::Revoked => true,
@@ -517,13 +519,17 @@ fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<St
 }
 
 /// Moves a pending record to revoked, so its create can never activate it. `true` if the record
-/// is now revoked or gone, `false` if it turned active meanwhile; decided by reading it back.
+/// is now revoked or gone, `false` if it turned active meanwhile or cannot be read by this
+/// version; decided by reading it back.
 fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
     let key = record_key(hash);
     for _ in 0..MAX_ATTEMPTS {
         let (cas, current) = store.watch(&key)?;
-        let Some(mut record) = current.as_deref().and_then(parse_record) else {
+        let Some(bytes) = current else {
             return Ok(true);
+        };
+        let Some(mut record) = parse_record(&bytes) else {
+            return Ok(false);
         };
         match record.state {
             KeyState::Active => return Ok(false),
@@ -615,10 +621,17 @@ pub fn verify<S: KeyValue>(
     now: i64,
 ) -> Result<Option<KeyRecord>, StoreError> {
     let key = record_key(hash);
-    let record = store.get(&key)?.as_deref().and_then(parse_record);
-    let Some(record) = record.filter(|r| r.state == KeyState::Active) else {
+    let Some(bytes) = store.get(&key)? else {
         return Ok(None);
     };
+    let Some(record) = parse_record(&bytes) else {
+        // Written by a newer version (a rolling upgrade): refused rather than guessed at.
+        eprintln!("verify: refused a key whose record this version cannot read");
+        return Ok(None);
+    };
+    if record.state != KeyState::Active {
+        return Ok(None);
+    }
     if is_stale(record.last_used_at, now) {
         // Rare, and not worth failing a valid verification for.
         let _ = record_use(store, &key, now);

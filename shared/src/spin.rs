@@ -115,12 +115,15 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Turns a [`Reply`] into spin-sdk's response, with a JSON content type.
+/// Turns a [`Reply`] into spin-sdk's response, with a JSON content type and `no-store`.
 pub fn respond(reply: Reply) -> Response {
     let mut builder = Response::builder();
     builder
         .status(reply.status)
-        .header("content-type", "application/json");
+        .header("content-type", "application/json")
+        // No answer may be replayed by a cache: a stored `200 valid:true` would outlive the
+        // key's deletion, and create's answer holds the secret.
+        .header("cache-control", "no-store");
     for (name, value) in &reply.headers {
         builder.header(*name, value.as_str());
     }

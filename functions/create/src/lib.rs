@@ -38,7 +38,7 @@ fn create(request: &Request) -> Result<Reply, ApiError> {
         config.max_keys_per_user,
         spin::now(),
     )?;
-    // Respond: the only time the secret is shown, so no cache may keep it.
+    // Respond: the only time the secret is shown (every answer says `no-store`).
     let body = json!({
         "id": entry.id,
         "key": new_key.secret,
@@ -47,5 +47,5 @@ fn create(request: &Request) -> Result<Reply, ApiError> {
         "created_at": rfc3339(entry.created_at),
         "preview": entry.preview,
     });
-    Ok(Reply::json(201, body).with_header("cache-control", "no-store"))
+    Ok(Reply::json(201, body))
 }

@@ -63,6 +63,7 @@ under_every_swap_answer!(
     a_slow_create_whose_slot_was_reclaimed_never_becomes_live,
     lowering_the_limit_keeps_existing_keys_and_refuses_new_ones,
     a_quiet_store_holds_exactly_the_live_data,
+    a_record_this_version_cannot_read_is_never_reclaimed,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -886,4 +887,29 @@ fn a_quiet_store_holds_exactly_the_live_data(answers: SwapAnswers) {
     let stored: Vec<String> = store.snapshot().into_keys().collect();
     assert_eq!(stored, expected);
     assert_eq!(listed_ids(&store, "alice").len(), 4);
+}
+
+/// During a rolling upgrade a newer version may write a record this one cannot parse (a new
+/// state, say): it may be a live key, so reclaim keeps it and verify refuses it.
+fn a_record_this_version_cannot_read_is_never_reclaimed(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let made: Vec<Made> = (0..MAX).map(|_| create_one(&store, "alice")).collect();
+    let key = record_key(&made[0].hash);
+    let newer = br#"{"state":"suspended_by_v2","user_id":"alice","key_id":"k","name":"n","scopes":[],"created_at":0}"#;
+    store.set(&key, newer).unwrap();
+    assert_eq!(
+        create_with(
+            &store,
+            "alice",
+            &new_key(),
+            MAX,
+            NOW + 10 * ABANDONED_AFTER_SECS
+        ),
+        Err(ApiError::KeyLimitReached(MAX))
+    );
+    assert_eq!(store.get(&key).unwrap().as_deref(), Some(&newer[..]));
+    assert!(verify(&store, &made[0].hash, NOW).unwrap().is_none());
+    // Its owner can still delete it.
+    delete(&store, "alice", &made[0].id).unwrap();
+    assert!(store.get(&key).unwrap().is_none());
 }
