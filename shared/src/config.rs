@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `jwt_secret` | (required) | HS256 secret of the tokens that sign users in |
+//! | `jwt_secret` | (none: management answers `configuration_error`) | HS256 secret of the tokens that sign users in, at least [`MIN_JWT_SECRET_BYTES`] bytes |
 //! | `jwt_issuer` | empty: not checked | required `iss` |
 //! | `jwt_audience` | empty: not checked | required `aud` |
 //! | `allowed_scopes` | [`DEFAULT_ALLOWED_SCOPES`] | comma-separated scopes a key may hold |
@@ -11,6 +11,9 @@
 
 use crate::key::is_valid_prefix;
 
+/// Shortest accepted `jwt_secret`, in bytes after trimming: HS256 needs a key of at least 256
+/// bits (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Scopes allowed when `allowed_scopes` is empty or unset.
 pub const DEFAULT_ALLOWED_SCOPES: &str = "read,write,admin";
 /// Prefix of new keys when `key_prefix` is empty or unset.
@@ -46,9 +49,18 @@ pub struct Config {
 impl Config {
     /// Reads and checks every setting.
     pub fn load(vars: &impl Variables) -> Result<Config, ConfigError> {
+        // Trimmed: a secret read from a file or a Kubernetes Secret often ends in a newline.
         let jwt_secret = vars
             .get("jwt_secret")
+            .map(|secret| secret.trim().to_owned())
             .ok_or_else(|| ConfigError("jwt_secret is not set".into()))?;
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            // Names the variable, never its value.
+            return Err(ConfigError(format!(
+                "jwt_secret must be at least {MIN_JWT_SECRET_BYTES} bytes (HS256, RFC 7518 §3.2); \
+                 make one with `openssl rand -base64 48`"
+            )));
+        }
         let allowed_scopes = parse_scopes(
             &vars
                 .get("allowed_scopes")
@@ -132,9 +144,11 @@ mod tests {
         Config::load(&Map(pairs.iter().copied().collect()))
     }
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn defaults_apply_when_only_the_secret_is_set() {
-        let config = load(&[("jwt_secret", "s")]).unwrap();
+        let config = load(&[("jwt_secret", SECRET)]).unwrap();
         assert_eq!(config.allowed_scopes, vec!["read", "write", "admin"]);
         assert_eq!(config.key_prefix, "ak");
         assert_eq!(config.max_keys_per_user, 20);
@@ -149,9 +163,27 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_has_at_least_256_bits_after_trimming() {
+        let error = load(&[("jwt_secret", "s")]).unwrap_err();
+        assert!(error.0.contains("jwt_secret"), "{error:?}");
+        assert!(
+            !error.0.contains("\"s\""),
+            "the value is never logged: {error:?}"
+        );
+        assert!(load(&[("jwt_secret", &SECRET[1..])]).is_err(), "31 bytes");
+        // 31 bytes and a newline, as a secret file ends: still too short.
+        assert!(load(&[("jwt_secret", "0123456789abcdef0123456789abcde\n")]).is_err());
+        let config = load(&[("jwt_secret", "0123456789abcdef0123456789abcdef\n")]).unwrap();
+        assert_eq!(
+            config.jwt_secret, SECRET,
+            "surrounding whitespace is trimmed"
+        );
+    }
+
+    #[test]
     fn settings_are_read_and_checked() {
         let config = load(&[
-            ("jwt_secret", "s"),
+            ("jwt_secret", SECRET),
             (
                 "allowed_scopes",
                 " emails:send , contacts:read,emails:send ",
@@ -170,14 +202,14 @@ mod tests {
             ("max_keys_per_user", "101"),
             ("max_keys_per_user", "x"),
         ] {
-            assert!(load(&[("jwt_secret", "s"), bad]).is_err(), "{bad:?}");
+            assert!(load(&[("jwt_secret", SECRET), bad]).is_err(), "{bad:?}");
         }
         for bad in [
             ("key_prefix", "a-b"),
             ("allowed_scopes", "a b"),
             ("allowed_scopes", ",,"),
         ] {
-            assert!(load(&[("jwt_secret", "s"), bad]).is_err(), "{bad:?}");
+            assert!(load(&[("jwt_secret", SECRET), bad]).is_err(), "{bad:?}");
         }
     }
 }

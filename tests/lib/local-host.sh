@@ -6,7 +6,8 @@
 : "${ROOT:?ROOT must be the repository root}"
 
 # The secret the host gets as SPIN_VARIABLE_JWT_SECRET and the tokens are signed with.
-JWT_SECRET=${JWT_SECRET:-local-test-secret-$$}
+# At least 32 bytes, as the app requires.
+JWT_SECRET=${JWT_SECRET:-local-test-secret-0123456789abcdef-$$}
 export JWT_SECRET
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -262,7 +262,7 @@ impl Server {
         backend: Arc<dyn KvBackend>,
         local_store: Option<Arc<SqliteBackend>>,
     ) -> Result<Server> {
-        let jwt_secret = "bench-secret".to_owned();
+        let jwt_secret = "bench-secret-for-measurements-only-0123".to_owned();
         let mut config = HostConfig::new(scratch.join("spin.toml"));
         config.listen = "127.0.0.1:0".parse()?;
         config.build = false;

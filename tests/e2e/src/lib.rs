@@ -11,7 +11,7 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The `jwt_secret` every test app is started with.
-pub const JWT_SECRET: &str = "e2e-secret-not-for-production";
+pub const JWT_SECRET: &str = "e2e-secret-not-for-production-0123456789";
 
 /// The workspace root, where `spin.toml` is.
 pub fn workspace_root() -> PathBuf {

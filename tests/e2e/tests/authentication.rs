@@ -170,3 +170,35 @@ fn the_user_id_comes_only_from_the_token() {
         vec![key["id"].as_str().unwrap().to_owned()]
     );
 }
+
+#[test]
+fn without_a_signing_secret_management_is_500_and_verify_still_works() {
+    // A verify-only deployment holds no secret: the same store, one instance with the secret,
+    // one without (as the verify tier), one with a secret too short for HS256.
+    let store = MemoryBackend::new();
+    let full = App::start_with(store.clone(), &[]);
+    let without = App::start_with(store.clone(), &[("jwt_secret", "")]);
+    let short = App::start_with(store, &[("jwt_secret", "not-256-bits")]);
+    let user = unique_user("secretless");
+    let created = full.create_ok(&user, "k", &["read"]);
+    for app in [&without, &short] {
+        assert_error(
+            &app.create(&user, "k", &["read"]),
+            500,
+            "configuration_error",
+        );
+        assert_error(&app.list(&user), 500, "configuration_error");
+        let reply = app.verify(created["key"].as_str().unwrap(), Some("read"));
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+}
+
+#[test]
+fn a_secret_with_a_trailing_newline_signs_as_the_trimmed_secret() {
+    let secret_file_content = format!("{JWT_SECRET}\n");
+    let app = App::start_with(
+        MemoryBackend::new(),
+        &[("jwt_secret", &secret_file_content)],
+    );
+    assert_eq!(app.list(&unique_user("newline")).status, 200);
+}
