@@ -182,6 +182,18 @@ req "$GW/admin/settings" -H "X-API-Key: $READ_KEY"
 check "read key on /admin/ (needs admin) → 403 insufficient_scope" \
     eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
 
+# Spellings of /admin that must not fall through to a weaker location.
+for path in /admin /ADMIN/settings /Admin /admin/ "/%61dmin/settings" "//admin/settings" "/read/../admin/settings"; do
+    req --path-as-is "$GW$path" -H "X-API-Key: $READ_KEY"
+    check "read key on $path → 403 insufficient_scope" \
+        eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
+done
+req "$GW/READ" -H "X-API-Key: $READ_KEY"
+check "read key on /READ → 200 (read paths match in any case, without the slash)" eval '[[ $STATUS == 200 ]]'
+req "$GW/elsewhere" -H "X-API-Key: $READ_KEY"
+check "read key on a path no location names → 403 (the fallback needs the strictest scope)" \
+    eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
+
 req "$GW/read/items"
 check "no key → 401 invalid_key with one WWW-Authenticate: Bearer" \
     eval '[[ $STATUS == 401 && $(error_code) == invalid_key && $(header WWW-Authenticate) == Bearer* && $(grep -ci "^www-authenticate:" "$WORK/headers") == 1 ]]'
@@ -205,6 +217,8 @@ ADMIN_KEY=$KEY
 req "$GW/admin/settings" -H "X-API-Key: $ADMIN_KEY"
 check "admin key on /admin/ → 200, X-Api-Key-Scopes: read,admin" \
     eval '[[ $STATUS == 200 && $(field x_api_key_scopes) == "read,admin" ]]'
+req "$GW/elsewhere" -H "X-API-Key: $ADMIN_KEY"
+check "admin key on a path no location names → 200" eval '[[ $STATUS == 200 ]]'
 
 create_key "Zoë" '["read"]' || abort "create a key for a non-ASCII user (status $STATUS)"
 req "$GW/read/items" -H "X-API-Key: $KEY"
