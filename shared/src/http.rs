@@ -46,6 +46,29 @@ impl Reply {
     }
 }
 
+/// The line an operator needs in the component log for this answer, if any: why a bearer
+/// token was refused, and every 5xx, with the route. It is built only from the route, the
+/// status, the stable code and the failed check's fixed text, so it can hold no token, key,
+/// hash or secret.
+pub fn log_line(route: &str, result: &Result<Reply, ApiError>) -> Option<String> {
+    match result {
+        Err(ApiError::Unauthorized(reason)) => Some(format!(
+            "{route}: 401 unauthorized: bearer token refused: {reason}"
+        )),
+        Err(error) if error.status() >= 500 => {
+            Some(format!("{route}: {} {}", error.status(), error.code()))
+        }
+        Ok(reply) if reply.status >= 500 => {
+            let code = reply.body["code"]
+                .as_str()
+                .or_else(|| reply.body["error"]["code"].as_str())
+                .unwrap_or("error");
+            Some(format!("{route}: {} {code}", reply.status))
+        }
+        _ => None,
+    }
+}
+
 impl From<Result<Reply, ApiError>> for Reply {
     fn from(result: Result<Reply, ApiError>) -> Reply {
         result.unwrap_or_else(|error| Reply::from_error(&error))
@@ -118,6 +141,37 @@ mod tests {
         assert_eq!(
             require_small_body(&vec![b' '; MAX_BODY_BYTES + 1]),
             Err(ApiError::PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn refused_tokens_and_5xx_are_logged_with_route_and_reason_only() {
+        let route = "/v1/keys.list";
+        assert_eq!(
+            log_line(route, &Err(ApiError::Unauthorized("expired"))).as_deref(),
+            Some("/v1/keys.list: 401 unauthorized: bearer token refused: expired")
+        );
+        assert_eq!(
+            log_line(route, &Err(ApiError::StoreUnavailable)).as_deref(),
+            Some("/v1/keys.list: 503 store_unavailable")
+        );
+        assert_eq!(
+            log_line(route, &Err(ApiError::Configuration)).as_deref(),
+            Some("/v1/keys.list: 500 configuration_error")
+        );
+        let verify_503 = Reply::json(
+            503,
+            serde_json::json!({"valid": false, "code": "store_unavailable"}),
+        );
+        assert_eq!(
+            log_line("/v1/keys.verify", &Ok(verify_503)).as_deref(),
+            Some("/v1/keys.verify: 503 store_unavailable")
+        );
+        // Ordinary answers are not logged.
+        assert_eq!(log_line(route, &Err(ApiError::KeyNotFound)), None);
+        assert_eq!(
+            log_line(route, &Ok(Reply::json(200, serde_json::json!({})))),
+            None
         );
     }
 

@@ -115,8 +115,17 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Answers `result` on `route`, first writing to the component log (stderr) what an operator
+/// needs to know: why a token was refused, and every 5xx (see [`crate::http::log_line`]).
+pub fn answer(route: &str, result: Result<Reply, ApiError>) -> Response {
+    if let Some(line) = crate::http::log_line(route, &result) {
+        eprintln!("{line}");
+    }
+    respond(result.into())
+}
+
 /// Turns a [`Reply`] into spin-sdk's response, with a JSON content type and `no-store`.
-pub fn respond(reply: Reply) -> Response {
+fn respond(reply: Reply) -> Response {
     let mut builder = Response::builder();
     builder
         .status(reply.status)

@@ -9,7 +9,7 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    spin::respond(create(&request).into())
+    spin::answer("/v1/keys.create", create(&request))
 }
 
 fn create(request: &Request) -> Result<Reply, ApiError> {

@@ -9,7 +9,7 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    spin::respond(delete(&request).into())
+    spin::answer("/v1/keys.delete", delete(&request))
 }
 
 fn delete(request: &Request) -> Result<Reply, ApiError> {

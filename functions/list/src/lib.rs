@@ -8,7 +8,7 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    spin::respond(list(&request).into())
+    spin::answer("/v1/keys.list", list(&request))
 }
 
 fn list(request: &Request) -> Result<Reply, ApiError> {

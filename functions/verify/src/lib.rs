@@ -22,5 +22,5 @@ fn handle(request: Request) -> Response {
         Ok(presented) => verification::answer(presented, SpinStore::open, spin::now()),
         Err(refusal) => refusal,
     };
-    spin::respond(reply)
+    spin::answer("/v1/keys.verify", Ok(reply))
 }

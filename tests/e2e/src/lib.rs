@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 use spin_host::{
-    FaultyBackend, HostConfig, KvBackend, MemoryBackend, RedisBackend, RedisCasAnswers,
-    RedisServer, RunningHost, SqliteBackend, TestClock,
+    FaultyBackend, HostConfig, KvBackend, MemoryBackend, MemoryOutputPipe, RedisBackend,
+    RedisCasAnswers, RedisServer, RunningHost, SqliteBackend, TestClock,
 };
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -90,6 +90,8 @@ pub struct App {
     pub store: Arc<FaultyBackend>,
     /// The wall clock the components see.
     pub clock: Arc<TestClock>,
+    /// What the components wrote to stderr, Spin's component log.
+    log: MemoryOutputPipe,
 }
 
 impl App {
@@ -152,6 +154,8 @@ impl App {
         config.kv_stats_header = true;
         config.quiet = true;
         config.components = components.iter().map(|c| (*c).to_owned()).collect();
+        let log = MemoryOutputPipe::new(64 << 20);
+        config.component_log = Some(log.clone());
         config
             .variables
             .insert("jwt_secret".into(), JWT_SECRET.into());
@@ -173,7 +177,13 @@ impl App {
             url,
             store,
             clock,
+            log,
         }
+    }
+
+    /// Everything the components have logged so far.
+    pub fn component_log(&self) -> String {
+        String::from_utf8_lossy(&self.log.contents()).into_owned()
     }
 
     /// Now on the app's clock, in Unix seconds.

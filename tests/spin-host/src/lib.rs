@@ -46,6 +46,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+pub use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// How to run the app.
@@ -67,6 +68,8 @@ pub struct HostConfig {
     pub quiet: bool,
     /// Serve only these components (Spin's `--component-id`); empty serves all.
     pub components: Vec<String>,
+    /// Collect the components' stderr (their log) here instead of printing it (tests).
+    pub component_log: Option<MemoryOutputPipe>,
 }
 
 impl HostConfig {
@@ -87,6 +90,7 @@ impl HostConfig {
             request_timeout: Duration::from_secs(30),
             quiet: false,
             components: Vec::new(),
+            component_log: None,
         }
     }
 }
@@ -161,10 +165,11 @@ pub async fn start(config: HostConfig) -> Result<RunningHost> {
         config.request_timeout,
     );
     let load_manifest = manifest.clone();
-    let app = tokio::task::spawn_blocking(move || {
+    let mut app = tokio::task::spawn_blocking(move || {
         App::load(&load_manifest, &app_vars, backend, clock, timeout)
     })
     .await??;
+    app.component_log = config.component_log.clone();
     let app = Arc::new(app);
 
     let std_listener = std::net::TcpListener::bind(config.listen)

@@ -18,6 +18,7 @@ use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
     StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -74,6 +75,8 @@ pub struct App {
     clock: Arc<TestClock>,
     pub totals: Arc<KvCounters>,
     request_timeout: Duration,
+    /// Where components' stderr goes instead of the host's own (tests read it).
+    pub component_log: Option<MemoryOutputPipe>,
 }
 
 /// How a request ended.
@@ -194,6 +197,7 @@ impl App {
             clock,
             totals: Arc::default(),
             request_timeout,
+            component_log: None,
         })
     }
 
@@ -209,12 +213,15 @@ impl App {
             .get(&route.component)
             .context("component not loaded")?;
         let kv = Arc::new(KvCounters::default());
-        let wasi = WasiCtx::builder()
-            .inherit_stdout()
-            .inherit_stderr()
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout()
             .envs(&c.environment)
-            .wall_clock(WasiClock(self.clock.clone()))
-            .build();
+            .wall_clock(WasiClock(self.clock.clone()));
+        match &self.component_log {
+            Some(log) => wasi.stderr(log.clone()),
+            None => wasi.inherit_stderr(),
+        };
+        let wasi = wasi.build();
         let state = RequestState {
             table: ResourceTable::new(),
             wasi,
