@@ -3,7 +3,7 @@
 //!
 //! The handlers in `functions/` are thin: each parses, authenticates, validates, calls one
 //! [`protocol`] function and maps the result with [`http::Reply`]. The Spin-specific glue lives in
-//! [`spin`] (built only for WebAssembly); the rest runs natively in tests.
+//! [`spin`] (it compiles natively too, but only runs inside Spin); the rest runs natively in tests.
 
 pub mod config;
 pub mod error;
@@ -15,7 +15,6 @@ pub mod store;
 pub mod validate;
 pub mod verification;
 
-#[cfg(target_arch = "wasm32")]
 pub mod spin;
 
 /// In-memory model of Spin's SQLite store: for tests, and for the benchmark's seeding.

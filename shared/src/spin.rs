@@ -1,5 +1,6 @@
-//! Spin glue, built only for WebAssembly: the `wasi:keyvalue` store, Spin variables, the clock
-//! and spin-sdk's HTTP types, behind the shared traits and types the rest of the crate uses.
+//! Spin glue, compiled natively too but run only inside Spin: the `wasi:keyvalue` store, Spin
+//! variables, the clock and spin-sdk's HTTP types, behind the shared traits and types the rest
+//! of the crate uses.
 
 use crate::config::{Config, Variables};
 use crate::error::ApiError;

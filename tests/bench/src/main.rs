@@ -238,12 +238,14 @@ impl Server {
             bail!("building the components failed");
         }
         let wasm_dir = root.join("target/wasm32-wasip2/wasm");
-        let manifest = std::fs::read_to_string(root.join("spin.toml"))?
-            .replace("source = \"target/wasm32-wasip2/wasm/", &format!("source = \"{}/", wasm_dir.display()))
-            + &format!(
-                "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{}/empty.wasm\"\n",
-                wasm_dir.display()
-            );
+        let mut manifest = std::fs::read_to_string(root.join("spin.toml"))?.replace(
+            "source = \"target/wasm32-wasip2/wasm/",
+            &format!("source = \"{}/", wasm_dir.display()),
+        );
+        manifest.push_str(&format!(
+            "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{}/empty.wasm\"\n",
+            wasm_dir.display()
+        ));
         std::fs::write(scratch.join("spin.toml"), manifest)?;
         std::fs::create_dir_all(scratch.join(".spin"))?;
         let store = SqliteBackend::open(scratch.join(".spin/sqlite_key_value.db"))?;
