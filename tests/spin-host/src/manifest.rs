@@ -305,7 +305,15 @@ pub fn render(template: &str, values: &HashMap<String, String>) -> Result<String
 }
 
 /// Runs every component's build commands (`sh -c`), printing each; stops at the first failure.
+/// Rust targets the commands name (`--target wasm32-wasip2`) are added through rustup first if
+/// the toolchain lacks them, so a fresh machine builds without a manual step.
 pub fn run_builds(manifest: &Manifest, quiet: bool) -> Result<()> {
+    let commands = manifest
+        .components
+        .values()
+        .filter_map(|c| c.build.as_ref())
+        .flat_map(|b| b.commands.iter().map(String::as_str));
+    add_missing_targets(&manifest.dir, commands)?;
     for c in manifest.components.values() {
         let Some(build) = &c.build else { continue };
         for command in &build.commands {
@@ -332,9 +340,94 @@ pub fn run_builds(manifest: &Manifest, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// The Rust targets a build command names with `--target X` or `--target=X`.
+fn targets_named(command: &str) -> Vec<&str> {
+    let mut words = command.split_whitespace();
+    let mut targets = Vec::new();
+    while let Some(word) = words.next() {
+        if word == "--target" {
+            targets.extend(words.next());
+        } else if let Some(target) = word.strip_prefix("--target=") {
+            targets.push(target);
+        }
+    }
+    targets
+}
+
+/// Adds, with `rustup target add`, the targets `commands` name that the toolchain of `dir` (its
+/// `rust-toolchain.toml`) does not have yet. Without rustup nothing is done: cargo explains.
+fn add_missing_targets<'a>(dir: &Path, commands: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut needed: Vec<&str> = commands.flat_map(targets_named).collect();
+    needed.sort_unstable();
+    needed.dedup();
+    if needed.is_empty() {
+        return Ok(());
+    }
+    let rustup = |args: &[&str]| {
+        std::process::Command::new("rustup")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    };
+    let Ok(listed) = rustup(&["target", "list", "--installed"]) else {
+        return Ok(());
+    };
+    let installed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    for target in needed
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+    {
+        eprintln!(
+            "Adding the Rust target {target} that the build needs (rustup target add {target})"
+        );
+        let added = rustup(&["target", "add", target])?;
+        if !added.status.success() {
+            bail!(
+                "rustup target add {target} failed: {}",
+                String::from_utf8_lossy(&added.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_commands_name_their_targets() {
+        assert_eq!(
+            targets_named("cargo build --profile wasm --target wasm32-wasip2 -p create"),
+            ["wasm32-wasip2"]
+        );
+        assert_eq!(
+            targets_named("cargo build --target=wasm32-wasip1"),
+            ["wasm32-wasip1"]
+        );
+        assert!(targets_named("cargo build --release").is_empty());
+        assert!(targets_named("cargo build --target").is_empty());
+    }
+
+    #[test]
+    fn the_targets_of_the_apps_builds_are_installed_before_building() {
+        // On a toolchain without the target, this adds it (and says so); with it, it is a no-op.
+        let spin_toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spin.toml");
+        let manifest = Manifest::load(&spin_toml).unwrap();
+        add_missing_targets(
+            &manifest.dir,
+            ["cargo build --target wasm32-wasip2"].into_iter(),
+        )
+        .unwrap();
+        let listed = std::process::Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .current_dir(&manifest.dir)
+            .output()
+            .expect("rustup");
+        assert!(String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l == "wasm32-wasip2"));
+    }
 
     const APP: &str = r#"
 spin_manifest_version = 2
