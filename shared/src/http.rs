@@ -7,6 +7,73 @@ use serde_json::Value;
 /// Largest accepted request body (16 KiB); larger bodies get `413 payload_too_large`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// A request body read with a cap: no request holds more than [`MAX_BODY_BYTES`] + 1 bytes of
+/// body, however much the client sends (spin-sdk's `Request` would hold all of it before the
+/// handler runs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CappedBody {
+    bytes: Vec<u8>,
+    over_limit: bool,
+}
+
+impl CappedBody {
+    /// Reads the body from `next_chunk`, which is asked for at most the given number of bytes
+    /// and answers `None` at the end. Stops one byte past the limit (enough to know it is too
+    /// large), and reads nothing when the declared `Content-Length` is already over the limit.
+    pub fn read(
+        declared_length: Option<&str>,
+        mut next_chunk: impl FnMut(usize) -> Option<Vec<u8>>,
+    ) -> CappedBody {
+        let declared = declared_length.and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return CappedBody {
+                bytes: Vec::new(),
+                over_limit: true,
+            };
+        }
+        let mut bytes = Vec::new();
+        while bytes.len() <= MAX_BODY_BYTES {
+            let room = MAX_BODY_BYTES + 1 - bytes.len();
+            match next_chunk(room) {
+                Some(chunk) if !chunk.is_empty() => {
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)])
+                }
+                _ => break,
+            }
+        }
+        if bytes.len() > MAX_BODY_BYTES {
+            return CappedBody {
+                bytes: Vec::new(),
+                over_limit: true,
+            };
+        }
+        CappedBody {
+            bytes,
+            over_limit: false,
+        }
+    }
+
+    /// A body already in memory (tests, native callers), judged by the same limit.
+    pub fn from_bytes(bytes: &[u8]) -> CappedBody {
+        let mut once = Some(bytes.to_vec());
+        CappedBody::read(None, |_| once.take())
+    }
+
+    /// The body, or `payload_too_large` if it was over the limit.
+    pub fn bytes(&self) -> Result<&[u8], ApiError> {
+        if self.over_limit {
+            Err(ApiError::PayloadTooLarge)
+        } else {
+            Ok(&self.bytes)
+        }
+    }
+
+    /// Whether the request had no body at all.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && !self.over_limit
+    }
+}
+
 /// What a handler answers: status, headers and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -84,15 +151,6 @@ pub fn require_method(method: &str, allowed: &'static str) -> Result<(), ApiErro
     }
 }
 
-/// Refuses bodies over [`MAX_BODY_BYTES`].
-pub fn require_small_body(body: &[u8]) -> Result<(), ApiError> {
-    if body.len() > MAX_BODY_BYTES {
-        Err(ApiError::PayloadTooLarge)
-    } else {
-        Ok(())
-    }
-}
-
 /// Every value of query parameter `name` in `query` (without `?`), percent-decoded. A value
 /// that does not decode is returned as it was written, so that a check built on it fails
 /// closed instead of silently dropping the parameter.
@@ -137,10 +195,47 @@ mod tests {
 
     #[test]
     fn bodies_up_to_16_kib_pass_and_larger_are_refused() {
-        assert!(require_small_body(&vec![b' '; MAX_BODY_BYTES]).is_ok());
+        let limit = vec![b' '; MAX_BODY_BYTES];
+        assert_eq!(CappedBody::from_bytes(&limit).bytes(), Ok(&limit[..]));
         assert_eq!(
-            require_small_body(&vec![b' '; MAX_BODY_BYTES + 1]),
+            CappedBody::from_bytes(&vec![b' '; MAX_BODY_BYTES + 1]).bytes(),
             Err(ApiError::PayloadTooLarge)
+        );
+        assert!(CappedBody::from_bytes(b"").is_empty());
+    }
+
+    #[test]
+    fn a_huge_body_is_read_only_one_byte_past_the_limit() {
+        // 200 MB offered in 64 KiB chunks: the reader asks for no more than it keeps.
+        let mut offered = 200_000_000usize;
+        let mut pulled = 0;
+        let body = CappedBody::read(None, |most| {
+            let n = most.min(65_536).min(offered);
+            offered -= n;
+            pulled += n;
+            (n > 0).then(|| vec![b'a'; n])
+        });
+        assert_eq!(body.bytes(), Err(ApiError::PayloadTooLarge));
+        assert_eq!(pulled, MAX_BODY_BYTES + 1);
+        assert!(!body.is_empty());
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_unread() {
+        let body = CappedBody::read(Some("200000000"), |_| {
+            panic!("read a body it should refuse")
+        });
+        assert_eq!(body.bytes(), Err(ApiError::PayloadTooLarge));
+        // A declared length within the limit is read as usual; a bogus one is ignored.
+        let mut once = Some(b"{}".to_vec());
+        assert_eq!(
+            CappedBody::read(Some("2"), |_| once.take()).bytes(),
+            Ok(&b"{}"[..])
+        );
+        let mut once = Some(b"{}".to_vec());
+        assert_eq!(
+            CappedBody::read(Some("x"), |_| once.take()).bytes(),
+            Ok(&b"{}"[..])
         );
     }
 

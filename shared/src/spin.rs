@@ -4,10 +4,10 @@
 
 use crate::config::{Config, Variables};
 use crate::error::ApiError;
-use crate::http::Reply;
+use crate::http::{CappedBody, Reply};
 use crate::jwt;
 use crate::store::{KeyValue, StoreError, Swap};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 
 /// The `default` key-value store through `wasi:keyvalue@0.2.0-draft2`, which every Spin
@@ -86,9 +86,9 @@ pub fn config() -> Result<Config, ApiError> {
 }
 
 /// The user id of the request's bearer token, checked against `config`.
-pub fn authenticate(request: &Request, config: &Config) -> Result<String, ApiError> {
+pub fn authenticate(request: &BoundedRequest, config: &Config) -> Result<String, ApiError> {
     let token =
-        jwt::bearer_token(header(request, "authorization")).map_err(ApiError::Unauthorized)?;
+        jwt::bearer_token(request.header("authorization")).map_err(ApiError::Unauthorized)?;
     let expectations = jwt::Expectations {
         secret: config.jwt_secret.as_bytes(),
         issuer: config.jwt_issuer.as_deref(),
@@ -98,14 +98,68 @@ pub fn authenticate(request: &Request, config: &Config) -> Result<String, ApiErr
     jwt::verify(token, &expectations).map_err(ApiError::Unauthorized)
 }
 
-/// The request method as text (`GET`, `POST`, ...).
-pub fn method(request: &Request) -> String {
-    request.method().to_string()
+/// A request as the handlers see it: method, headers, query and a body read with a cap.
+///
+/// Components take the streaming `IncomingRequest` instead of spin-sdk's `Request`, which holds
+/// the whole body in memory before the handler runs (one 300 MB POST took `spin up` from 66 MB
+/// to 818 MB resident): a declared `Content-Length` over the limit is refused unread, any other
+/// body is read one byte past the limit at most.
+pub struct BoundedRequest {
+    method: String,
+    headers: Vec<(String, Vec<u8>)>,
+    path_with_query: String,
+    body: CappedBody,
 }
 
-/// The value of header `name` if it is present and valid UTF-8.
-pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request.header(name).and_then(|value| value.as_str())
+impl BoundedRequest {
+    /// Reads what the handlers need of `request`; never more than ~16 KiB of its body.
+    pub fn read(request: IncomingRequest) -> BoundedRequest {
+        let headers = request.headers().entries();
+        let mut bounded = BoundedRequest {
+            method: request.method().to_string(),
+            headers,
+            path_with_query: request.path_with_query().unwrap_or_default(),
+            body: CappedBody::default(),
+        };
+        let declared = bounded.header("content-length");
+        let body = match request.consume() {
+            Ok(incoming) => match incoming.stream() {
+                // A read error (the client went away) ends the body like its end does.
+                Ok(stream) => {
+                    CappedBody::read(declared, |most| stream.blocking_read(most as u64).ok())
+                }
+                Err(()) => CappedBody::default(),
+            },
+            Err(()) => CappedBody::default(),
+        };
+        bounded.body = body;
+        bounded
+    }
+
+    /// The request method as text (`GET`, `POST`, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The value of header `name` (any case) if it is present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The query string, without `?` (empty if none).
+    pub fn query(&self) -> &str {
+        self.path_with_query
+            .split_once('?')
+            .map_or("", |(_, query)| query)
+    }
+
+    /// The body, read with a cap ([`CappedBody::bytes`] refuses one over the limit).
+    pub fn body(&self) -> &CappedBody {
+        &self.body
+    }
 }
 
 /// Now, in Unix seconds, from `wasi:clocks/wall-clock`.

@@ -4,7 +4,7 @@
 //! A malformed key, or one whose checksum does not match, is answered without opening the
 //! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
 
-use crate::http::{query_params, require_small_body, Reply};
+use crate::http::{query_params, CappedBody, Reply};
 use crate::key;
 use crate::protocol::{self, KeyRecord};
 use crate::store::{KeyValue, StoreError};
@@ -24,7 +24,7 @@ pub struct VerifyRequest<'a> {
     pub x_api_key: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub query: &'a str,
-    pub body: &'a [u8],
+    pub body: &'a CappedBody,
 }
 
 /// Finds the presented key and the required scopes.
@@ -52,8 +52,11 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
     if request.method != "POST" || request.body.is_empty() {
         return Ok(Presentation { key: None, scopes });
     }
-    require_small_body(request.body).map_err(|_| refusal(413, "payload_too_large"))?;
-    let input = validate::verify_input(request.body).map_err(|_| refusal(400, "invalid_json"))?;
+    let body = request
+        .body
+        .bytes()
+        .map_err(|_| refusal(413, "payload_too_large"))?;
+    let input = validate::verify_input(body).map_err(|_| refusal(400, "invalid_json"))?;
     scopes.extend(input.scope);
     Ok(Presentation {
         key: input.key,
@@ -125,32 +128,25 @@ pub fn header_safe(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn request<'a>(
-        method: &'a str,
-        x_api_key: Option<&'a str>,
-        authorization: Option<&'a str>,
-        query: &'a str,
-        body: &'a [u8],
-    ) -> VerifyRequest<'a> {
-        VerifyRequest {
+    fn present(
+        method: &str,
+        x_api_key: Option<&str>,
+        authorization: Option<&str>,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Presentation, Reply> {
+        presentation(&VerifyRequest {
             method,
             x_api_key,
             authorization,
             query,
-            body,
-        }
+            body: &CappedBody::from_bytes(body),
+        })
     }
 
     #[test]
     fn the_key_may_come_from_the_body() {
-        let p = presentation(&request(
-            "POST",
-            None,
-            None,
-            "",
-            br#"{"key": "k", "scope": "read"}"#,
-        ))
-        .unwrap();
+        let p = present("POST", None, None, "", br#"{"key": "k", "scope": "read"}"#).unwrap();
         assert_eq!(
             p,
             Presentation {
@@ -163,13 +159,13 @@ mod tests {
     #[test]
     fn forward_auth_headers_work_with_any_method_and_win_over_the_body() {
         for method in ["GET", "POST", "DELETE", "PATCH", "HEAD"] {
-            let p = presentation(&request(
+            let p = present(
                 method,
                 None,
                 Some("Bearer k1"),
                 "scope=write",
                 br#"{"key": "other"}"#,
-            ))
+            )
             .unwrap();
             assert_eq!(
                 p,
@@ -178,7 +174,7 @@ mod tests {
                     scopes: vec!["write".into()]
                 }
             );
-            let p = presentation(&request(method, Some("k2"), Some("Bearer k1"), "", b"")).unwrap();
+            let p = present(method, Some("k2"), Some("Bearer k1"), "", b"").unwrap();
             assert_eq!(
                 p,
                 Presentation {
@@ -192,30 +188,25 @@ mod tests {
     #[test]
     fn no_key_anywhere_is_a_missing_key_not_an_error() {
         assert_eq!(
-            presentation(&request("GET", None, None, "", b"")).unwrap(),
+            present("GET", None, None, "", b"").unwrap(),
             Presentation::default()
         );
         assert_eq!(
-            presentation(&request("GET", None, Some("Basic abc"), "", b"")).unwrap(),
+            present("GET", None, Some("Basic abc"), "", b"").unwrap(),
             Presentation::default()
         );
-        assert_eq!(
-            presentation(&request("POST", None, None, "", br#"{}"#))
-                .unwrap()
-                .key,
-            None
-        );
+        assert_eq!(present("POST", None, None, "", br#"{}"#).unwrap().key, None);
     }
 
     #[test]
     fn bad_bodies_are_refused_with_a_code() {
-        let bad = presentation(&request("POST", None, None, "", b"{nope")).unwrap_err();
+        let bad = present("POST", None, None, "", b"{nope").unwrap_err();
         assert_eq!(
             (bad.status, bad.body["code"].as_str()),
             (400, Some("invalid_json"))
         );
         let big = vec![b' '; crate::http::MAX_BODY_BYTES + 1];
-        let too_big = presentation(&request("POST", None, None, "", &big)).unwrap_err();
+        let too_big = present("POST", None, None, "", &big).unwrap_err();
         assert_eq!(
             (too_big.status, too_big.body["code"].as_str()),
             (413, Some("payload_too_large"))
@@ -241,35 +232,28 @@ mod tests {
 
     #[test]
     fn every_required_scope_counts_and_odd_ones_fail_closed() {
-        let p = presentation(&request(
-            "GET",
-            Some("k"),
-            None,
-            "scope=read&scope=admin",
-            b"",
-        ))
-        .unwrap();
+        let p = present("GET", Some("k"), None, "scope=read&scope=admin", b"").unwrap();
         assert_eq!(p.scopes, ["read", "admin"]);
-        let p = presentation(&request("GET", Some("k"), None, "scope=%zz", b"")).unwrap();
+        let p = present("GET", Some("k"), None, "scope=%zz", b"").unwrap();
         assert_eq!(p.scopes, ["%zz"]);
-        let p = presentation(&request("GET", Some("k"), None, "scope=", b"")).unwrap();
+        let p = present("GET", Some("k"), None, "scope=", b"").unwrap();
         assert!(p.scopes.is_empty());
-        let p = presentation(&request(
+        let p = present(
             "POST",
             None,
             None,
             "scope=read",
             br#"{"key": "k", "scope": "write"}"#,
-        ))
+        )
         .unwrap();
         assert_eq!(p.scopes, ["read", "write"]);
-        let refused = presentation(&request(
+        let refused = present(
             "POST",
             None,
             None,
             "",
             br#"{"key": "k", "scope": ["admin"]}"#,
-        ))
+        )
         .unwrap_err();
         assert_eq!(
             (refused.status, refused.body["code"].as_str()),

@@ -2,25 +2,25 @@
 //! this one response and nowhere else; the store keeps only its SHA-256.
 
 use serde_json::json;
-use shared::spin::{self, SpinStore};
+use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, key, protocol, rfc3339, validate, ApiError, Reply};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    spin::answer("/v1/keys.create", create(&request))
+fn handle(request: IncomingRequest) -> Response {
+    spin::answer("/v1/keys.create", create(&BoundedRequest::read(request)))
 }
 
-fn create(request: &Request) -> Result<Reply, ApiError> {
+fn create(request: &BoundedRequest) -> Result<Reply, ApiError> {
     // Parse.
-    http::require_method(&spin::method(request), "POST")?;
-    http::require_small_body(request.body())?;
+    http::require_method(request.method(), "POST")?;
+    let body = request.body().bytes()?;
     // Authenticate: the user id comes from the verified token and nowhere else.
     let config = spin::config()?;
     let user_id = spin::authenticate(request, &config)?;
     // Validate.
-    let input = validate::create_input(request.body(), &config.allowed_scopes)?;
+    let input = validate::create_input(body, &config.allowed_scopes)?;
     // Read, decide, write: the storage protocol enforces the limit under concurrency.
     let new_key = key::generate(&config.key_prefix).map_err(|_| ApiError::Internal)?;
     let record = protocol::NewKeyRecord {

@@ -2,25 +2,25 @@
 //! verify of it fails.
 
 use serde_json::json;
-use shared::spin::{self, SpinStore};
+use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, protocol, validate, ApiError, Reply};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    spin::answer("/v1/keys.delete", delete(&request))
+fn handle(request: IncomingRequest) -> Response {
+    spin::answer("/v1/keys.delete", delete(&BoundedRequest::read(request)))
 }
 
-fn delete(request: &Request) -> Result<Reply, ApiError> {
+fn delete(request: &BoundedRequest) -> Result<Reply, ApiError> {
     // Parse.
-    http::require_method(&spin::method(request), "POST")?;
-    http::require_small_body(request.body())?;
+    http::require_method(request.method(), "POST")?;
+    let body = request.body().bytes()?;
     // Authenticate.
     let config = spin::config()?;
     let user_id = spin::authenticate(request, &config)?;
     // Validate.
-    let id = validate::delete_input(request.body())?;
+    let id = validate::delete_input(body)?;
     // Read, decide, write: someone else's id is `key_not_found`, never 403, so that the answer
     // does not tell that the id exists.
     let store = SpinStore::open()?;

@@ -1,19 +1,19 @@
 //! `GET /v1/keys.list`: the signed-in user's own keys, oldest first, without secrets or hashes.
 
 use serde_json::json;
-use shared::spin::{self, SpinStore};
+use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, protocol, rfc3339, ApiError, Reply};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    spin::answer("/v1/keys.list", list(&request))
+fn handle(request: IncomingRequest) -> Response {
+    spin::answer("/v1/keys.list", list(&BoundedRequest::read(request)))
 }
 
-fn list(request: &Request) -> Result<Reply, ApiError> {
+fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
     // Parse.
-    http::require_method(&spin::method(request), "GET")?;
+    http::require_method(request.method(), "GET")?;
     // Authenticate.
     let config = spin::config()?;
     let user_id = spin::authenticate(request, &config)?;

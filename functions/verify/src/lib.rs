@@ -1,19 +1,19 @@
 //! `/v1/keys.verify`: is this key valid, whose is it, may it do X? Called by gateways, SMTP
 //! servers and services; needs no JWT. One store read for a well-formed key, none otherwise.
 
-use shared::spin::{self, SpinStore};
+use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::verification::{self, VerifyRequest};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    // Parse: the key from forward-auth headers (any method) or a POST JSON body.
-    let method = spin::method(&request);
+fn handle(request: IncomingRequest) -> Response {
+    // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a cap.
+    let request = BoundedRequest::read(request);
     let presented = verification::presentation(&VerifyRequest {
-        method: &method,
-        x_api_key: spin::header(&request, "x-api-key"),
-        authorization: spin::header(&request, "authorization"),
+        method: request.method(),
+        x_api_key: request.header("x-api-key"),
+        authorization: request.header("authorization"),
         query: request.query(),
         body: request.body(),
     });
