@@ -118,22 +118,7 @@ fn an_unavailable_store_is_503_everywhere_and_changes_nothing(store: Store) {
     let created = app.create_ok(&user, "k", &["read"]);
     let key = created["key"].as_str().unwrap();
     app.store.fail_all(true);
-    assert_error(
-        &app.create(&user, "new", &["read"]),
-        503,
-        "store_unavailable",
-    );
-    assert_error(&app.list(&user), 503, "store_unavailable");
-    assert_error(
-        &app.delete(&user, created["id"].as_str().unwrap()),
-        503,
-        "store_unavailable",
-    );
-    let verify = app.verify(key, None);
-    assert_eq!(
-        (verify.status, verify.body.clone()),
-        (503, json!({"valid": false, "code": "store_unavailable"}))
-    );
+    assert_every_function_answers_503(&app, &user, &created);
     app.store.fail_all(false);
     assert_eq!(
         app.listed_ids(&user),
@@ -202,14 +187,20 @@ fn a_stopped_redis_is_503_everywhere() {
     let user = unique_user("redis-down");
     let created = app.create_ok(&user, "k", &["read"]);
     app.stop_redis();
+    assert_every_function_answers_503(&app, &user, &created);
+}
+
+/// Create, list, delete and verify (of `created`, `user`'s key) all answer 503
+/// `store_unavailable`, with `Retry-After`.
+fn assert_every_function_answers_503(app: &App, user: &str, created: &serde_json::Value) {
     assert_error(
-        &app.create(&user, "new", &["read"]),
+        &app.create(user, "new", &["read"]),
         503,
         "store_unavailable",
     );
-    assert_error(&app.list(&user), 503, "store_unavailable");
+    assert_error(&app.list(user), 503, "store_unavailable");
     assert_error(
-        &app.delete(&user, created["id"].as_str().unwrap()),
+        &app.delete(user, created["id"].as_str().unwrap()),
         503,
         "store_unavailable",
     );
