@@ -33,6 +33,8 @@ impl std::fmt::Display for KvError {
     }
 }
 
+impl std::error::Error for KvError {}
+
 pub type KvResult<T> = Result<T, KvError>;
 
 /// The operations of a key-value store, addressed by store label.
