@@ -24,12 +24,13 @@ impl CappedBody {
         declared_length: Option<&str>,
         mut next_chunk: impl FnMut(usize) -> Option<Vec<u8>>,
     ) -> CappedBody {
+        let too_large = CappedBody {
+            bytes: Vec::new(),
+            over_limit: true,
+        };
         let declared = declared_length.and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return CappedBody {
-                bytes: Vec::new(),
-                over_limit: true,
-            };
+            return too_large;
         }
         let mut bytes = Vec::new();
         while bytes.len() <= MAX_BODY_BYTES {
@@ -42,10 +43,7 @@ impl CappedBody {
             }
         }
         if bytes.len() > MAX_BODY_BYTES {
-            return CappedBody {
-                bytes: Vec::new(),
-                over_limit: true,
-            };
+            return too_large;
         }
         CappedBody {
             bytes,
