@@ -33,8 +33,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle pooled connections kept for plain commands.
 const POOL_SIZE: usize = 16;
 
-/// What a Redis compare-and-swap answers (its write is guarded either way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a Redis compare-and-swap answers (its write is guarded either way). Also the value of
+/// `spin-host up`'s hidden `--redis-cas` flag: `spin41` or `unwatch-fixed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RedisCasAnswers {
     /// As Spin 4.1: `UNWATCH key` fails, so every swap answers `cas-failed`.
     #[default]

@@ -39,14 +39,8 @@ enum Command {
         /// For tests: how a Redis compare-and-swap answers (`spin41`, as Spin 4.1 does, or
         /// `unwatch-fixed`, as Spin will once its stray UNWATCH argument is gone).
         #[arg(long, hide = true, value_enum, default_value = "spin41")]
-        redis_cas: RedisCas,
+        redis_cas: RedisCasAnswers,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum RedisCas {
-    Spin41,
-    UnwatchFixed,
 }
 
 fn main() -> Result<()> {
@@ -60,12 +54,8 @@ fn main() -> Result<()> {
         redis_cas,
     } = Cli::parse().command;
     let mut config = HostConfig::new(&manifest);
-    let redis_answers = match redis_cas {
-        RedisCas::Spin41 => RedisCasAnswers::Spin41,
-        RedisCas::UnwatchFixed => RedisCasAnswers::UnwatchFixed,
-    };
     let chosen = match &runtime_config_file {
-        Some(file) => spin_host::runtime_config::load(file, redis_answers)?,
+        Some(file) => spin_host::runtime_config::load(file, redis_cas)?,
         None => None,
     };
     config.backend = match chosen {
