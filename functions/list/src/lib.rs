@@ -34,6 +34,12 @@ fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
             })
         })
         .collect();
-    let body = json!({ "keys": keys, "count": keys.len(), "limit": config.max_keys_per_user });
+    // The scopes a new key may hold, so a client (the console) can offer them.
+    let body = json!({
+        "keys": keys,
+        "count": keys.len(),
+        "limit": config.max_keys_per_user,
+        "allowed_scopes": config.allowed_scopes,
+    });
     Ok(Reply::json(200, body).with_header("cache-control", "no-store"))
 }

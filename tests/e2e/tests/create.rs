@@ -180,5 +180,10 @@ fn variables_configure_scopes_prefix_and_limit() {
         409,
         "key_limit_reached",
     );
-    assert_eq!(app.list(&user).body["limit"], 2);
+    let listed = app.list(&user).body;
+    assert_eq!(listed["limit"], 2);
+    assert_eq!(
+        listed["allowed_scopes"],
+        json!(["emails:send", "contacts:read"])
+    );
 }

@@ -21,6 +21,10 @@ fn list_shows_own_keys_oldest_first_with_count_and_limit() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body["count"], 3);
     assert_eq!(reply.body["limit"], 20);
+    assert_eq!(
+        reply.body["allowed_scopes"],
+        serde_json::json!(["read", "write", "admin"])
+    );
     assert_eq!(app.listed_ids(&user), created);
     let first = &reply.body["keys"][0];
     assert_eq!(first["name"], "key 0");
