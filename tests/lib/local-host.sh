@@ -62,7 +62,7 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Makes sure the host binary and the four components exist; builds them only if missing.
+# Makes sure the host binary and the five components exist; builds them only if missing.
 ensure_artifacts() {
     SPIN_HOST_BIN=${SPIN_HOST_BIN:-target/debug/spin-host}
     case $SPIN_HOST_BIN in /*) ;; *) SPIN_HOST_BIN=$ROOT/$SPIN_HOST_BIN ;; esac
@@ -76,13 +76,13 @@ ensure_artifacts() {
         fi
     fi
     local c missing=()
-    for c in create list delete verify; do
+    for c in create list delete verify console; do
         [[ -f $ROOT/target/wasm32-wasip2/wasm/$c.wasm ]] || missing+=("$c")
     done
     if ((${#missing[@]})); then
         log "building the components (${missing[*]} missing)"
         (cd "$ROOT" && cargo build --profile wasm --target wasm32-wasip2 \
-            -p create -p list -p delete -p verify) || return 1
+            -p create -p list -p delete -p verify -p console) || return 1
     fi
 }
 
@@ -104,7 +104,7 @@ start_local_host() {
     (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build "${store[@]}" \
         --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" </dev/null >"$dir/host.log" 2>&1) &
     HOST_PID=$!
-    # Compiling the four components takes a while on a debug build of the host.
+    # Compiling the five components takes a while on a debug build of the host.
     if ! wait_for_http "http://127.0.0.1:$port/" "${HOST_START_TIMEOUT:-300}" "$HOST_PID"; then
         log "the local host did not come up; its log:"
         tail -n 50 "$dir/host.log" >&2 || true

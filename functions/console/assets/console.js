@@ -1,0 +1,461 @@
+// The console's script: signs in with a management JWT, lists, creates and deletes the person's
+// API keys through the public HTTP API. Every server string goes into the page as text
+// (textContent), never as HTML; the CSP's Trusted Types make an HTML sink throw anyway.
+"use strict";
+
+(() => {
+  // sessionStorage only: the token dies with the tab and is never sent anywhere but the API.
+  const TOKEN_STORAGE = "api-keys.console.token";
+  const LIST = "/v1/keys.list";
+  const CREATE = "/v1/keys.create";
+  const DELETE = "/v1/keys.delete";
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    account: $("account"),
+    accountSub: $("account-sub"),
+    accountExpiry: $("account-expiry"),
+    signOut: $("sign-out"),
+    signIn: $("sign-in"),
+    signInTitle: $("sign-in-title"),
+    signInMessage: $("sign-in-message"),
+    signInForm: $("sign-in-form"),
+    token: $("token"),
+    keysView: $("keys-view"),
+    keysTitle: $("keys-title"),
+    generate: $("generate"),
+    count: $("count"),
+    limitNote: $("limit-note"),
+    keysStatus: $("keys-status"),
+    keysError: $("keys-error"),
+    empty: $("empty"),
+    keys: $("keys"),
+    createDialog: $("create-dialog"),
+    createForm: $("create-form"),
+    createName: $("create-name"),
+    createScopes: $("create-scopes"),
+    createScopesNone: $("create-scopes-none"),
+    createError: $("create-error"),
+    createCancel: $("create-cancel"),
+    createSubmit: $("create-submit"),
+    secretDialog: $("secret-dialog"),
+    secretValue: $("secret-value"),
+    copyStatus: $("copy-status"),
+    secretCopy: $("secret-copy"),
+    secretDone: $("secret-done"),
+    deleteDialog: $("delete-dialog"),
+    deleteName: $("delete-name"),
+    deleteError: $("delete-error"),
+    deleteCancel: $("delete-cancel"),
+    deleteConfirm: $("delete-confirm"),
+  };
+
+  const state = {
+    token: null,
+    list: null, // the last list answer
+    secret: null, // the new key, only while its dialog is open
+    deleting: null, // the key the confirmation is about
+    returnFocus: null,
+  };
+
+  const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+  /** An error of the API: its status, stable code and the message for humans. */
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  /** Calls the API as the signed-in person; answers the JSON body or throws an ApiError. */
+  async function api(method, path, body) {
+    const init = {
+      method,
+      headers: { Authorization: `Bearer ${state.token}` },
+      cache: "no-store",
+      credentials: "omit",
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      throw new ApiError(0, "network_error", "Could not reach the API. Check the connection and try again.");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    if (response.ok && data !== null) {
+      return data;
+    }
+    const error = data !== null && typeof data.error === "object" && data.error !== null ? data.error : {};
+    const code = typeof error.code === "string" ? error.code : `http_${response.status}`;
+    const message =
+      typeof error.message === "string" && error.message !== ""
+        ? error.message
+        : `The API answered ${response.status} without an explanation.`;
+    throw new ApiError(response.status, code, message);
+  }
+
+  /**
+   * Shows `error` in `where`, or, for a 401, ends the session: the token is expired, revoked or
+   * not one this server accepts, and every further call would fail the same way.
+   */
+  function report(error, where) {
+    if (error instanceof ApiError && error.status === 401) {
+      signOut(`You were signed out: the API did not accept your token (${error.message}). Sign in again with a new token.`);
+      return;
+    }
+    const text = error instanceof ApiError ? `${error.message} (${error.code})` : `Something went wrong: ${error}`;
+    where.textContent = text;
+  }
+
+  /** The claims of a JWT, decoded for display only (the API checks the signature); or null. */
+  function claimsOf(token) {
+    const parts = token.split(".");
+    if (parts.length !== 3) {
+      return null;
+    }
+    try {
+      const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+      const padded = base64 + "===".slice((base64.length + 3) % 4);
+      const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return claims !== null && typeof claims === "object" ? claims : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** A `<time>` for an RFC 3339 timestamp, shown in the reader's locale and time zone. */
+  function timeElement(iso) {
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    const date = new Date(iso);
+    time.textContent = Number.isNaN(date.getTime()) ? iso : dateFormat.format(date);
+    return time;
+  }
+
+  // ---- Signing in and out ---------------------------------------------------------------------
+
+  /** The token of a `#token=…` fragment, removed from the address bar (and history) at once. */
+  function takeTokenFromFragment() {
+    if (!location.hash.startsWith("#")) {
+      return null;
+    }
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (token === null) {
+      return null;
+    }
+    history.replaceState(null, "", location.pathname + location.search);
+    return token.trim() || null;
+  }
+
+  function showSignIn(message) {
+    state.token = null;
+    state.list = null;
+    el.keys.replaceChildren();
+    el.account.hidden = true;
+    el.keysView.hidden = true;
+    el.signIn.hidden = false;
+    el.signInMessage.textContent = message;
+    el.token.value = "";
+    el.token.focus();
+  }
+
+  function signIn(token) {
+    const claims = claimsOf(token);
+    if (claims === null) {
+      sessionStorage.removeItem(TOKEN_STORAGE);
+      showSignIn("That is not a management token: a JWT has three parts separated by dots.");
+      return;
+    }
+    state.token = token;
+    sessionStorage.setItem(TOKEN_STORAGE, token);
+    el.accountSub.textContent = typeof claims.sub === "string" ? claims.sub : "(no user in the token)";
+    el.accountExpiry.replaceChildren();
+    if (typeof claims.exp === "number") {
+      const expires = new Date(claims.exp * 1000);
+      el.accountExpiry.append(expires > new Date() ? "Token expires " : "Token expired ", timeElement(expires.toISOString()));
+    }
+    el.signIn.hidden = true;
+    el.signInMessage.textContent = "";
+    el.account.hidden = false;
+    el.keysView.hidden = false;
+    el.keysError.textContent = "";
+    el.keysStatus.textContent = "";
+    el.count.textContent = "Loading your keys…";
+    el.generate.disabled = true;
+    el.keysTitle.focus();
+    refresh();
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_STORAGE);
+    for (const dialog of [el.createDialog, el.secretDialog, el.deleteDialog]) {
+      if (dialog.open) {
+        dialog.close();
+      }
+    }
+    showSignIn(message);
+  }
+
+  // ---- The list -------------------------------------------------------------------------------
+
+  async function refresh() {
+    try {
+      const list = await api("GET", LIST);
+      if (state.token === null) {
+        return; // signed out meanwhile
+      }
+      state.list = list;
+      renderList();
+    } catch (error) {
+      el.count.textContent = "";
+      report(error, el.keysError);
+    }
+  }
+
+  function renderList() {
+    const { keys, count, limit } = state.list;
+    el.count.textContent = `${count} of ${limit} keys`;
+    const full = count >= limit;
+    el.generate.disabled = full;
+    el.limitNote.hidden = !full;
+    el.limitNote.textContent = full
+      ? `You have ${count} keys, the most allowed (${limit}). Delete a key to generate a new one.`
+      : "";
+    el.empty.hidden = keys.length > 0;
+    el.keys.replaceChildren(...keys.map(keyItem));
+  }
+
+  function keyItem(key) {
+    const item = document.createElement("li");
+    item.className = "key";
+    const head = document.createElement("div");
+    head.className = "key-head";
+    const name = document.createElement("h2");
+    name.className = "key-name";
+    name.textContent = key.name;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "Delete";
+    remove.setAttribute("aria-label", `Delete ${key.name}`);
+    remove.addEventListener("click", () => askDelete(key));
+    head.append(name, remove);
+
+    const facts = document.createElement("dl");
+    facts.className = "key-facts";
+    const fact = (label, ...content) => {
+      const term = document.createElement("dt");
+      term.textContent = label;
+      const value = document.createElement("dd");
+      value.append(...content);
+      facts.append(term, value);
+    };
+    fact("Scopes", ...key.scopes.map((scope) => {
+      const chip = document.createElement("span");
+      chip.className = "scope";
+      chip.textContent = scope;
+      return chip;
+    }));
+    const preview = document.createElement("code");
+    preview.textContent = key.preview;
+    fact("Key", preview);
+    fact("Created", timeElement(key.created_at));
+    fact("Last used", key.last_used_at ? timeElement(key.last_used_at) : "Never");
+    // Lifecycle fields, shown when the server has them.
+    if ("expires_at" in key) {
+      fact("Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
+    }
+    if (typeof key.enabled === "boolean") {
+      const status = document.createElement("span");
+      status.textContent = key.enabled ? "Enabled" : "Disabled";
+      if (!key.enabled) {
+        status.className = "badge-off";
+      }
+      fact("Status", status);
+    }
+    item.append(head, facts);
+    return item;
+  }
+
+  // ---- Dialogs --------------------------------------------------------------------------------
+
+  function openDialog(dialog, focus) {
+    state.returnFocus = document.activeElement;
+    dialog.showModal();
+    focus.focus();
+  }
+
+  /** Puts focus back where the dialog was opened from, or on the page's heading. */
+  function restoreFocus() {
+    const back = state.returnFocus;
+    state.returnFocus = null;
+    if (back instanceof HTMLElement && back.isConnected && !back.disabled && !el.keysView.hidden) {
+      back.focus();
+    } else if (!el.keysView.hidden) {
+      el.keysTitle.focus();
+    }
+  }
+
+  function openCreate() {
+    el.createForm.reset();
+    el.createError.textContent = "";
+    el.createSubmit.disabled = false;
+    const scopes = Array.isArray(state.list?.allowed_scopes) ? state.list.allowed_scopes : [];
+    el.createScopesNone.hidden = scopes.length > 0;
+    el.createScopes.replaceChildren(
+      ...scopes.map((scope, i) => {
+        const label = document.createElement("label");
+        label.className = "scope-choice";
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.name = "scope";
+        box.value = scope;
+        box.id = `scope-${i}`;
+        label.htmlFor = box.id;
+        label.append(box, scope);
+        return label;
+      }),
+    );
+    openDialog(el.createDialog, el.createName);
+  }
+
+  async function submitCreate(event) {
+    event.preventDefault();
+    if (el.createSubmit.disabled) {
+      return;
+    }
+    const scopes = [...el.createScopes.querySelectorAll("input:checked")].map((box) => box.value);
+    el.createError.textContent = "";
+    el.createSubmit.disabled = true;
+    try {
+      const created = await api("POST", CREATE, { name: el.createName.value, scopes });
+      el.createDialog.close();
+      showSecret(created.key);
+      refresh();
+    } catch (error) {
+      report(error, el.createError);
+      if (error instanceof ApiError && error.code === "key_limit_reached") {
+        refresh(); // the count changed elsewhere: the page shows the limit when this closes
+      }
+    } finally {
+      el.createSubmit.disabled = false;
+    }
+  }
+
+  function showSecret(secret) {
+    state.secret = secret;
+    el.secretValue.textContent = secret;
+    el.copyStatus.textContent = "";
+    // Focus goes back to the Generate button, not to the closed create dialog.
+    const back = state.returnFocus;
+    openDialog(el.secretDialog, el.secretCopy);
+    state.returnFocus = back;
+  }
+
+  /** The secret leaves the page with its dialog, however it closes (Done or Escape). */
+  function forgetSecret() {
+    state.secret = null;
+    el.secretValue.textContent = "";
+    el.copyStatus.textContent = "";
+    window.getSelection()?.removeAllRanges();
+    restoreFocus();
+  }
+
+  async function copySecret() {
+    if (state.secret === null) {
+      return;
+    }
+    try {
+      await navigator.clipboard.writeText(state.secret);
+      el.copyStatus.textContent = "Copied to the clipboard.";
+    } catch {
+      // No clipboard access (permission, insecure origin): select it for the person to copy.
+      const range = document.createRange();
+      range.selectNodeContents(el.secretValue);
+      const selection = window.getSelection();
+      selection?.removeAllRanges();
+      selection?.addRange(range);
+      el.copyStatus.textContent = "Could not copy automatically: the key is selected, press Ctrl+C (⌘C on a Mac).";
+    }
+  }
+
+  function askDelete(key) {
+    state.deleting = key;
+    el.deleteName.textContent = key.name;
+    el.deleteError.textContent = "";
+    el.deleteConfirm.disabled = false;
+    openDialog(el.deleteDialog, el.deleteCancel);
+  }
+
+  async function confirmDelete() {
+    const key = state.deleting;
+    if (key === null || el.deleteConfirm.disabled) {
+      return;
+    }
+    el.deleteError.textContent = "";
+    el.deleteConfirm.disabled = true;
+    try {
+      await api("POST", DELETE, { id: key.id });
+      el.deleteDialog.close();
+      el.keysStatus.textContent = `Deleted “${key.name}”.`;
+      await refresh();
+    } catch (error) {
+      report(error, el.deleteError);
+      if (error instanceof ApiError && error.code === "key_not_found") {
+        refresh(); // deleted elsewhere meanwhile
+      }
+    } finally {
+      el.deleteConfirm.disabled = false;
+    }
+  }
+
+  // ---- Wiring ---------------------------------------------------------------------------------
+
+  el.signInForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = el.token.value.trim();
+    if (token === "") {
+      el.signInMessage.textContent = "Paste a management token first.";
+      el.token.focus();
+      return;
+    }
+    signIn(token);
+  });
+  el.signOut.addEventListener("click", () => signOut("You signed out."));
+  el.generate.addEventListener("click", openCreate);
+  el.createForm.addEventListener("submit", submitCreate);
+  el.createCancel.addEventListener("click", () => el.createDialog.close());
+  el.createDialog.addEventListener("close", () => {
+    if (!el.secretDialog.open) {
+      restoreFocus();
+    }
+  });
+  el.secretCopy.addEventListener("click", copySecret);
+  el.secretDone.addEventListener("click", () => el.secretDialog.close());
+  el.secretDialog.addEventListener("close", forgetSecret);
+  el.deleteCancel.addEventListener("click", () => el.deleteDialog.close());
+  el.deleteConfirm.addEventListener("click", confirmDelete);
+  el.deleteDialog.addEventListener("close", () => {
+    state.deleting = null;
+    restoreFocus();
+  });
+
+  const token = takeTokenFromFragment() ?? sessionStorage.getItem(TOKEN_STORAGE);
+  if (token) {
+    signIn(token);
+  } else {
+    showSignIn("");
+  }
+})();

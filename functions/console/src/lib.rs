@@ -1,0 +1,121 @@
+//! The console: the API Keys page (`/console`) as static files embedded at build time. The page
+//! calls the public HTTP API from the browser with the signed-in person's token; this component
+//! holds no store, no variable and no secret.
+
+use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http_component;
+
+/// No inline script or style, nothing from another origin, no framing, no form posts, and no
+/// HTML built from strings (Trusted Types with no policy makes `innerHTML = "..."` throw): a
+/// key name holding markup can only ever be text.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
+
+/// Where the page lives; `/` sends the browser here (the URL fragment, and so a `#token=`,
+/// survives the redirect).
+const PAGE: &str = "/console";
+
+/// A file of the console.
+struct Asset {
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const INDEX: Asset = Asset {
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!("../assets/index.html"),
+};
+const SCRIPT: Asset = Asset {
+    content_type: "text/javascript; charset=utf-8",
+    body: include_bytes!("../assets/console.js"),
+};
+const STYLE: Asset = Asset {
+    content_type: "text/css; charset=utf-8",
+    body: include_bytes!("../assets/console.css"),
+};
+const ICON: Asset = Asset {
+    content_type: "image/svg+xml",
+    body: include_bytes!("../assets/icon.svg"),
+};
+
+/// What a request gets.
+enum Answer {
+    File(&'static Asset),
+    Redirect(&'static str),
+    NotFound,
+    MethodNotAllowed,
+}
+
+#[http_component]
+fn handle(request: IncomingRequest) -> Response {
+    let method = request.method().to_string();
+    let path_with_query = request.path_with_query().unwrap_or_default();
+    let path = path_with_query
+        .split_once('?')
+        .map_or(path_with_query.as_str(), |(path, _)| path);
+    respond(route(&method, path), method == "HEAD")
+}
+
+/// The answer to `method` on `path`: an unknown path is 404 whatever the method, a known one is
+/// only read (GET or HEAD).
+fn route(method: &str, path: &str) -> Answer {
+    let answer = match path {
+        "/" => Answer::Redirect(PAGE),
+        "/console" | "/console/" | "/console/index.html" => Answer::File(&INDEX),
+        "/console/console.js" => Answer::File(&SCRIPT),
+        "/console/console.css" => Answer::File(&STYLE),
+        "/console/icon.svg" => Answer::File(&ICON),
+        _ => return Answer::NotFound,
+    };
+    if matches!(method, "GET" | "HEAD") {
+        answer
+    } else {
+        Answer::MethodNotAllowed
+    }
+}
+
+fn respond(answer: Answer, head: bool) -> Response {
+    let mut builder = Response::builder();
+    builder
+        .header("content-security-policy", CONTENT_SECURITY_POLICY)
+        .header("x-content-type-options", "nosniff")
+        // The page's own URL never leaves it, should a token ever sit in one.
+        .header("referrer-policy", "no-referrer")
+        // For browsers that predate `frame-ancestors`.
+        .header("x-frame-options", "DENY")
+        .header("cross-origin-opener-policy", "same-origin")
+        .header("cross-origin-resource-policy", "same-origin");
+    let (status, body): (u16, &[u8]) = match answer {
+        Answer::File(asset) => {
+            // Files are not fingerprinted: revalidate so a new build shows at once.
+            builder
+                .header("content-type", asset.content_type)
+                .header("cache-control", "no-cache");
+            (200, asset.body)
+        }
+        Answer::Redirect(location) => {
+            builder
+                .header("location", location)
+                .header("cache-control", "no-store");
+            (302, b"")
+        }
+        Answer::NotFound => {
+            text(&mut builder);
+            (404, b"Not found\n")
+        }
+        Answer::MethodNotAllowed => {
+            text(&mut builder);
+            builder.header("allow", "GET, HEAD");
+            (405, b"Method not allowed\n")
+        }
+    };
+    let body = if head { Vec::new() } else { body.to_vec() };
+    builder.status(status).body(body).build()
+}
+
+fn text(builder: &mut spin_sdk::http::ResponseBuilder) {
+    builder
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("cache-control", "no-store");
+}
