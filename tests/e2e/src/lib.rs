@@ -1,4 +1,4 @@
-//! Harness of the end-to-end suite: builds the four components once, serves `spin.toml` through
+//! Harness of the end-to-end suite: builds the components once, serves `spin.toml` through
 //! the local host (`spin-host`) with a chosen key-value backend, and speaks the HTTP contract.
 
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// Builds the four components once per test process with the build commands of `spin.toml`
+/// Builds the components once per test process with the build commands of `spin.toml`
 /// (as `spin build` would; cargo skips them when nothing changed).
 fn build_components() {
     static BUILD: Once = Once::new();
@@ -166,8 +166,10 @@ impl App {
             .block_on(spin_host::start(config))
             .expect("host starts");
         let url = host.url();
+        // Redirects are answers to check (the console's `/`), not to follow.
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(60))
+            .redirects(0)
             .build();
         App {
             host: Some(host),
