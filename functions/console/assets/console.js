@@ -52,6 +52,7 @@
 
   const state = {
     token: null,
+    claims: null, // the token's claims, decoded for display only
     list: null, // the last list answer
     secret: null, // the new key, only while its dialog is open
     deleting: null, // the key the confirmation is about
@@ -111,7 +112,9 @@
    */
   function report(error, where) {
     if (error instanceof ApiError && error.status === 401) {
-      signOut(`You were signed out: the API did not accept your token (${error.message}). Sign in again with a new token.`);
+      const expired = typeof state.claims?.exp === "number" && state.claims.exp * 1000 < Date.now();
+      const why = expired ? "Your token has expired, so you were signed out." : "You were signed out: the API did not accept your token.";
+      signOut(`${why} The API answered: “${error.message}” Sign in again with a new token.`);
       return;
     }
     const text = error instanceof ApiError ? `${error.message} (${error.code})` : `Something went wrong: ${error}`;
@@ -161,6 +164,7 @@
 
   function showSignIn(message) {
     state.token = null;
+    state.claims = null;
     state.list = null;
     el.keys.replaceChildren();
     el.account.hidden = true;
@@ -179,6 +183,7 @@
       return;
     }
     state.token = token;
+    state.claims = claims;
     sessionStorage.setItem(TOKEN_STORAGE, token);
     el.accountSub.textContent = typeof claims.sub === "string" ? claims.sub : "(no user in the token)";
     el.accountExpiry.replaceChildren();
