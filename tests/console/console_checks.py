@@ -1,0 +1,609 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright against the local host.
+
+Run by tests/console/run.sh, which starts the host and sets the environment:
+CONSOLE_BASE (the app's URL), JWT_SECRET, AXE_JS (axe-core's axe.min.js), SCREENSHOTS (a
+folder), CHROMIUM (default /usr/bin/chromium). Each check runs in a fresh browser context as a
+user of its own, prints `PASS name` or `FAIL name: why`, and a failure in one does not stop the
+others. Every state the checks pass through is also checked by axe-core (zero serious or
+critical violations) and most are saved as screenshots.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import sys
+import time
+import traceback
+import urllib.parse
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE = os.environ["CONSOLE_BASE"].rstrip("/")
+JWT_SECRET = os.environ["JWT_SECRET"]
+AXE_SOURCE = open(os.environ["AXE_JS"], encoding="utf-8").read()
+SCREENSHOTS = os.environ["SCREENSHOTS"]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+TOKEN_STORAGE = "api-keys.console.token"
+KEY_PATTERN = re.compile(r"^ak_[0-9A-Za-z]{49}$")
+
+CHECKS = []
+AXE_STATES = []  # (state, violations by impact)
+
+
+def check(function):
+    CHECKS.append(function)
+    return function
+
+
+# ---- The API, from outside the browser ---------------------------------------------------------
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def make_jwt(sub, expires_in=3600, secret=JWT_SECRET):
+    """An HS256 token for `sub`, as the README mints one."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64url(json.dumps({"sub": sub, "exp": int(time.time()) + expires_in}).encode())
+    signature = b64url(hmac.new(secret.encode(), header + b"." + claims, hashlib.sha256).digest())
+    return (header + b"." + claims + b"." + signature).decode()
+
+
+def raw(method, path, headers=None, body=None):
+    """One request, redirects not followed: (status, lower-case headers, body bytes)."""
+    url = urllib.parse.urlsplit(BASE)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def api(method, path, token=None, body=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    status, _, data = raw(method, path, headers, None if body is None else json.dumps(body))
+    try:
+        return status, json.loads(data)
+    except ValueError:
+        return status, None
+
+
+def create_key(user, name, scopes=("read",)):
+    status, body = api("POST", "/v1/keys.create", make_jwt(user), {"name": name, "scopes": list(scopes)})
+    assert status == 201, (status, body)
+    return body
+
+
+def verify_status(key, scope=None):
+    body = {"key": key} if scope is None else {"key": key, "scope": scope}
+    return api("POST", "/v1/keys.verify", body=body)
+
+
+_users = 0
+
+
+def new_user(name):
+    global _users
+    _users += 1
+    return f"{name}-{os.getpid()}-{_users}@example.com"
+
+
+# ---- The browser -------------------------------------------------------------------------------
+
+
+class Watch:
+    """What a page did that no check should let pass: script errors, CSP or Trusted Types
+    violations (console errors), requests to any other origin."""
+
+    current = None  # the Watch of the running check
+
+    def __init__(self, page):
+        self.problems = []
+        self.expected = []
+        Watch.current = self
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("console", self.console)
+        page.on("request", self.request)
+
+    def console(self, message):
+        # The browser logs every 4xx the checks provoke on purpose; those are not problems.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            if not any(text in message.text for text in self.expected):
+                self.problems.append(f"console error: {message.text}")
+
+    def expect(self, text):
+        """A console error the running check provokes on purpose."""
+        self.expected.append(text)
+
+    def request(self, request):
+        if not request.url.startswith(BASE + "/"):
+            self.problems.append(f"request to another origin: {request.url}")
+
+
+def axe(page, state):
+    """Runs axe-core on the page as it is; fails on any serious or critical violation."""
+    if not page.evaluate("typeof axe !== 'undefined'"):
+        page.evaluate(AXE_SOURCE)
+    violations = page.evaluate(
+        """async () => (await axe.run(document, { resultTypes: ["violations"] })).violations
+            .map(v => ({ id: v.id, impact: v.impact, targets: v.nodes.map(n => n.target.join(" ")) }))"""
+    )
+    AXE_STATES.append((state, violations))
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe, {state}: {bad}"
+
+
+def shot(page, name, full_page=False):
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}.png"), full_page=full_page)
+
+
+def sign_in(page, user, token=None):
+    """Opens the console as the product would: the token in the URL fragment."""
+    page.goto(f"{BASE}/console#token={token or make_jwt(user)}")
+    expect(page.get_by_role("heading", name="API Keys", exact=True)).to_be_visible()
+    expect(page.locator("#count")).to_have_text(re.compile(r"^\d+ of \d+ keys$"))
+
+
+def expect_signed_out(page):
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_label("Management token")).to_be_visible()
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") is None
+
+
+def key_heading(page, name):
+    return page.locator("#keys").get_by_role("heading", name=name, exact=True)
+
+
+def generate_in_ui(page, name, scopes):
+    page.get_by_role("button", name="Generate API Key").click()
+    dialog = page.get_by_role("dialog", name="Generate API Key")
+    dialog.get_by_label("Name").fill(name)
+    for scope in scopes:
+        dialog.get_by_role("checkbox", name=scope, exact=True).check()
+    dialog.get_by_role("button", name="Create").click()
+    return dialog
+
+
+def read_secret(page):
+    dialog = page.get_by_role("dialog", name="Your new API key")
+    expect(dialog).to_be_visible()
+    secret = page.locator("#secret-value").inner_text().strip()
+    assert KEY_PATTERN.match(secret), secret
+    return dialog, secret
+
+
+def secret_anywhere(page, secret):
+    """Whether the secret is still in the page: markup, form values, text, storage."""
+    if secret in page.content():
+        return True
+    return page.evaluate(
+        """secret => [...document.querySelectorAll("input, textarea")].some(e => e.value.includes(secret))
+            || document.body.innerText.includes(secret)
+            || JSON.stringify({ ...sessionStorage }).includes(secret)
+            || JSON.stringify({ ...localStorage }).includes(secret)""",
+        secret,
+    )
+
+
+def focused_name(page):
+    """The accessible name of the focused element, as a person with a screen reader hears it."""
+    return page.evaluate(
+        """() => {
+            const e = document.activeElement;
+            if (!e) return "";
+            if (e.getAttribute("aria-label")) return e.getAttribute("aria-label");
+            if (e.labels && e.labels.length) return e.labels[0].textContent.trim();
+            return e.textContent.trim();
+        }"""
+    )
+
+
+def tab_to(page, name, most=40):
+    """Presses Tab until the control named `name` has focus, and checks it shows a focus ring."""
+    for _ in range(most):
+        page.keyboard.press("Tab")
+        if focused_name(page) == name:
+            outline = page.evaluate(
+                "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; }"
+            )
+            assert outline[0] != "none" and outline[1] != "0px", f"{name}: no visible focus {outline}"
+            return
+    raise AssertionError(f"Tab never reached {name!r} (last: {focused_name(page)!r})")
+
+
+# ---- The checks --------------------------------------------------------------------------------
+
+
+@check
+def security_headers_and_csp(page):
+    for path in ("/console", "/console/console.js", "/console/console.css", "/", "/console/nope"):
+        status, headers, _ = raw("GET", path)
+        csp = headers.get("content-security-policy", "")
+        for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'",
+                          "connect-src 'self'", "frame-ancestors 'none'",
+                          "require-trusted-types-for 'script'"):
+            assert directive in csp, (path, csp)
+        assert "unsafe" not in csp, (path, csp)
+        assert headers.get("x-content-type-options") == "nosniff", (path, headers)
+        assert headers.get("referrer-policy") == "no-referrer", (path, headers)
+    status, headers, _ = raw("GET", "/")
+    assert (status, headers.get("location")) == (302, "/console"), (status, headers)
+    assert raw("GET", "/console/nope")[0] == 404
+    status, headers, _ = raw("POST", "/console", body=b"x")
+    assert (status, headers.get("allow")) == (405, "GET, HEAD"), (status, headers)
+    # In the browser: the policy is in force, and HTML from a string is refused outright.
+    Watch.current.expect("requires 'TrustedHTML' assignment")
+    page.goto(f"{BASE}/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.url == f"{BASE}/console", page.url
+    refused = page.evaluate(
+        """() => { try { document.createElement("div").innerHTML = "<b>x</b>"; return false; }
+                   catch (e) { return e instanceof TypeError; } }"""
+    )
+    assert refused, "Trusted Types let innerHTML take a string"
+
+
+@check
+def token_from_the_fragment_signs_in_and_leaves_the_address_bar(page):
+    user = new_user("fragment")
+    token = make_jwt(user)
+    sign_in(page, user, token)
+    assert page.url == f"{BASE}/console", f"token still in the address bar: {page.url}"
+    assert "token" not in page.evaluate("location.href")
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == token
+    assert page.evaluate("localStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(page.locator("#account-expiry")).to_contain_text("Token expires")
+    expect(page.locator("#count")).to_have_text("0 of 20 keys")
+    expect(page.get_by_text("No API keys yet")).to_be_visible()
+    shot(page, "empty")
+    axe(page, "signed in, no keys (empty state)")
+    # A reload keeps the session (sessionStorage), without the token coming back to the URL.
+    page.reload()
+    expect(page.locator("#account-sub")).to_have_text(user)
+    assert page.url == f"{BASE}/console"
+
+
+@check
+def sign_in_by_pasting_a_token_and_sign_out(page):
+    user = new_user("paste")
+    create_key(user, "pasted user's key")
+    page.goto(f"{BASE}/console")
+    expect_signed_out(page)
+    shot(page, "sign-in")
+    axe(page, "sign-in")
+    page.get_by_label("Management token").fill(make_jwt(user))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(key_heading(page, "pasted user's key")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect_signed_out(page)
+    expect(page.get_by_role("alert")).to_have_text("You signed out.")
+    assert page.locator("#keys li").count() == 0, "the list stays in the page after signing out"
+    page.get_by_label("Management token").fill("not a token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#sign-in-message")).to_contain_text("not a management token")
+
+
+@check
+def generate_a_key_read_it_once_and_it_verifies(page):
+    user = new_user("generate")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
+    sign_in(page, user)
+    page.get_by_role("button", name="Generate API Key").click()
+    dialog = page.get_by_role("dialog", name="Generate API Key")
+    expect(dialog).to_be_visible()
+    for scope in ("read", "write", "admin"):  # the server's allowed_scopes
+        expect(dialog.get_by_role("checkbox", name=scope, exact=True)).not_to_be_checked()
+    axe(page, "generate dialog")
+    dialog.get_by_label("Name").fill("CI deploy")
+    dialog.get_by_role("checkbox", name="read", exact=True).check()
+    dialog.get_by_role("checkbox", name="write", exact=True).check()
+    dialog.get_by_role("button", name="Create").click()
+    secret_dialog, secret = read_secret(page)
+    expect(secret_dialog).to_contain_text("will not be shown again")
+    shot(page, "secret")
+    axe(page, "dialog with the secret")
+    secret_dialog.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    status, body = verify_status(secret, "write")
+    assert status == 200 and body["valid"] is True, (status, body)
+    assert (body["user_id"], body["name"], body["scopes"]) == (user, "CI deploy", ["read", "write"]), body
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(secret_dialog).to_be_hidden()
+    assert focused_name(page) == "Generate API Key", focused_name(page)
+    expect(key_heading(page, "CI deploy")).to_be_visible()
+    preview = f"ak_...{secret[-4:]}"
+    expect(page.locator("#keys")).to_contain_text(preview)
+    expect(page.locator("#count")).to_have_text("1 of 20 keys")
+    assert not secret_anywhere(page, secret), "the secret is still in the page after Done"
+    axe(page, "list with a key")
+
+
+@check
+def escape_also_forgets_the_secret(page):
+    user = new_user("escape")
+    sign_in(page, user)
+    generate_in_ui(page, "closed with Escape", ["read"])
+    dialog, secret = read_secret(page)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "closed with Escape")).to_be_visible()
+    assert not secret_anywhere(page, secret), "the secret is still in the page after Escape"
+
+
+@check
+def delete_asks_for_confirmation_then_the_key_stops_verifying(page):
+    user = new_user("delete")
+    kept = create_key(user, "keep me")
+    doomed = create_key(user, "remove me", ["read", "admin"])
+    sign_in(page, user)
+    expect(page.locator("#count")).to_have_text("2 of 20 keys")
+    page.get_by_role("button", name="Delete remove me", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Delete API key")
+    expect(dialog).to_contain_text("“remove me”")
+    shot(page, "confirm-delete")
+    axe(page, "delete confirmation")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert verify_status(doomed["key"])[0] == 200, "cancel deleted the key"
+    expect(key_heading(page, "remove me")).to_be_visible()
+    page.get_by_role("button", name="Delete remove me", exact=True).click()
+    dialog.get_by_role("button", name="Delete key").click()
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "remove me")).to_have_count(0)
+    expect(page.locator("#keys-status")).to_have_text("Deleted “remove me”.")
+    expect(page.locator("#count")).to_have_text("1 of 20 keys")
+    assert verify_status(doomed["key"])[0] == 401, "a deleted key still verifies"
+    assert verify_status(kept["key"])[0] == 200, "the other key was deleted too"
+
+
+@check
+def at_the_limit_generate_is_disabled_and_says_why(page):
+    user = new_user("full")
+    for i in range(20):
+        create_key(user, f"key {i + 1}")
+    sign_in(page, user)
+    expect(page.locator("#count")).to_have_text("20 of 20 keys")
+    button = page.get_by_role("button", name="Generate API Key")
+    expect(button).to_be_disabled()
+    reason = "You have 20 keys, the most allowed (20). Delete a key to generate a new one."
+    expect(page.locator("#limit-note")).to_have_text(reason)
+    expect(button).to_have_accessible_description(reason)
+    shot(page, "limit", full_page=True)
+    axe(page, "limit reached")
+
+
+@check
+def the_21st_key_is_refused_with_the_limits_message(page):
+    user = new_user("racing")
+    for i in range(19):
+        create_key(user, f"key {i + 1}")
+    sign_in(page, user)
+    expect(page.locator("#count")).to_have_text("19 of 20 keys")
+    # Another tab (here: the API) takes the last slot while this page still shows 19.
+    create_key(user, "created elsewhere")
+    status, refusal = api("POST", "/v1/keys.create", make_jwt(user), {"name": "x", "scopes": ["read"]})
+    assert status == 409 and refusal["error"]["code"] == "key_limit_reached", (status, refusal)
+    dialog = generate_in_ui(page, "one too many", ["read"])
+    error = dialog.get_by_role("alert")
+    expect(error).to_have_text(f"{refusal['error']['message']} (key_limit_reached)")
+    shot(page, "limit-refused")
+    axe(page, "create refused at the limit")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#count")).to_have_text("20 of 20 keys")
+    expect(page.get_by_role("button", name="Generate API Key")).to_be_disabled()
+    status, listed = api("GET", "/v1/keys.list", make_jwt(user))
+    assert listed["count"] == 20, listed
+
+
+@check
+def api_errors_are_shown_with_their_message(page):
+    user = new_user("errors")
+    sign_in(page, user)
+    token = make_jwt(user)
+    for name, scopes, code in (("a\u200bb", ["read"], "invalid_name"), ("no scope", [], "invalid_scopes")):
+        status, refusal = api("POST", "/v1/keys.create", token, {"name": name, "scopes": scopes})
+        assert status == 400 and refusal["error"]["code"] == code, (status, refusal)
+        dialog = generate_in_ui(page, name, scopes)
+        expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} ({code})")
+        dialog.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#count")).to_have_text("0 of 20 keys")
+
+
+@check
+def a_name_with_markup_shows_as_text(page):
+    user = new_user("markup")
+    name = "<script>window.__x=1</script><img src=x onerror=window.__x=2>"
+    sign_in(page, user)
+    generate_in_ui(page, name, ["read"])
+    dialog, _ = read_secret(page)
+    dialog.get_by_role("button", name="Done").click()
+    expect(key_heading(page, name)).to_have_text(name)
+    assert page.locator("#keys img, #keys script").count() == 0, "markup became elements"
+    assert page.evaluate("window.__x") is None, "the name ran as script"
+    page.get_by_role("button", name=f"Delete {name}", exact=True).click()
+    expect(page.locator("#delete-name")).to_have_text(name)
+    assert page.locator("dialog img, dialog script").count() == 0
+    page.get_by_role("button", name="Cancel").click()
+
+
+@check
+def an_expired_token_returns_to_sign_in(page):
+    user = new_user("expired")
+    token = make_jwt(user, expires_in=-3600)
+    status, refusal = api("GET", "/v1/keys.list", token)
+    assert status == 401, (status, refusal)
+    page.goto(f"{BASE}/console#token={token}")
+    expect_signed_out(page)
+    expect(page.locator("#sign-in-message")).to_have_text(
+        "Your token has expired, so you were signed out. "
+        f"The API answered: “{refusal['error']['message']}” Sign in again with a new token."
+    )
+    assert page.url == f"{BASE}/console", page.url
+    shot(page, "expired")
+    axe(page, "signed out after a 401")
+
+
+@check
+def a_token_refused_mid_session_returns_to_sign_in(page):
+    user = new_user("revoked")
+    create_key(user, "still here")
+    sign_in(page, user)
+    expect(key_heading(page, "still here")).to_be_visible()
+    # From now on the API refuses the token (as when its secret is rotated): signed with another.
+    foreign = make_jwt(user, secret="another-secret-0123456789abcdef-0123456789")
+    page.evaluate(f"sessionStorage.setItem('{TOKEN_STORAGE}', '{foreign}')")
+    page.reload()
+    expect_signed_out(page)
+    expect(page.locator("#sign-in-message")).to_contain_text("did not accept your token")
+    assert page.locator("#keys li").count() == 0
+
+
+@check
+def the_whole_flow_by_keyboard_alone(page):
+    user = new_user("keyboard")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
+    page.goto(f"{BASE}/console")
+    expect_signed_out(page)
+    page.evaluate("document.activeElement.blur()")
+    tab_to(page, "Management token")
+    page.keyboard.insert_text(make_jwt(user))
+    tab_to(page, "Sign in")
+    page.keyboard.press("Enter")
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(page.locator("#count")).to_have_text("0 of 20 keys")
+    # Escape closes a dialog and gives focus back.
+    tab_to(page, "Generate API Key")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog", name="Generate API Key")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog", name="Generate API Key")).to_be_hidden()
+    assert focused_name(page) == "Generate API Key", focused_name(page)
+    # Create.
+    page.keyboard.press("Enter")
+    assert focused_name(page) == "Name", focused_name(page)
+    page.keyboard.type("typed key")
+    tab_to(page, "write")
+    page.keyboard.press("Space")
+    expect(page.get_by_role("checkbox", name="write", exact=True)).to_be_checked()
+    tab_to(page, "Create")
+    page.keyboard.press("Enter")
+    dialog, secret = read_secret(page)
+    assert focused_name(page) == "Copy", focused_name(page)
+    page.keyboard.press("Enter")
+    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    tab_to(page, "Done")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "typed key")).to_be_visible()
+    assert not secret_anywhere(page, secret)
+    status, body = verify_status(secret, "write")
+    assert status == 200, (status, body)
+    # Delete.
+    tab_to(page, "Delete typed key")
+    page.keyboard.press("Enter")
+    confirmation = page.get_by_role("dialog", name="Delete API key")
+    expect(confirmation).to_be_visible()
+    tab_to(page, "Delete key")
+    page.keyboard.press("Enter")
+    expect(confirmation).to_be_hidden()
+    expect(key_heading(page, "typed key")).to_have_count(0)
+    assert verify_status(secret)[0] == 401
+    # Sign out.
+    tab_to(page, "Sign out")
+    page.keyboard.press("Enter")
+    expect_signed_out(page)
+
+
+@check
+def readable_on_a_desktop(page):
+    user = new_user("desktop")
+    used = create_key(user, "Production gateway", ["read", "write"])
+    create_key(user, "Nightly export", ["read"])
+    create_key(user, "Admin scripts", ["read", "write", "admin"])
+    assert verify_status(used["key"])[0] == 200  # so one key shows when it was last used
+    page.set_viewport_size({"width": 960, "height": 640})
+    sign_in(page, user)
+    expect(page.locator("#keys li")).to_have_count(3)
+    expect(page.locator("#keys li").first).not_to_contain_text("Never")
+    shot(page, "list")
+    axe(page, "list of three keys, desktop")
+
+
+@check
+def readable_at_320_px(page):
+    user = new_user("narrow")
+    create_key(user, "W" * 64, ["read", "write", "admin"])
+    create_key(user, "A key with a long name that has to wrap on a phone", ["read"])
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, user)
+    expect(page.locator("#keys li")).to_have_count(2)
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 320, f"the page is {overflow} px wide at 320 px"
+    for button in page.get_by_role("button").all():
+        if button.is_visible():
+            box = button.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow", full_page=True)
+    axe(page, "list at 320 px")
+    page.get_by_role("button", name="Generate API Key").click()
+    dialog = page.get_by_role("dialog", name="Generate API Key")
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow-dialog")
+    axe(page, "generate dialog at 320 px")
+
+
+# ---- Running them ------------------------------------------------------------------------------
+
+
+def main():
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    passed = failed = 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        for function in CHECKS:
+            name = function.__name__
+            context = browser.new_context(viewport={"width": 1024, "height": 720})
+            context.set_default_timeout(10_000)
+            page = context.new_page()
+            watch = Watch(page)
+            try:
+                function(page)
+                assert not watch.problems, watch.problems
+                passed += 1
+                print(f"PASS  {name}", flush=True)
+            except Exception as error:  # noqa: BLE001 - any failure of a check is reported
+                failed += 1
+                shot(page, f"failed-{name}", full_page=True)
+                detail = traceback.format_exception_only(type(error), error)[-1].strip()
+                print(f"FAIL  {name}: {detail[:1500]}", flush=True)
+                traceback.print_exc(file=sys.stderr)
+            finally:
+                context.close()
+        browser.close()
+    serious = sum(1 for _, vs in AXE_STATES for v in vs if v["impact"] in ("serious", "critical"))
+    other = sorted({f"{v['id']} ({v['impact']})" for _, vs in AXE_STATES for v in vs
+                    if v["impact"] not in ("serious", "critical")})
+    print(f"axe-core: {len(AXE_STATES)} states checked, {serious} serious or critical violations"
+          + (f"; minor or moderate: {', '.join(other)}" if other else "; none of any impact"))
+    for state, _ in AXE_STATES:
+        print(f"  axe state: {state}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
