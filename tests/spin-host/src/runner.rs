@@ -165,6 +165,11 @@ fn engine() -> Result<Engine> {
     // Wasmtime's on-disk cache (as the `wasmtime` CLI uses it): a restart skips compiling
     // unchanged components, which in a debug build of this host takes seconds each.
     config.cache(Cache::new(CacheConfig::new()).ok());
+    // `SPIN_HOST_PROFILE=perfmap` names the guests' compiled functions for `perf record`
+    // (build the component unstripped to see Rust names): how the benchmark's costs are found.
+    if std::env::var("SPIN_HOST_PROFILE").as_deref() == Ok("perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let mut pooled = config.clone();
     // Pooling reuses instance slots across requests (measured ~20% faster here); the limits
     // leave room for the few core instances and memories a spin-sdk component has.
