@@ -105,3 +105,30 @@ fn huge_bodies_get_413_before_they_are_sent_and_memory_stays_flat() {
         grown >> 20
     );
 }
+
+#[test]
+fn deeply_nested_bodies_within_the_limit_are_invalid_json_not_a_crash() {
+    // Components run on a 128 KiB stack (.cargo/config.toml): the JSON parser's depth limit,
+    // not the stack, must end this, on every component that reads a body.
+    let app = App::start();
+    let limit = shared::http::MAX_BODY_BYTES;
+    let arrays = "[".repeat(limit);
+    let objects = "{\"a\":".repeat(limit / 5);
+    for body in [&arrays, &objects] {
+        let reply = app.request("POST", "/v1/keys.verify", &[], Some(body.as_bytes()));
+        assert_eq!(
+            (reply.status, &reply.body),
+            (
+                400,
+                &serde_json::json!({"valid": false, "code": "invalid_json"})
+            )
+        );
+        for path in ["/v1/keys.create", "/v1/keys.delete"] {
+            let reply = app.as_user("nesting", "POST", path, Some(body));
+            e2e::assert_error(&reply, 400, "invalid_json");
+        }
+    }
+    // The instances survived as such: the next requests are answered normally.
+    let created = app.create_ok("nesting", "after", &["read"]);
+    assert!(app.verifies(created["key"].as_str().unwrap()));
+}
