@@ -9,6 +9,7 @@ use crate::jwt;
 use crate::store::{KeyValue, StoreError, Swap};
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+use std::cell::OnceCell;
 
 /// The `default` key-value store through `wasi:keyvalue@0.2.0-draft2`, which every Spin
 /// backend implements (it has compare-and-swap; `spin_sdk::key_value::Store` has not).
@@ -104,36 +105,43 @@ pub fn authenticate(request: &BoundedRequest, config: &Config) -> Result<String,
 /// the whole body in memory before the handler runs (one 300 MB POST took `spin up` from 66 MB
 /// to 818 MB resident): a declared `Content-Length` over the limit is refused unread, any other
 /// body is read one byte past the limit at most.
+///
+/// The body is read on first use only: verify answers a key from a header without waiting for
+/// the body stream, a round trip through the host that the hot path does not need.
 pub struct BoundedRequest {
     method: String,
     headers: Vec<(String, Vec<u8>)>,
     path_with_query: String,
-    body: CappedBody,
+    request: IncomingRequest,
+    body: OnceCell<CappedBody>,
 }
 
 impl BoundedRequest {
-    /// Reads what the handlers need of `request`; never more than ~16 KiB of its body.
+    /// Reads what the handlers need of `request`, except the body (see [`Self::body`]).
     pub fn read(request: IncomingRequest) -> BoundedRequest {
-        let headers = request.headers().entries();
-        let mut bounded = BoundedRequest {
+        BoundedRequest {
             method: request.method().to_string(),
-            headers,
+            headers: request.headers().entries(),
             path_with_query: request.path_with_query().unwrap_or_default(),
-            body: CappedBody::default(),
-        };
-        let declared = bounded.header("content-length");
-        let body = match request.consume() {
-            Ok(incoming) => match incoming.stream() {
-                // A read error (the client went away) ends the body like its end does.
-                Ok(stream) => {
-                    CappedBody::read(declared, |most| stream.blocking_read(most as u64).ok())
-                }
-                Err(()) => CappedBody::default(),
-            },
-            Err(()) => CappedBody::default(),
-        };
-        bounded.body = body;
-        bounded
+            request,
+            body: OnceCell::new(),
+        }
+    }
+
+    /// The body, read on the first call, with a cap: never more than ~16 KiB of it is held
+    /// ([`CappedBody::bytes`] refuses one over the limit).
+    pub fn body(&self) -> &CappedBody {
+        self.body.get_or_init(|| {
+            let declared = self.header("content-length");
+            let Ok(incoming) = self.request.consume() else {
+                return CappedBody::default();
+            };
+            let Ok(stream) = incoming.stream() else {
+                return CappedBody::default();
+            };
+            // A read error (the client went away) ends the body like its end does.
+            CappedBody::read(declared, |most| stream.blocking_read(most as u64).ok())
+        })
     }
 
     /// The request method as text (`GET`, `POST`, ...).
@@ -154,11 +162,6 @@ impl BoundedRequest {
         self.path_with_query
             .split_once('?')
             .map_or("", |(_, query)| query)
-    }
-
-    /// The body, read with a cap ([`CappedBody::bytes`] refuses one over the limit).
-    pub fn body(&self) -> &CappedBody {
-        &self.body
     }
 }
 

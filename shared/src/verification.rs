@@ -18,13 +18,14 @@ pub struct Presentation {
     pub scopes: Vec<String>,
 }
 
-/// The request as verify sees it.
+/// The request as verify sees it. The body is read only if it is asked for: a key presented
+/// in a header is answered without waiting for it.
 pub struct VerifyRequest<'a> {
     pub method: &'a str,
     pub x_api_key: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub query: &'a str,
-    pub body: &'a CappedBody,
+    pub body: &'a dyn Fn() -> &'a CappedBody,
 }
 
 /// Finds the presented key and the required scopes.
@@ -49,11 +50,14 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
         let key = Some(key.to_owned());
         return Ok(Presentation { key, scopes });
     }
-    if request.method != "POST" || request.body.is_empty() {
+    if request.method != "POST" {
         return Ok(Presentation { key: None, scopes });
     }
-    let body = request
-        .body
+    let body = (request.body)();
+    if body.is_empty() {
+        return Ok(Presentation { key: None, scopes });
+    }
+    let body = body
         .bytes()
         .map_err(|_| refusal(413, "payload_too_large"))?;
     let input = validate::verify_input(body).map_err(|_| refusal(400, "invalid_json"))?;
@@ -135,12 +139,13 @@ mod tests {
         query: &str,
         body: &[u8],
     ) -> Result<Presentation, Reply> {
+        let body = CappedBody::from_bytes(body);
         presentation(&VerifyRequest {
             method,
             x_api_key,
             authorization,
             query,
-            body: &CappedBody::from_bytes(body),
+            body: &|| &body,
         })
     }
 
@@ -182,6 +187,20 @@ mod tests {
                     scopes: vec![]
                 }
             );
+        }
+    }
+
+    #[test]
+    fn a_key_in_a_header_is_answered_without_reading_the_body() {
+        for method in ["GET", "POST"] {
+            let presented = presentation(&VerifyRequest {
+                method,
+                x_api_key: Some("k"),
+                authorization: None,
+                query: "",
+                body: &|| panic!("the body was read"),
+            });
+            assert_eq!(presented.unwrap().key.as_deref(), Some("k"));
         }
     }
 

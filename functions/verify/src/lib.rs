@@ -15,7 +15,7 @@ fn handle(request: IncomingRequest) -> Response {
         x_api_key: request.header("x-api-key"),
         authorization: request.header("authorization"),
         query: request.query(),
-        body: request.body(),
+        body: &|| request.body(),
     });
     // Validate, read, decide, respond: the store is opened only for a well-formed key.
     let reply = match presented {
