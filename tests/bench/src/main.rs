@@ -244,8 +244,8 @@ impl Server {
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args([
-                    "-p", "create", "-p", "list", "-p", "delete", "-p", "verify", "-p", "empty",
-                    "-p", "floor",
+                    "-p", "create", "-p", "list", "-p", "delete", "-p", "verify", "-p", "console",
+                    "-p", "empty", "-p", "floor",
                 ])
                 .status()?;
         if !status.success() {
@@ -508,7 +508,7 @@ impl Report {
     }
 
     fn sizes(&mut self, root: &Path) {
-        for name in ["create", "list", "delete", "verify", "empty", "floor"] {
+        for name in ["create", "list", "delete", "verify", "console", "empty", "floor"] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {
                 self.sizes.push((name.to_owned(), meta.len()));
