@@ -17,6 +17,8 @@ pub enum ApiError {
     InvalidName(String),
     /// `scopes` is missing, empty, has duplicates or names a scope that is not allowed.
     InvalidScopes(String),
+    /// `expires_at` is not an RFC 3339 time, not in the future, or over ten years ahead.
+    InvalidExpiresAt(String),
     /// `id` is missing or not of the key-id format.
     InvalidId,
     /// No key with this id belongs to the caller (also when it belongs to someone else).
@@ -43,6 +45,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidName(_) => "invalid_name",
             ApiError::InvalidScopes(_) => "invalid_scopes",
+            ApiError::InvalidExpiresAt(_) => "invalid_expires_at",
             ApiError::InvalidId => "invalid_id",
             ApiError::KeyNotFound => "key_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -61,6 +64,7 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidName(_)
             | ApiError::InvalidScopes(_)
+            | ApiError::InvalidExpiresAt(_)
             | ApiError::InvalidId => 400,
             ApiError::KeyNotFound => 404,
             ApiError::MethodNotAllowed(_) => 405,
@@ -79,7 +83,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "A valid bearer token is required.".into(),
             ApiError::InvalidJson(detail)
             | ApiError::InvalidName(detail)
-            | ApiError::InvalidScopes(detail) => detail.clone(),
+            | ApiError::InvalidScopes(detail)
+            | ApiError::InvalidExpiresAt(detail) => detail.clone(),
             ApiError::InvalidId => "`id` must be a key id such as the one create returned.".into(),
             ApiError::KeyNotFound => "No such key.".into(),
             ApiError::MethodNotAllowed(allow) => format!("Use {allow} on this path."),
@@ -131,6 +136,11 @@ mod tests {
             (ApiError::InvalidJson("x".into()), 400, "invalid_json"),
             (ApiError::InvalidName("x".into()), 400, "invalid_name"),
             (ApiError::InvalidScopes("x".into()), 400, "invalid_scopes"),
+            (
+                ApiError::InvalidExpiresAt("x".into()),
+                400,
+                "invalid_expires_at",
+            ),
             (ApiError::InvalidId, 400, "invalid_id"),
             (ApiError::KeyNotFound, 404, "key_not_found"),
             (

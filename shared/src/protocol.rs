@@ -5,7 +5,7 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes, last use | create, delete; verify at most hourly |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes, last use, expiry | create, delete; verify at most hourly |
 //! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete |
 //! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first | create, delete |
@@ -50,7 +50,7 @@
 //! # Create (key k, user u)
 //! 1. `set key/k = pending` — nobody else knows k, so a plain write is safe. Not live.
 //! 2. Loop: read `head` (compare-and-swap handle) and the index it names; if the index holds
-//!    `max` keys, drop entries whose record is gone, revoked, or pending for longer than
+//!    `max` keys, drop entries whose record is gone, revoked, expired, or pending for longer than
 //!    [`ABANDONED_AFTER_SECS`] (revoking such a record by compare-and-swap first); if still
 //!    full, answer `key_limit_reached`. Otherwise write index version `n = increment(seq)` with
 //!    k appended and swap `head` to `n`; then start over from the head: once the index it names
@@ -66,7 +66,7 @@
 //! listed and finishes the job.
 //!
 //! # Verify
-//! One `get key/k`: valid iff the record is `active`. If its last use is over
+//! One `get key/k`: valid iff the record is `active` and not expired. If its last use is over
 //! [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
 //! (a blind write could resurrect a key deleted since the read); that costs a second read and a
 //! write at most once per key and hour, and its failure is ignored. (Not `get_many`: Spin's
@@ -76,8 +76,9 @@
 //! - **Live ⇒ listed.** A record turns `active` only in step 3, after the index holding k was
 //!   published. k leaves an index only after its record was deleted (delete) or revoked / found
 //!   absent (reclaim), and the step-3 swap fails against either, because it compares with the
-//!   present pending bytes. An active record is never revoked or dropped: reclaim only takes
-//!   records that are absent, revoked or pending. Verify's last-use swap compares with the
+//!   present pending bytes. An active record is never revoked or dropped before it expires:
+//!   reclaim only takes records that are absent, revoked, expired or pending (expiry is final,
+//!   and verify refuses an expired record by itself). Verify's last-use swap compares with the
 //!   present active record, so it cannot bring a deleted one back.
 //! - **The limit holds.** Index versions form a chain through compare-and-swap on `head`, each
 //!   derived from the one it replaces; every version that adds a key has fewer than `max`
@@ -137,6 +138,18 @@ pub struct KeyRecord {
     /// Unix seconds of the last verification recorded, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<i64>,
+    /// Unix seconds from which the key no longer verifies; absent: never (records written
+    /// before expiry existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl KeyRecord {
+    /// Whether the key's expiry has come at `now`. Expiry is decided from the record alone, so
+    /// verify still reads once; it is final, so an expired key is as dead as a deleted one.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// One key in a user's index.
@@ -163,6 +176,16 @@ pub struct KeySummary {
     pub entry: IndexEntry,
     /// Unix seconds of the last verification, if any was recorded.
     pub last_used_at: Option<i64>,
+    /// Unix seconds from which the key no longer verifies, if it expires.
+    pub expires_at: Option<i64>,
+}
+
+impl KeySummary {
+    /// Whether the key counts toward its user's limit at `now`: an expired key does not (the
+    /// next create that needs its slot reclaims it).
+    pub fn counts_toward_limit(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// The store keys of one user.
@@ -362,6 +385,8 @@ pub struct NewKeyRecord<'a> {
     pub preview: &'a str,
     pub name: &'a str,
     pub scopes: &'a [String],
+    /// Unix seconds from which the key no longer verifies; `None`: never.
+    pub expires_at: Option<i64>,
 }
 
 /// Creates a key for `user_id`, holding at most `max_keys`. Returns its index entry.
@@ -380,6 +405,7 @@ pub fn create<S: KeyValue>(
         scopes: key.scopes.to_vec(),
         created_at: now,
         last_used_at: None,
+        expires_at: key.expires_at,
     };
     let pending = to_json(&record(KeyState::Pending))?;
     let active = to_json(&record(KeyState::Active))?;
@@ -492,8 +518,8 @@ fn activate<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Hashes of index entries that hold no live key and never will: record absent, revoked, or
-/// pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap). A record this
+/// Hashes of index entries that hold no live key and never will: record absent, revoked,
+/// expired, or pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap). A record this
 /// version cannot read is kept: during a rolling upgrade it is a newer version's, maybe live.
 fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<String>, StoreError> {
     let mut dead = Vec::new();
@@ -503,7 +529,8 @@ fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<St
             None => true,
             Some(None) => false,
             Some(Some(r)) => match r.state {
-                KeyState::Active => false,
+                // Expiry is final: the key never verifies again, so it holds no live key.
+                KeyState::Active => r.is_expired(now),
                 KeyState::Revoked => true,
                 KeyState::Pending => {
                     now - r.created_at >= ABANDONED_AFTER_SECS
@@ -567,6 +594,7 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
                 summaries.push(KeySummary {
                     entry,
                     last_used_at: record.last_used_at,
+                    expires_at: record.expires_at,
                 });
             }
         }
@@ -632,7 +660,7 @@ pub fn verify<S: KeyValue>(
     if record.state != KeyState::Active {
         return Ok(None);
     }
-    if is_stale(record.last_used_at, now) {
+    if is_stale(record.last_used_at, now) && !record.is_expired(now) {
         // Rare, and not worth failing a valid verification for.
         let _ = record_use(store, &key, now);
     }

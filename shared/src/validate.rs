@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 /// Longest key name, in characters, after trimming.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Furthest ahead a key may be set to expire, in seconds: ten years, counted as the longest ten
+/// calendar years (3,653 days), so that "the same day in ten years" is always accepted.
+pub const MAX_EXPIRY_SECS: i64 = 3_653 * 86_400;
 
 /// A valid create request.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,6 +20,8 @@ pub struct CreateInput {
     pub name: String,
     /// Distinct, allowed scopes, in the order given.
     pub scopes: Vec<String>,
+    /// When the key stops verifying (Unix seconds); `None`: never, the default.
+    pub expires_at: Option<i64>,
 }
 
 /// A verify request presented in a JSON body.
@@ -28,12 +33,18 @@ pub struct VerifyInput {
     pub scope: Option<String>,
 }
 
-/// Parses `{"name": ..., "scopes": [...]}` against the allowed scopes.
-pub fn create_input(body: &[u8], allowed_scopes: &[String]) -> Result<CreateInput, ApiError> {
+/// Parses `{"name": ..., "scopes": [...], "expires_at"?: ...}` against the allowed scopes and
+/// the time `now` (Unix seconds).
+pub fn create_input(
+    body: &[u8],
+    allowed_scopes: &[String],
+    now: i64,
+) -> Result<CreateInput, ApiError> {
     let object = json_object(body)?;
     Ok(CreateInput {
         name: name(object.get("name"))?,
         scopes: scopes(object.get("scopes"), allowed_scopes)?,
+        expires_at: expires_at(object.get("expires_at"), now)?,
     })
 }
 
@@ -135,6 +146,28 @@ fn scopes(value: Option<&Value>, allowed: &[String]) -> Result<Vec<String>, ApiE
     Ok(scopes)
 }
 
+/// An optional RFC 3339 time (any offset) in the future, at most [`MAX_EXPIRY_SECS`] ahead;
+/// absent or `null` means the key never expires.
+fn expires_at(value: Option<&Value>, now: i64) -> Result<Option<i64>, ApiError> {
+    let invalid = |message: &str| Err(ApiError::InvalidExpiresAt(message.into()));
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) => text,
+        Some(_) => return invalid("`expires_at` must be an RFC 3339 time or null."),
+    };
+    let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) else {
+        return invalid("`expires_at` must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z.");
+    };
+    let at = time.timestamp();
+    if at <= now {
+        return invalid("`expires_at` must be in the future.");
+    }
+    if at - now > MAX_EXPIRY_SECS {
+        return invalid("`expires_at` must be at most ten years ahead.");
+    }
+    Ok(Some(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,8 +177,11 @@ mod tests {
     }
 
     fn create(body: &str) -> Result<CreateInput, ApiError> {
-        create_input(body.as_bytes(), &allowed())
+        create_input(body.as_bytes(), &allowed(), NOW)
     }
+
+    /// 2027-01-15T08:00:00Z.
+    const NOW: i64 = 1_800_000_000;
 
     fn code(result: Result<CreateInput, ApiError>) -> &'static str {
         result.expect_err("should be refused").code()
@@ -158,9 +194,53 @@ mod tests {
             input,
             CreateInput {
                 name: "CI deploy".into(),
-                scopes: vec!["write".into(), "read".into()]
+                scopes: vec!["write".into(), "read".into()],
+                expires_at: None,
             }
         );
+    }
+
+    #[test]
+    fn keys_never_expire_unless_asked_to() {
+        for body in [
+            r#"{"name": "k", "scopes": ["read"]}"#,
+            r#"{"name": "k", "scopes": ["read"], "expires_at": null}"#,
+        ] {
+            assert_eq!(create(body).unwrap().expires_at, None, "{body}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_any_rfc_3339_time_in_the_next_ten_years() {
+        let expiry = |at: &str| {
+            create(
+                &serde_json::json!({"name": "k", "scopes": ["read"], "expires_at": at}).to_string(),
+            )
+            .map(|input| input.expires_at)
+        };
+        assert_eq!(expiry("2027-01-15T08:00:01Z"), Ok(Some(NOW + 1)));
+        assert_eq!(expiry("2027-01-15T09:00:01+01:00"), Ok(Some(NOW + 1)));
+        assert_eq!(expiry("2027-01-15T08:00:01.999Z"), Ok(Some(NOW + 1)));
+        assert_eq!(
+            expiry("2037-01-15T08:00:00Z").unwrap(),
+            Some(NOW + MAX_EXPIRY_SECS)
+        );
+        for refused in [
+            "2027-01-15T08:00:00Z", // now
+            "2026-12-31T23:59:59Z", // the past
+            "2037-01-16T08:00:00Z", // ten years and a day
+            "2027-02-01",           // not a time
+            "tomorrow",
+            "",
+        ] {
+            assert_eq!(
+                expiry(refused).map_err(|e| e.code()),
+                Err("invalid_expires_at"),
+                "{refused}"
+            );
+        }
+        let number = r#"{"name": "k", "scopes": ["read"], "expires_at": 1900000000}"#;
+        assert_eq!(code(create(number)), "invalid_expires_at");
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub fn answer<S: KeyValue>(
     match looked_up {
         Err(_) => refusal(503, "store_unavailable").with_header("retry-after", "1"),
         Ok(None) => invalid_key(),
+        // Only someone holding this exact secret learns that it expired.
+        Ok(Some(record)) if record.is_expired(now) => {
+            refusal(401, "key_expired").with_header("www-authenticate", "Bearer")
+        }
         Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {
             valid(&record)
         }
@@ -98,6 +102,7 @@ fn valid(record: &KeyRecord) -> Reply {
             "key_id": record.key_id,
             "name": record.name,
             "scopes": record.scopes,
+            "expires_at": record.expires_at.map(crate::rfc3339),
         }),
     )
     .with_header("x-api-key-user", header_safe(&record.user_id))
@@ -230,6 +235,42 @@ mod tests {
             (too_big.status, too_big.body["code"].as_str()),
             (413, Some("payload_too_large"))
         );
+    }
+
+    #[test]
+    fn an_expiring_key_is_valid_with_its_expiry_until_then_and_key_expired_after() {
+        use crate::memory::MemoryStore;
+        use crate::protocol::{create, NewKeyRecord};
+        let key = crate::key::generate("ak").unwrap();
+        let ask = |now| {
+            let store = MemoryStore::new();
+            let scopes = vec!["read".to_string()];
+            let record = NewKeyRecord {
+                hash: &key.hash,
+                id: &key.id,
+                preview: &key.preview,
+                name: "expiring",
+                scopes: &scopes,
+                expires_at: Some(1_800_000_060),
+            };
+            create(&store, "alice", &record, 20, 1_800_000_000).unwrap();
+            let presented = Presentation {
+                key: Some(key.secret.clone()),
+                scopes: vec!["read".into()],
+            };
+            answer(presented, || Ok(store), now)
+        };
+        let valid = ask(1_800_000_059);
+        assert_eq!(valid.status, 200);
+        assert_eq!(valid.body["expires_at"], "2027-01-15T08:01:00Z");
+        let expired = ask(1_800_000_060);
+        assert_eq!(
+            (expired.status, &expired.body),
+            (401, &json!({"valid": false, "code": "key_expired"}))
+        );
+        assert!(expired
+            .headers
+            .contains(&("www-authenticate", "Bearer".into())));
     }
 
     #[test]

@@ -280,7 +280,8 @@
     fact("Last used", key.last_used_at ? timeElement(key.last_used_at) : "Never");
     // Lifecycle fields, shown when the server has them.
     if ("expires_at" in key) {
-      fact("Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
+      const expired = key.expires_at && new Date(key.expires_at) <= new Date();
+      fact(expired ? "Expired" : "Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
     }
     if (typeof key.enabled === "boolean") {
       const status = document.createElement("span");

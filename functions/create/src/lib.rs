@@ -20,7 +20,8 @@ fn create(request: &BoundedRequest) -> Result<Reply, ApiError> {
     let config = spin::config()?;
     let user_id = spin::authenticate(request, &config)?;
     // Validate.
-    let input = validate::create_input(body, &config.allowed_scopes)?;
+    let now = spin::now();
+    let input = validate::create_input(body, &config.allowed_scopes, now)?;
     // Read, decide, write: the storage protocol enforces the limit under concurrency.
     let new_key = key::generate(&config.key_prefix).map_err(|_| ApiError::Internal)?;
     let record = protocol::NewKeyRecord {
@@ -29,15 +30,10 @@ fn create(request: &BoundedRequest) -> Result<Reply, ApiError> {
         preview: &new_key.preview,
         name: &input.name,
         scopes: &input.scopes,
+        expires_at: input.expires_at,
     };
     let store = SpinStore::open()?;
-    let entry = protocol::create(
-        &store,
-        &user_id,
-        &record,
-        config.max_keys_per_user,
-        spin::now(),
-    )?;
+    let entry = protocol::create(&store, &user_id, &record, config.max_keys_per_user, now)?;
     // Respond: the only time the secret is shown (every answer says `no-store`).
     let body = json!({
         "id": entry.id,
@@ -46,6 +42,7 @@ fn create(request: &BoundedRequest) -> Result<Reply, ApiError> {
         "scopes": entry.scopes,
         "created_at": rfc3339(entry.created_at),
         "preview": entry.preview,
+        "expires_at": input.expires_at.map(rfc3339),
     });
     Ok(Reply::json(201, body))
 }

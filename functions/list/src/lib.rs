@@ -31,13 +31,20 @@ fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
                 "created_at": rfc3339(summary.entry.created_at),
                 "preview": summary.entry.preview,
                 "last_used_at": summary.last_used_at.map(rfc3339),
+                "expires_at": summary.expires_at.map(rfc3339),
             })
         })
         .collect();
+    // Expired keys are still shown (until a create reclaims their slots), but do not count.
+    let now = spin::now();
+    let count = summaries
+        .iter()
+        .filter(|summary| summary.counts_toward_limit(now))
+        .count();
     // The scopes a new key may hold, so a client (the console) can offer them.
     let body = json!({
         "keys": keys,
-        "count": keys.len(),
+        "count": count,
         "limit": config.max_keys_per_user,
         "allowed_scopes": config.allowed_scopes,
     });

@@ -64,6 +64,11 @@ under_every_swap_answer!(
     lowering_the_limit_keeps_existing_keys_and_refuses_new_ones,
     a_quiet_store_holds_exactly_the_live_data,
     a_record_this_version_cannot_read_is_never_reclaimed,
+    an_expiring_key_verifies_until_its_expiry_and_is_never_written_after,
+    an_expired_key_does_not_count_toward_the_limit_and_a_create_reclaims_it,
+    two_creates_racing_for_an_expired_slot_give_one_key_in_every_interleaving,
+    a_create_reclaiming_an_expired_key_racing_its_delete_keeps_every_invariant,
+    a_store_failure_at_any_operation_of_a_create_reclaiming_an_expired_key_recovers,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -95,6 +100,17 @@ fn create_with<S: KeyValue>(
     max: u32,
     now: i64,
 ) -> Result<IndexEntry, ApiError> {
+    create_expiring(store, user, made, max, now, None)
+}
+
+fn create_expiring<S: KeyValue>(
+    store: &S,
+    user: &str,
+    made: &Made,
+    max: u32,
+    now: i64,
+    expires_at: Option<i64>,
+) -> Result<IndexEntry, ApiError> {
     let scopes = scopes();
     let record = NewKeyRecord {
         hash: &made.hash,
@@ -102,8 +118,21 @@ fn create_with<S: KeyValue>(
         preview: "ak...test",
         name: "name",
         scopes: &scopes,
+        expires_at,
     };
     create(store, user, &record, max, now)
+}
+
+/// Alice's keys for a test at `NOW`: `live` that never expire, then `expired` ones whose expiry
+/// is `NOW` (created an hour earlier).
+fn keys_with_expired(store: &MemoryStore, live: u32, expired: u32) -> Vec<Made> {
+    let mut made: Vec<Made> = (0..live).map(|_| create_one(store, "alice")).collect();
+    for _ in 0..expired {
+        let key = new_key();
+        create_expiring(store, "alice", &key, MAX, NOW - 3600, Some(NOW)).expect("create");
+        made.push(key);
+    }
+    made
 }
 
 fn create_one(store: &MemoryStore, user: &str) -> Made {
@@ -112,8 +141,11 @@ fn create_one(store: &MemoryStore, user: &str) -> Made {
     made
 }
 
+/// Whether the key answers valid at `NOW` (verify refuses an expired record it found).
 fn verifies(store: &MemoryStore, hash: &str) -> bool {
-    verify(store, hash, NOW).expect("verify").is_some()
+    verify(store, hash, NOW)
+        .expect("verify")
+        .is_some_and(|record| !record.is_expired(NOW))
 }
 
 fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {
@@ -131,7 +163,7 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
             continue;
         }
         let record = parse_record(&value).expect("records are readable");
-        if record.state == KeyState::Active {
+        if record.state == KeyState::Active && !record.is_expired(NOW) {
             assert!(
                 listed_ids(store, &record.user_id).contains(&record.key_id),
                 "live key {} is not listed",
@@ -141,12 +173,13 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
     }
     for user in users {
         let listed = list(store, user).expect("list");
-        assert!(listed.len() <= max, "{user} holds {} keys", listed.len());
+        let counted = listed.iter().filter(|s| s.counts_toward_limit(NOW)).count();
+        assert!(counted <= max, "{user} holds {counted} keys");
         let mut ids: Vec<&str> = listed.iter().map(|s| s.entry.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), listed.len(), "{user}'s list shows a key twice");
-        for summary in listed {
+        for summary in listed.iter().filter(|s| s.counts_toward_limit(NOW)) {
             assert!(
                 verifies(store, &summary.entry.hash),
                 "listed key {} does not verify",
@@ -438,10 +471,21 @@ fn check_all_interleavings(
     existing: u32,
     make: impl Fn(&[Made]) -> [Request; 2],
 ) {
+    check_all_interleavings_with_expired(answers, existing, 0, make)
+}
+
+/// As [`check_all_interleavings`], with `expired` more keys of alice's expired at `NOW`: they
+/// take no room, and a delete of one frees none.
+fn check_all_interleavings_with_expired(
+    answers: SwapAnswers,
+    existing: u32,
+    expired: u32,
+    make: impl Fn(&[Made]) -> [Request; 2],
+) {
     let depth = 14;
     for plan in plans(depth) {
         let store = MemoryStore::with_answers(answers);
-        let made: Vec<Made> = (0..existing).map(|_| create_one(&store, "alice")).collect();
+        let made = keys_with_expired(&store, existing, expired);
         let requests = make(&made);
         let known: Vec<(String, String)> = made
             .iter()
@@ -459,9 +503,13 @@ fn check_all_interleavings(
             .iter()
             .filter(|r| matches!(r, Request::Create { .. }))
             .count();
+        let expired_ids: Vec<&str> = made[existing as usize..]
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
         let deletes_ok = outcomes
             .iter()
-            .filter(|o| matches!(o, Outcome::Deleted(_, Ok(()))))
+            .filter(|o| matches!(o, Outcome::Deleted(id, Ok(())) if !expired_ids.contains(&id.as_str())))
             .count();
         let room = (MAX - existing) as usize + deletes_ok;
         if requests.iter().any(|r| matches!(r, Request::Delete { .. })) {
@@ -912,4 +960,83 @@ fn a_record_this_version_cannot_read_is_never_reclaimed(answers: SwapAnswers) {
     // Its owner can still delete it.
     delete(&store, "alice", &made[0].id).unwrap();
     assert!(store.get(&key).unwrap().is_none());
+}
+
+fn an_expiring_key_verifies_until_its_expiry_and_is_never_written_after(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let made = new_key();
+    create_expiring(&store, "alice", &made, MAX, NOW, Some(NOW + 60)).unwrap();
+    let listed = list(&store, "alice").unwrap();
+    assert_eq!(listed[0].expires_at, Some(NOW + 60));
+    assert!(listed[0].counts_toward_limit(NOW + 59));
+    let record = verify(&store, &made.hash, NOW + 59)
+        .unwrap()
+        .expect("found");
+    assert!(!record.is_expired(NOW + 59));
+    // From its expiry on: found (so verify can say `key_expired`), expired, and one read with
+    // no last-use write, however long since the last use.
+    let before = store.ops();
+    let record = verify(&store, &made.hash, NOW + 60 + USAGE_GRANULARITY_SECS)
+        .unwrap()
+        .expect("found");
+    assert!(record.is_expired(NOW + 60));
+    assert_eq!(store.ops() - before, 1);
+    assert!(!list(&store, "alice").unwrap()[0].counts_toward_limit(NOW + 60));
+    // Delete still removes it.
+    delete(&store, "alice", &made.id).unwrap();
+    assert!(verify(&store, &made.hash, NOW + 60).unwrap().is_none());
+}
+
+fn an_expired_key_does_not_count_toward_the_limit_and_a_create_reclaims_it(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let mut made: Vec<Made> = (0..MAX - 1).map(|_| create_one(&store, "alice")).collect();
+    let expiring = new_key();
+    create_expiring(&store, "alice", &expiring, MAX, NOW, Some(NOW + 60)).unwrap();
+    // Before its expiry it takes a slot.
+    assert_eq!(
+        create_with(&store, "alice", &new_key(), MAX, NOW + 59),
+        Err(ApiError::KeyLimitReached(MAX))
+    );
+    // From its expiry on it does not: the create takes its slot and removes its record.
+    let next = new_key();
+    create_with(&store, "alice", &next, MAX, NOW + 60).expect("the expired slot is reclaimed");
+    made.push(next);
+    let listed = listed_ids(&store, "alice");
+    assert_eq!(listed.len(), MAX as usize);
+    assert!(!listed.contains(&expiring.id));
+    assert!(made.iter().all(|m| listed.contains(&m.id)));
+    assert!(store.get(&record_key(&expiring.hash)).unwrap().is_none());
+    assert_invariants(&store, &["alice"], MAX as usize);
+}
+
+fn two_creates_racing_for_an_expired_slot_give_one_key_in_every_interleaving(answers: SwapAnswers) {
+    check_all_interleavings_with_expired(answers, MAX - 1, 1, |_| {
+        [
+            Request::Create { user: "alice" },
+            Request::Create { user: "alice" },
+        ]
+    });
+}
+
+fn a_create_reclaiming_an_expired_key_racing_its_delete_keeps_every_invariant(
+    answers: SwapAnswers,
+) {
+    check_all_interleavings_with_expired(answers, MAX - 1, 1, |made| {
+        [
+            Request::Create { user: "alice" },
+            Request::Delete {
+                user: "alice",
+                id: made[MAX as usize - 1].id.clone(),
+            },
+        ]
+    });
+}
+
+fn a_store_failure_at_any_operation_of_a_create_reclaiming_an_expired_key_recovers(
+    answers: SwapAnswers,
+) {
+    check_failure_at_every_operation(answers, |store| {
+        keys_with_expired(store, MAX - 1, 1);
+        (Request::Create { user: "alice" }, vec![])
+    });
 }

@@ -445,6 +445,7 @@ fn seed_natively(store: &dyn KvBackend, users: &[String]) -> Result<Vec<(String,
             preview: &key.preview,
             name: "seed",
             scopes: &scopes,
+            expires_at: None,
         };
         protocol::create(&memory, user, &record, 20, 1_800_000_000)
             .map_err(|e| anyhow::anyhow!("seeding: {e:?}"))?;
@@ -508,7 +509,9 @@ impl Report {
     }
 
     fn sizes(&mut self, root: &Path) {
-        for name in ["create", "list", "delete", "verify", "console", "empty", "floor"] {
+        for name in [
+            "create", "list", "delete", "verify", "console", "empty", "floor",
+        ] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {
                 self.sizes.push((name.to_owned(), meta.len()));

@@ -18,7 +18,7 @@ fn a_valid_key_in_the_body_answers_who_and_what() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(
         reply.body,
-        json!({"valid": true, "user_id": user, "key_id": created["id"], "name": "gateway key", "scopes": ["read", "write"]})
+        json!({"valid": true, "user_id": user, "key_id": created["id"], "name": "gateway key", "scopes": ["read", "write"], "expires_at": null})
     );
     assert_eq!(reply.header("x-api-key-user"), Some(user.as_str()));
     assert_eq!(reply.header("x-api-key-id"), created["id"].as_str());
