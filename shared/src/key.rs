@@ -94,6 +94,12 @@ pub fn sha256_hex(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
+/// A fresh random id for a change a request makes, by which it recognises its own write when
+/// it reads the store back: `evt_` and 22 base62 characters (131 bits).
+pub fn event_id() -> Result<String, RandomUnavailable> {
+    Ok(format!("evt_{}", random_base62(ID_RANDOM_CHARS)?))
+}
+
 /// Whether `id` has the shape of a key id returned by create.
 pub fn is_valid_id(id: &str) -> bool {
     id.strip_prefix(ID_PREFIX).is_some_and(|rest| {

@@ -1,4 +1,4 @@
-//! Everything the four api-keys components share: the key format, the JWT check, request
+//! Everything the api-keys components share: the key format, the JWT check, request
 //! validation, the error codes, configuration and the storage protocol.
 //!
 //! The handlers in `functions/` are thin: each parses, authenticates, validates, calls one
@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod store;
 pub mod validate;
 pub mod verification;
+pub mod view;
 
 pub mod spin;
 

@@ -5,10 +5,10 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, name, scopes, last use, expiry | create, delete; verify at most hourly |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, settings (name, scopes, enabled), last use, expiry | create, delete, update; verify at most hourly |
 //! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete |
-//! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first | create, delete |
+//! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first, and their latest changes | create, delete, update |
 //!
 //! Only SHA-256 hashes of keys are at rest. Nothing reads the whole store.
 //!
@@ -65,9 +65,29 @@
 //! names no longer lists the id (whoever removed it). A retry after a failure finds the id still
 //! listed and finishes the job.
 //!
+//! # Update (id, user u, wanted settings, a fresh random event id e)
+//! The index is where an update happens; the record follows it.
+//! 1. Read head and index; find the id (else `key_not_found`). If the index already holds
+//!    event e, the update landed: go to 3. If nothing would change, go to 3 too (no event).
+//! 2. Check the key's record is active (else `key_not_found`: a key in flight is not the user's
+//!    to change, and a refusal is no change). Write index version `n = increment(seq)` with the
+//!    entry's settings changed, its `settings_version = n`, and event e appended (the last
+//!    [`MAX_EVENTS`] kept); swap `head` to `n`; start over from the head.
+//! 3. Carry the settings of the entry at the head (this update's or a later one's) onto the
+//!    record by compare-and-swap, only if the record's `settings_version` is lower, reading it
+//!    back until it is not. Then answer: from here on every verify sees these settings.
+//!
+//! Version numbers grow along the chain of published versions, so `settings_version` orders
+//! any two states of a key and two updates carried in either order leave the newer one; the
+//! record is written whole, so verify never sees half of one update and half of another. A
+//! record seen absent (deleted) is never written. An update that dies between 2 and 3 leaves
+//! the record behind the index (list shows the new settings, verify the old) until the next
+//! update of that key, or its retry, carries them; it answered no 200, so no client relies on
+//! it yet.
+//!
 //! # Verify
-//! One `get key/k`: valid iff the record is `active` and not expired. If its last use is over
-//! [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
+//! One `get key/k`: valid iff the record is `active`, enabled and not expired. If its last use
+//! is over [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
 //! (a blind write could resurrect a key deleted since the read); that costs a second read and a
 //! write at most once per key and hour, and its failure is ignored. (Not `get_many`: Spin's
 //! Redis backend implements it with `KEYS`, which fails; every read here is a plain `get`.)
@@ -113,6 +133,8 @@ pub const USAGE_GRANULARITY_SECS: i64 = 3600;
 pub const MAX_ATTEMPTS: usize = 64;
 /// How often a failed read is retried when it is the read-back of a swap that may have landed.
 pub const READ_BACK_RETRIES: usize = 2;
+/// How many of the latest changes an index version keeps (see [`Index::events`]).
+pub const MAX_EVENTS: usize = 100;
 
 const NAMESPACE: &str = "apikeys/v1";
 
@@ -142,6 +164,26 @@ pub struct KeyRecord {
     /// before expiry existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Whether the key may verify; an update can disable it. Absent: enabled.
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+    /// The index version whose settings (name, scopes, enabled) the record carries: 0 until an
+    /// update changes them. Settings are only ever carried forward (see [`update`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settings_version: u64,
+}
+
+/// Keys are enabled unless an update disabled them.
+fn enabled() -> bool {
+    true
+}
+
+fn is_enabled(enabled: &bool) -> bool {
+    *enabled
+}
+
+fn is_zero(version: &u64) -> bool {
+    *version == 0
 }
 
 impl KeyRecord {
@@ -162,15 +204,105 @@ pub struct IndexEntry {
     /// Unix seconds.
     pub created_at: i64,
     pub preview: String,
+    /// Whether the key may verify. Absent: enabled.
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+    /// The index version that last changed this key's settings (0: none since create). It
+    /// grows along the chain of published versions, so it orders any two states of the key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub settings_version: u64,
 }
 
 /// One immutable version of a user's list of keys, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Index {
     pub keys: Vec<IndexEntry>,
+    /// The user's latest [`MAX_EVENTS`] changes, oldest first, published in the same swap as
+    /// the change itself: an update that reads its own event back at the head knows it landed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
-/// A key as list shows it.
+/// One change to a user's keys, as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique (random): how the request that made the change recognises it.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// Unix seconds.
+    pub at: i64,
+    pub key_id: String,
+    /// The key's name after the change.
+    pub name: String,
+    /// What changed, old to new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<FieldChange>,
+}
+
+/// The kind of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Updated,
+}
+
+/// One setting an update changed: `field` went from `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: serde_json::Value,
+    pub to: serde_json::Value,
+}
+
+/// The settings an update asks for; `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl IndexEntry {
+    /// What `wanted` would change in this entry, old to new; empty if nothing.
+    fn changes_to(&self, wanted: &Settings) -> Vec<FieldChange> {
+        let mut changes = Vec::new();
+        let mut differs = |field: &str, from: serde_json::Value, to: serde_json::Value| {
+            if from != to {
+                changes.push(FieldChange {
+                    field: field.to_owned(),
+                    from,
+                    to,
+                });
+            }
+        };
+        if let Some(name) = &wanted.name {
+            differs("name", self.name.clone().into(), name.clone().into());
+        }
+        if let Some(scopes) = &wanted.scopes {
+            differs("scopes", self.scopes.clone().into(), scopes.clone().into());
+        }
+        if let Some(enabled) = wanted.enabled {
+            differs("enabled", self.enabled.into(), enabled.into());
+        }
+        changes
+    }
+
+    fn apply(&mut self, wanted: &Settings, version: u64) {
+        if let Some(name) = &wanted.name {
+            self.name = name.clone();
+        }
+        if let Some(scopes) = &wanted.scopes {
+            self.scopes = scopes.clone();
+        }
+        if let Some(enabled) = wanted.enabled {
+            self.enabled = enabled;
+        }
+        self.settings_version = version;
+    }
+}
+
+/// A key as list (and update) shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySummary {
     pub entry: IndexEntry,
@@ -341,12 +473,31 @@ fn propose<S: KeyValue>(
     head: Head,
     index: &Index,
 ) -> Result<u64, StoreError> {
+    let version = next_version(store, user)?;
+    publish(store, user, cas, head, version, index)?;
+    Ok(version)
+}
+
+/// A version number nobody else ever gets, higher than every version published before.
+fn next_version<S: KeyValue>(store: &S, user: &UserSpace) -> Result<u64, StoreError> {
     let number = store.increment(&user.seq, 1)?;
-    let version = u64::try_from(number).map_err(|_| corrupt("seq"))?;
+    u64::try_from(number).map_err(|_| corrupt("seq"))
+}
+
+/// Writes `index` as version `version` (from [`next_version`]) and asks the store to swing the
+/// head to it; whether it was published is for the caller to read back.
+fn publish<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    cas: S::Cas,
+    head: Head,
+    version: u64,
+    index: &Index,
+) -> Result<(), StoreError> {
     // A number from increment is never handed out twice, so nobody else writes this key.
     store.set(&user.index(version), &to_json(index)?)?;
     swap_unconfirmed(store, cas, &Head::encode(version, head.encoding));
-    Ok(version)
+    Ok(())
 }
 
 /// Index versions one request wrote or built on, to be removed once they are garbage.
@@ -406,6 +557,8 @@ pub fn create<S: KeyValue>(
         created_at: now,
         last_used_at: None,
         expires_at: key.expires_at,
+        enabled: true,
+        settings_version: 0,
     };
     let pending = to_json(&record(KeyState::Pending))?;
     let active = to_json(&record(KeyState::Active))?;
@@ -416,6 +569,8 @@ pub fn create<S: KeyValue>(
         scopes: key.scopes.to_vec(),
         created_at: now,
         preview: key.preview.to_owned(),
+        enabled: true,
+        settings_version: 0,
     };
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
@@ -641,6 +796,110 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
     Err(ApiError::StoreUnavailable)
 }
 
+/// Changes the settings of the key `id` of `user_id` (name, scopes, enabled) and answers the
+/// key as it is afterwards. `event_id` must be fresh and random: the update recognises its
+/// own publish by it (see [`update`]'s steps in the module docs).
+pub fn update<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+    id: &str,
+    wanted: &Settings,
+    event_id: &str,
+    now: i64,
+) -> Result<KeySummary, ApiError> {
+    let user = UserSpace::of(user_id);
+    let mut versions = Versions::default();
+    for _ in 0..MAX_ATTEMPTS {
+        let unconfirmed = versions.unconfirmed();
+        let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
+            (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
+            (_, None) => return Err(ApiError::KeyNotFound),
+        };
+        let Some(mut index) = read_back(unconfirmed, || read_index(store, &user, head.version))?
+        else {
+            continue;
+        };
+        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+            // Never ours, or deleted (whether before or after this update landed).
+            versions.sweep(store, &user, head.version);
+            return Err(ApiError::KeyNotFound);
+        };
+        // Only this request writes this event id, so seeing it means one of its proposals
+        // landed, whatever the swap answered: the change is never published twice.
+        let landed = index.events.iter().any(|e| e.id == event_id);
+        let changes = index.keys[position].changes_to(wanted);
+        if landed || changes.is_empty() {
+            versions.sweep(store, &user, head.version);
+            // The entry at the head: these settings, or newer ones of a later update.
+            let entry = index.keys.swap_remove(position);
+            return match carry_settings(store, &entry)? {
+                Some(record) if record.state == KeyState::Active => Ok(KeySummary {
+                    last_used_at: record.last_used_at,
+                    expires_at: record.expires_at,
+                    entry,
+                }),
+                _ => Err(ApiError::KeyNotFound),
+            };
+        }
+        // A key that is not live (a create in flight or failed, a delete in flight) is not the
+        // user's to change: refused, and so not a change.
+        let record = store
+            .get(&record_key(&index.keys[position].hash))?
+            .as_deref()
+            .and_then(parse_record);
+        if record.is_none_or(|r| r.state != KeyState::Active || r.user_id != user_id) {
+            versions.sweep(store, &user, head.version);
+            return Err(ApiError::KeyNotFound);
+        }
+        let version = next_version(store, &user)?;
+        let entry = &mut index.keys[position];
+        entry.apply(wanted, version);
+        let event = Event {
+            id: event_id.to_owned(),
+            kind: EventKind::Updated,
+            at: now,
+            key_id: entry.id.clone(),
+            name: entry.name.clone(),
+            changes,
+        };
+        index.events.push(event);
+        let excess = index.events.len().saturating_sub(MAX_EVENTS);
+        index.events.drain(..excess);
+        publish(store, &user, cas, head, version, &index)?;
+        versions.note(head, version);
+    }
+    Err(ApiError::StoreUnavailable)
+}
+
+/// Copies `entry`'s settings onto its record, by compare-and-swap, unless the record already
+/// carries them or newer ones (a higher `settings_version`): so two updates carried in either
+/// order leave the newer, and verify always reads one update's settings whole. Returns the
+/// record as it is then; `None` if it is gone (deleted: never written after that) or cannot be
+/// read by this version.
+fn carry_settings<S: KeyValue>(
+    store: &S,
+    entry: &IndexEntry,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let key = record_key(&entry.hash);
+    let mut swapped = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, current) = read_back(swapped, || store.watch(&key))?;
+        let Some(mut record) = current.as_deref().and_then(parse_record) else {
+            return Ok(None);
+        };
+        if record.state != KeyState::Active || record.settings_version >= entry.settings_version {
+            return Ok(Some(record));
+        }
+        record.name = entry.name.clone();
+        record.scopes = entry.scopes.clone();
+        record.enabled = entry.enabled;
+        record.settings_version = entry.settings_version;
+        swap_unconfirmed(store, cas, &to_json(&record)?);
+        swapped = true;
+    }
+    Err(StoreError("a record kept changing".into()))
+}
+
 /// Looks a presented key up by its hash: the active record, or `None`. One read; at most once
 /// per key and [`USAGE_GRANULARITY_SECS`], the last use is recorded too (see [`record_use`]).
 pub fn verify<S: KeyValue>(
@@ -660,7 +919,7 @@ pub fn verify<S: KeyValue>(
     if record.state != KeyState::Active {
         return Ok(None);
     }
-    if is_stale(record.last_used_at, now) && !record.is_expired(now) {
+    if is_stale(record.last_used_at, now) && record.enabled && !record.is_expired(now) {
         // Rare, and not worth failing a valid verification for.
         let _ = record_use(store, &key, now);
     }

@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use crate::key;
+use crate::protocol::Settings;
 use serde_json::{Map, Value};
 
 /// Longest key name, in characters, after trimming.
@@ -51,7 +52,43 @@ pub fn create_input(
 /// Parses `{"id": "key_..."}`.
 pub fn delete_input(body: &[u8]) -> Result<String, ApiError> {
     let object = json_object(body)?;
-    match object.get("id").and_then(Value::as_str) {
+    id(object.get("id"))
+}
+
+/// Parses `{"id": "key_...", "name"?: ..., "scopes"?: [...], "enabled"?: bool}`: the id and at
+/// least one setting (a `null` setting counts as absent), each under the same rules as create.
+pub fn update_input(
+    body: &[u8],
+    allowed_scopes: &[String],
+) -> Result<(String, Settings), ApiError> {
+    let object = json_object(body)?;
+    let id = id(object.get("id"))?;
+    let present = |field| object.get(field).filter(|value| !value.is_null());
+    let settings = Settings {
+        name: present("name").map(|v| name(Some(v))).transpose()?,
+        scopes: present("scopes")
+            .map(|v| scopes(Some(v), allowed_scopes))
+            .transpose()?,
+        enabled: match present("enabled") {
+            None => None,
+            Some(Value::Bool(enabled)) => Some(*enabled),
+            Some(_) => {
+                return Err(ApiError::InvalidJson(
+                    "`enabled` must be true or false.".into(),
+                ))
+            }
+        },
+    };
+    if settings == Settings::default() {
+        return Err(ApiError::InvalidJson(
+            "Give at least one of `name`, `scopes` and `enabled`.".into(),
+        ));
+    }
+    Ok((id, settings))
+}
+
+fn id(value: Option<&Value>) -> Result<String, ApiError> {
+    match value.and_then(Value::as_str) {
         Some(id) if key::is_valid_id(id) => Ok(id.to_owned()),
         _ => Err(ApiError::InvalidId),
     }
@@ -198,6 +235,60 @@ mod tests {
                 expires_at: None,
             }
         );
+    }
+
+    #[test]
+    fn an_update_names_the_key_and_at_least_one_setting() {
+        let update = |body: &str| update_input(body.as_bytes(), &allowed());
+        let id = "key_0123456789ABCDEFGHIJKL";
+        let (got_id, settings) = update(&format!(
+            r#"{{"id": "{id}", "name": " new ", "scopes": ["read"], "enabled": false}}"#
+        ))
+        .unwrap();
+        assert_eq!(got_id, id);
+        assert_eq!(
+            settings,
+            Settings {
+                name: Some("new".into()),
+                scopes: Some(vec!["read".into()]),
+                enabled: Some(false),
+            }
+        );
+        let (_, only_enabled) = update(&format!(
+            r#"{{"id": "{id}", "enabled": true, "name": null}}"#
+        ))
+        .unwrap();
+        assert_eq!(only_enabled.enabled, Some(true));
+        assert_eq!(only_enabled.name, None);
+        for (body, code) in [
+            (format!(r#"{{"id": "{id}"}}"#), "invalid_json"),
+            (format!(r#"{{"id": "{id}", "name": null}}"#), "invalid_json"),
+            (
+                format!(r#"{{"id": "{id}", "enabled": "no"}}"#),
+                "invalid_json",
+            ),
+            (format!(r#"{{"id": "{id}", "name": ""}}"#), "invalid_name"),
+            (
+                format!(r#"{{"id": "{id}", "scopes": []}}"#),
+                "invalid_scopes",
+            ),
+            (
+                format!(r#"{{"id": "{id}", "scopes": ["root"]}}"#),
+                "invalid_scopes",
+            ),
+            (
+                r#"{"id": "nope", "enabled": true}"#.to_owned(),
+                "invalid_id",
+            ),
+            (r#"{"enabled": true}"#.to_owned(), "invalid_id"),
+            ("[]".to_owned(), "invalid_json"),
+        ] {
+            assert_eq!(
+                update(&body).map(|_| ()).unwrap_err().code(),
+                code,
+                "{body}"
+            );
+        }
     }
 
     #[test]

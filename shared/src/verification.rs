@@ -82,9 +82,12 @@ pub fn answer<S: KeyValue>(
     match looked_up {
         Err(_) => refusal(503, "store_unavailable").with_header("retry-after", "1"),
         Ok(None) => invalid_key(),
-        // Only someone holding this exact secret learns that it expired.
+        // Only someone holding this exact secret learns that it expired or was disabled.
         Ok(Some(record)) if record.is_expired(now) => {
             refusal(401, "key_expired").with_header("www-authenticate", "Bearer")
+        }
+        Ok(Some(record)) if !record.enabled => {
+            refusal(401, "key_disabled").with_header("www-authenticate", "Bearer")
         }
         Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {
             valid(&record)
@@ -271,6 +274,45 @@ mod tests {
         assert!(expired
             .headers
             .contains(&("www-authenticate", "Bearer".into())));
+    }
+
+    #[test]
+    fn a_disabled_key_answers_key_disabled_and_an_enabled_one_is_valid_again() {
+        use crate::memory::MemoryStore;
+        use crate::protocol::{create, update, NewKeyRecord, Settings};
+        let key = crate::key::generate("ak").unwrap();
+        let ask = |enabled: &[bool]| {
+            let store = MemoryStore::new();
+            let scopes = vec!["read".to_string()];
+            let record = NewKeyRecord {
+                hash: &key.hash,
+                id: &key.id,
+                preview: &key.preview,
+                name: "k",
+                scopes: &scopes,
+                expires_at: None,
+            };
+            create(&store, "alice", &record, 20, 0).unwrap();
+            for enabled in enabled {
+                let wanted = Settings {
+                    enabled: Some(*enabled),
+                    ..Settings::default()
+                };
+                let event = crate::key::event_id().unwrap();
+                update(&store, "alice", &key.id, &wanted, &event, 0).unwrap();
+            }
+            let presented = Presentation {
+                key: Some(key.secret.clone()),
+                scopes: vec![],
+            };
+            answer(presented, || Ok(store), 0)
+        };
+        let disabled = ask(&[false]);
+        assert_eq!(
+            (disabled.status, &disabled.body),
+            (401, &json!({"valid": false, "code": "key_disabled"}))
+        );
+        assert_eq!(ask(&[false, true]).status, 200);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
-use shared::{http, protocol, rfc3339, ApiError, Reply};
+use shared::{http, protocol, view, ApiError, Reply};
 use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
@@ -21,20 +21,7 @@ fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
     let store = SpinStore::open()?;
     let summaries = protocol::list(&store, &user_id)?;
     // Respond.
-    let keys: Vec<_> = summaries
-        .iter()
-        .map(|summary| {
-            json!({
-                "id": summary.entry.id,
-                "name": summary.entry.name,
-                "scopes": summary.entry.scopes,
-                "created_at": rfc3339(summary.entry.created_at),
-                "preview": summary.entry.preview,
-                "last_used_at": summary.last_used_at.map(rfc3339),
-                "expires_at": summary.expires_at.map(rfc3339),
-            })
-        })
-        .collect();
+    let keys: Vec<_> = summaries.iter().map(view::key).collect();
     // Expired keys are still shown (until a create reclaims their slots), but do not count.
     let now = spin::now();
     let count = summaries

@@ -69,6 +69,14 @@ under_every_swap_answer!(
     two_creates_racing_for_an_expired_slot_give_one_key_in_every_interleaving,
     a_create_reclaiming_an_expired_key_racing_its_delete_keeps_every_invariant,
     a_store_failure_at_any_operation_of_a_create_reclaiming_an_expired_key_recovers,
+    an_update_changes_the_settings_and_the_next_verify_sees_them,
+    an_update_of_a_key_that_is_not_the_users_is_key_not_found_and_changes_nothing,
+    two_updates_of_one_key_leave_one_of_them_whole_in_every_interleaving,
+    an_update_racing_a_delete_never_brings_the_key_back,
+    a_verify_racing_an_update_sees_the_old_or_the_new_settings_whole,
+    a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds,
+    an_update_that_dies_after_any_operation_is_carried_by_the_next_one,
+    the_index_keeps_the_latest_hundred_events,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -184,6 +192,23 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
                 verifies(store, &summary.entry.hash),
                 "listed key {} does not verify",
                 summary.entry.id
+            );
+        }
+    }
+}
+
+/// Once no request is in flight, every listed key's record carries its entry's settings: what
+/// verify checks is what list shows.
+fn assert_settings_carried(store: &MemoryStore, users: &[&str]) {
+    for user in users {
+        for summary in list(store, user).expect("list") {
+            let entry = &summary.entry;
+            let record = verify(store, &entry.hash, NOW).unwrap().expect("listed");
+            assert_eq!(
+                (&record.name, &record.scopes, record.enabled),
+                (&entry.name, &entry.scopes, entry.enabled),
+                "the record of {} does not carry its settings",
+                entry.id
             );
         }
     }
@@ -343,10 +368,24 @@ fn fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit(answers: Swa
 /// One simulated request of an interleaving test.
 #[derive(Clone)]
 enum Request {
-    Create { user: &'static str },
-    Delete { user: &'static str, id: String },
-    List { user: &'static str },
-    Verify { hash: String },
+    Create {
+        user: &'static str,
+    },
+    Delete {
+        user: &'static str,
+        id: String,
+    },
+    Update {
+        user: &'static str,
+        id: String,
+        wanted: Settings,
+    },
+    List {
+        user: &'static str,
+    },
+    Verify {
+        hash: String,
+    },
 }
 
 /// What a request did, for checking against the store afterwards.
@@ -354,6 +393,8 @@ enum Request {
 enum Outcome {
     Created(String, Result<IndexEntry, ApiError>),
     Deleted(String, Result<(), ApiError>),
+    Updated(Result<KeySummary, ApiError>),
+    Verified(Option<KeyRecord>),
     Other,
 }
 
@@ -364,14 +405,15 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
             Outcome::Created(made.hash.clone(), create_with(store, user, &made, max, now))
         }
         Request::Delete { user, id } => Outcome::Deleted(id.clone(), delete(store, user, id)),
+        Request::Update { user, id, wanted } => {
+            let event = key::event_id().unwrap();
+            Outcome::Updated(update(store, user, id, wanted, &event, now))
+        }
         Request::List { user } => {
             let _ = list(store, user);
             Outcome::Other
         }
-        Request::Verify { hash } => {
-            let _ = verify(store, hash, now);
-            Outcome::Other
-        }
+        Request::Verify { hash } => Outcome::Verified(verify(store, hash, now).ok().flatten()),
     }
 }
 
@@ -494,6 +536,7 @@ fn check_all_interleavings_with_expired(
         let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
         assert_outcomes(&store, &outcomes, &known);
         assert_invariants(&store, &["alice", "bob"], MAX as usize);
+        assert_settings_carried(&store, &["alice", "bob"]);
         assert_no_pending(&store);
         let created = outcomes
             .iter()
@@ -688,6 +731,9 @@ fn check_failure_at_every_operation(
         assert_outcomes(&store, std::slice::from_ref(&outcome), &known);
         assert_invariants(&store, &["alice"], MAX as usize);
         assert_no_pending(&store);
+        if !matches!(outcome, Outcome::Updated(Err(_))) {
+            assert_settings_carried(&store, &["alice"]);
+        }
         // The user can go on: the same request again succeeds.
         match (&request, &outcome) {
             (Request::Create { .. }, Outcome::Created(_, Err(_))) => {
@@ -705,6 +751,14 @@ fn check_failure_at_every_operation(
                     matches!(retry, Outcome::Deleted(_, Ok(()))),
                     "retry after op {n}: {retry:?}"
                 );
+            }
+            (Request::Update { .. }, Outcome::Updated(Err(_))) => {
+                let retry = perform(&request, &store, MAX, NOW);
+                assert!(
+                    matches!(retry, Outcome::Updated(Ok(_))),
+                    "retry after op {n}: {retry:?}"
+                );
+                assert_settings_carried(&store, &["alice"]);
             }
             _ => {}
         }
@@ -1039,4 +1093,232 @@ fn a_store_failure_at_any_operation_of_a_create_reclaiming_an_expired_key_recove
         keys_with_expired(store, MAX - 1, 1);
         (Request::Create { user: "alice" }, vec![])
     });
+}
+
+fn write_only() -> Settings {
+    Settings {
+        scopes: Some(vec!["write".into()]),
+        enabled: Some(false),
+        ..Settings::default()
+    }
+}
+
+fn renamed(name: &str) -> Settings {
+    Settings {
+        name: Some(name.into()),
+        scopes: Some(vec![name.into()]),
+        enabled: Some(true),
+    }
+}
+
+fn update_one(
+    store: &MemoryStore,
+    user: &str,
+    id: &str,
+    wanted: &Settings,
+) -> Result<KeySummary, ApiError> {
+    update(store, user, id, wanted, &key::event_id().unwrap(), NOW)
+}
+
+fn an_update_changes_the_settings_and_the_next_verify_sees_them(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let made = create_one(&store, "alice");
+    let updated = update_one(&store, "alice", &made.id, &write_only()).unwrap();
+    assert_eq!(updated.entry.scopes, ["write"]);
+    assert!(!updated.entry.enabled);
+    let record = verify(&store, &made.hash, NOW).unwrap().expect("found");
+    assert_eq!(
+        (record.scopes.as_slice(), record.enabled),
+        (&["write".to_string()][..], false)
+    );
+    let listed = list(&store, "alice").unwrap();
+    assert_eq!(
+        (listed[0].entry.scopes.clone(), listed[0].entry.enabled),
+        (vec!["write".to_string()], false)
+    );
+    // The change is the index's latest event, old to new.
+    let index = current_index(&store, "alice");
+    let event = index.events.last().expect("an event");
+    assert_eq!(
+        (event.kind, event.key_id.as_str(), event.at),
+        (EventKind::Updated, made.id.as_str(), NOW)
+    );
+    let fields: Vec<&str> = event.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["scopes", "enabled"]);
+    assert_eq!(event.changes[1].from, serde_json::json!(true));
+    assert_eq!(event.changes[1].to, serde_json::json!(false));
+    // Asking for what already is changes nothing and records nothing.
+    update_one(&store, "alice", &made.id, &write_only()).unwrap();
+    assert_eq!(current_index(&store, "alice").events.len(), 1);
+    // Enabled again, renamed: verify sees it whole.
+    update_one(&store, "alice", &made.id, &renamed("admin")).unwrap();
+    let record = verify(&store, &made.hash, NOW).unwrap().expect("found");
+    assert_eq!(
+        (
+            record.name.as_str(),
+            record.scopes.as_slice(),
+            record.enabled
+        ),
+        ("admin", &["admin".to_string()][..], true)
+    );
+    assert_invariants(&store, &["alice"], MAX as usize);
+    assert_settings_carried(&store, &["alice"]);
+}
+
+fn current_index(store: &MemoryStore, user: &str) -> Index {
+    let space = UserSpace::of(user);
+    let head = Head::decode(&store.get(&space.head).unwrap().unwrap()).unwrap();
+    read_index(store, &space, head.version).unwrap().unwrap()
+}
+
+fn an_update_of_a_key_that_is_not_the_users_is_key_not_found_and_changes_nothing(
+    answers: SwapAnswers,
+) {
+    let store = MemoryStore::with_answers(answers);
+    let alices = create_one(&store, "alice");
+    create_one(&store, "bob");
+    let before = store.snapshot();
+    for (user, id) in [
+        ("bob", alices.id.as_str()),
+        ("carol", alices.id.as_str()),
+        ("alice", "key_0000000000000000000000"),
+    ] {
+        assert_eq!(
+            update_one(&store, user, id, &write_only()),
+            Err(ApiError::KeyNotFound)
+        );
+    }
+    assert_eq!(store.snapshot(), before);
+    // A deleted key stays deleted.
+    delete(&store, "alice", &alices.id).unwrap();
+    assert_eq!(
+        update_one(&store, "alice", &alices.id, &renamed("x")),
+        Err(ApiError::KeyNotFound)
+    );
+    assert!(store.get(&record_key(&alices.hash)).unwrap().is_none());
+}
+
+fn two_updates_of_one_key_leave_one_of_them_whole_in_every_interleaving(answers: SwapAnswers) {
+    check_all_interleavings(answers, 2, |made| {
+        [
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: renamed("admin"),
+            },
+        ]
+    });
+}
+
+fn an_update_racing_a_delete_never_brings_the_key_back(answers: SwapAnswers) {
+    check_all_interleavings(answers, 2, |made| {
+        [
+            Request::Update {
+                user: "alice",
+                id: made[1].id.clone(),
+                wanted: renamed("admin"),
+            },
+            Request::Delete {
+                user: "alice",
+                id: made[1].id.clone(),
+            },
+        ]
+    });
+}
+
+fn a_verify_racing_an_update_sees_the_old_or_the_new_settings_whole(answers: SwapAnswers) {
+    for plan in plans(14) {
+        let store = MemoryStore::with_answers(answers);
+        let made = create_one(&store, "alice");
+        let requests = [
+            Request::Update {
+                user: "alice",
+                id: made.id.clone(),
+                wanted: renamed("admin"),
+            },
+            Request::Verify {
+                hash: made.hash.clone(),
+            },
+        ];
+        let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
+        let Outcome::Verified(Some(seen)) = &outcomes[1] else {
+            panic!("plan {plan:?}: {outcomes:?}");
+        };
+        let settings = (seen.name.as_str(), seen.scopes.clone(), seen.enabled);
+        assert!(
+            settings == ("name", scopes(), true)
+                || settings == ("admin", vec!["admin".to_string()], true),
+            "plan {plan:?}: verify saw {settings:?}"
+        );
+        assert!(
+            matches!(outcomes[0], Outcome::Updated(Ok(_))),
+            "plan {plan:?}: {outcomes:?}"
+        );
+        assert_settings_carried(&store, &["alice"]);
+    }
+}
+
+fn a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds(
+    answers: SwapAnswers,
+) {
+    check_failure_at_every_operation(answers, |store| {
+        let made: Vec<Made> = (0..3).map(|_| create_one(store, "alice")).collect();
+        let request = Request::Update {
+            user: "alice",
+            id: made[1].id.clone(),
+            wanted: write_only(),
+        };
+        (request, vec![])
+    });
+}
+
+fn an_update_that_dies_after_any_operation_is_carried_by_the_next_one(answers: SwapAnswers) {
+    let setup = |store: &MemoryStore| {
+        let made = create_one(store, "alice");
+        let request = Request::Update {
+            user: "alice",
+            id: made.id.clone(),
+            wanted: write_only(),
+        };
+        (made, request)
+    };
+    let operations = operations_of(answers, |store| setup(store).1);
+    for died_after in 0..operations {
+        let store = MemoryStore::with_answers(answers);
+        let (made, request) = setup(&store);
+        run_plan(&store, &[request], vec![], &[Some(died_after)], MAX);
+        assert_invariants(&store, &["alice"], MAX as usize);
+        // Verify sees the old settings or the new ones, whole.
+        let record = verify(&store, &made.hash, NOW).unwrap().expect("alive");
+        let seen = (record.scopes.clone(), record.enabled);
+        assert!(
+            seen == (scopes(), true) || seen == (vec!["write".to_string()], false),
+            "died after {died_after}: {seen:?}"
+        );
+        // The client's retry (a new request) carries whatever the index holds.
+        update_one(&store, "alice", &made.id, &write_only()).unwrap();
+        assert_settings_carried(&store, &["alice"]);
+        let record = verify(&store, &made.hash, NOW).unwrap().expect("alive");
+        assert_eq!(
+            (record.scopes.clone(), record.enabled),
+            (vec!["write".to_string()], false)
+        );
+    }
+}
+
+fn the_index_keeps_the_latest_hundred_events(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let made = create_one(&store, "alice");
+    for n in 0..MAX_EVENTS + 5 {
+        update_one(&store, "alice", &made.id, &renamed(&format!("n{n}"))).unwrap();
+    }
+    let events = current_index(&store, "alice").events;
+    assert_eq!(events.len(), MAX_EVENTS);
+    assert_eq!(events.last().unwrap().name, format!("n{}", MAX_EVENTS + 4));
+    assert_eq!(events[0].name, "n5");
 }

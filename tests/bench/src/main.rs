@@ -98,6 +98,15 @@ fn main() -> Result<()> {
     report.operations("create", &server.create_answer(owner, "ops")?);
     report.operations("list", &server.list(owner)?);
     report.operations("delete", &delete_answer);
+    let ops = server.create(owner, "ops")?;
+    report.operations(
+        "update",
+        &server.update(owner, id_of(&ops)?, json!({"enabled": false}))?,
+    );
+    report.operations(
+        "update, changing nothing",
+        &server.update(owner, id_of(&ops)?, json!({"enabled": false}))?,
+    );
     report.operations("verify, valid key (first use of the hour)", &first_verify);
     report.operations("verify, valid key", &server.verify(&valid_key)?);
     report.operations("verify, malformed key", &server.verify(&malformed_key)?);
@@ -244,8 +253,8 @@ impl Server {
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args([
-                    "-p", "create", "-p", "list", "-p", "delete", "-p", "verify", "-p", "console",
-                    "-p", "empty", "-p", "floor",
+                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "verify",
+                    "-p", "console", "-p", "empty", "-p", "floor",
                 ])
                 .status()?;
         if !status.success() {
@@ -376,6 +385,12 @@ impl Server {
 
     fn verify(&self, key: &str) -> Result<Answer> {
         self.send("GET", "/v1/keys.verify", None, &[("X-API-Key", key)], None)
+    }
+
+    fn update(&self, user: &str, id: &str, settings: Value) -> Result<Answer> {
+        let mut body = settings;
+        body["id"] = json!(id);
+        self.send("POST", "/v1/keys.update", Some(user), &[], Some(body))
     }
 
     /// Stores users `from..to`, one key each: natively through the storage protocol into the
@@ -510,7 +525,7 @@ impl Report {
 
     fn sizes(&mut self, root: &Path) {
         for name in [
-            "create", "list", "delete", "verify", "console", "empty", "floor",
+            "create", "list", "delete", "update", "verify", "console", "empty", "floor",
         ] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {

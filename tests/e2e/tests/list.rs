@@ -51,6 +51,7 @@ fn list_never_shows_a_secret_or_a_hash() {
         fields,
         [
             "created_at",
+            "enabled",
             "expires_at",
             "id",
             "last_used_at",
