@@ -1,5 +1,5 @@
-// The console's script: signs in with a management JWT, lists, creates and deletes the person's
-// API keys through the public HTTP API. Every server string goes into the page as text
+// The console's script: signs in with a management JWT, lists, creates, edits and deletes the
+// person's API keys through the public HTTP API. Every server string goes into the page as text
 // (textContent), never as HTML; the CSP's Trusted Types make an HTML sink throw anyway.
 "use strict";
 
@@ -8,6 +8,7 @@
   const TOKEN_STORAGE = "api-keys.console.token";
   const LIST = "/v1/keys.list";
   const CREATE = "/v1/keys.create";
+  const UPDATE = "/v1/keys.update";
   const DELETE = "/v1/keys.delete";
 
   const $ = (id) => document.getElementById(id);
@@ -35,6 +36,7 @@
     createName: $("create-name"),
     createScopes: $("create-scopes"),
     createScopesNone: $("create-scopes-none"),
+    createExpires: $("create-expires"),
     createError: $("create-error"),
     createCancel: $("create-cancel"),
     createSubmit: $("create-submit"),
@@ -43,6 +45,16 @@
     copyStatus: $("copy-status"),
     secretCopy: $("secret-copy"),
     secretDone: $("secret-done"),
+    editDialog: $("edit-dialog"),
+    editForm: $("edit-form"),
+    editCurrentName: $("edit-current-name"),
+    editPreview: $("edit-preview"),
+    editName: $("edit-name"),
+    editScopes: $("edit-scopes"),
+    editEnabled: $("edit-enabled"),
+    editError: $("edit-error"),
+    editCancel: $("edit-cancel"),
+    editSubmit: $("edit-submit"),
     deleteDialog: $("delete-dialog"),
     deleteName: $("delete-name"),
     deleteError: $("delete-error"),
@@ -55,6 +67,7 @@
     claims: null, // the token's claims, decoded for display only
     list: null, // the last list answer
     secret: null, // the new key, only while its dialog is open
+    editing: null, // the key the edit dialog is about, as the list showed it
     deleting: null, // the key the confirmation is about
     returnFocus: null,
   };
@@ -205,7 +218,7 @@
 
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_STORAGE);
-    for (const dialog of [el.createDialog, el.secretDialog, el.deleteDialog]) {
+    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.deleteDialog]) {
       if (dialog.open) {
         dialog.close();
       }
@@ -239,24 +252,66 @@
       ? `You have ${count} keys, the most allowed (${limit}). Delete a key to generate a new one.`
       : "";
     el.empty.hidden = keys.length > 0;
+    // A control of the list that has focus keeps it across the redraw (e.g. "Edit" after a save,
+    // even when the key's name, and so the button's name, changed).
+    const focused = el.keys.contains(document.activeElement) ? document.activeElement.dataset : null;
     el.keys.replaceChildren(...keys.map(keyItem));
+    if (focused?.action && focused?.keyId) {
+      const again = [...el.keys.querySelectorAll("button")].find(
+        (button) => button.dataset.action === focused.action && button.dataset.keyId === focused.keyId,
+      );
+      again?.focus();
+    }
+  }
+
+  /** Whether the key's `expires_at` has come. */
+  function isExpired(key) {
+    return typeof key.expires_at === "string" && new Date(key.expires_at) <= new Date();
+  }
+
+  /** A button of a key's row; `action` and the key's id let the list find it again. */
+  function keyButton(key, action, text, className, onClick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = className;
+    button.textContent = text;
+    button.setAttribute("aria-label", `${text} ${key.name}`);
+    button.dataset.action = action;
+    button.dataset.keyId = key.id;
+    button.addEventListener("click", onClick);
+    return button;
   }
 
   function keyItem(key) {
+    const disabled = key.enabled === false;
+    const expired = isExpired(key);
     const item = document.createElement("li");
     item.className = "key";
+    item.classList.toggle("key-off", disabled || expired);
     const head = document.createElement("div");
     head.className = "key-head";
+    const title = document.createElement("div");
+    title.className = "key-title";
     const name = document.createElement("h2");
     name.className = "key-name";
     name.textContent = key.name;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "delete";
-    remove.textContent = "Delete";
-    remove.setAttribute("aria-label", `Delete ${key.name}`);
-    remove.addEventListener("click", () => askDelete(key));
-    head.append(name, remove);
+    title.append(name);
+    // A key that cannot verify says so next to its name, not only in its facts.
+    for (const [off, text] of [[disabled, "Disabled"], [expired, "Expired"]]) {
+      if (off) {
+        const badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = text;
+        title.append(badge);
+      }
+    }
+    const actions = document.createElement("div");
+    actions.className = "key-actions";
+    actions.append(
+      keyButton(key, "edit", "Edit", "secondary", () => openEdit(key)),
+      keyButton(key, "delete", "Delete", "delete", () => askDelete(key)),
+    );
+    head.append(title, actions);
 
     const facts = document.createElement("dl");
     facts.className = "key-facts";
@@ -267,6 +322,10 @@
       value.append(...content);
       facts.append(term, value);
     };
+    const status = document.createElement("span");
+    status.className = disabled ? "status-off" : "status-on";
+    status.textContent = disabled ? "Disabled" : "Enabled";
+    fact("Status", status);
     fact("Scopes", ...key.scopes.map((scope) => {
       const chip = document.createElement("span");
       chip.className = "scope";
@@ -278,19 +337,7 @@
     fact("Key", preview);
     fact("Created", timeElement(key.created_at));
     fact("Last used", key.last_used_at ? timeElement(key.last_used_at) : "Never");
-    // Lifecycle fields, shown when the server has them.
-    if ("expires_at" in key) {
-      const expired = key.expires_at && new Date(key.expires_at) <= new Date();
-      fact(expired ? "Expired" : "Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
-    }
-    if (typeof key.enabled === "boolean") {
-      const status = document.createElement("span");
-      status.textContent = key.enabled ? "Enabled" : "Disabled";
-      if (!key.enabled) {
-        status.className = "badge-off";
-      }
-      fact("Status", status);
-    }
+    fact(expired ? "Expired" : "Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
     item.append(head, facts);
     return item;
   }
@@ -314,13 +361,14 @@
     }
   }
 
-  function openCreate() {
-    el.createForm.reset();
-    el.createError.textContent = "";
-    el.createSubmit.disabled = false;
-    const scopes = Array.isArray(state.list?.allowed_scopes) ? state.list.allowed_scopes : [];
-    el.createScopesNone.hidden = scopes.length > 0;
-    el.createScopes.replaceChildren(
+  /** The scopes the server allows, as its list answer says. */
+  function allowedScopes() {
+    return Array.isArray(state.list?.allowed_scopes) ? state.list.allowed_scopes : [];
+  }
+
+  /** One labelled checkbox per scope into `container`, those in `checked` ticked. */
+  function scopeChoices(container, idPrefix, scopes, checked) {
+    container.replaceChildren(
       ...scopes.map((scope, i) => {
         const label = document.createElement("label");
         label.className = "scope-choice";
@@ -328,13 +376,57 @@
         box.type = "checkbox";
         box.name = "scope";
         box.value = scope;
-        box.id = `scope-${i}`;
+        box.id = `${idPrefix}-${i}`;
+        box.checked = checked.includes(scope);
         label.htmlFor = box.id;
         label.append(box, scope);
         return label;
       }),
     );
+  }
+
+  function checkedScopes(container) {
+    return [...container.querySelectorAll("input:checked")].map((box) => box.value);
+  }
+
+  /** `date` as a `datetime-local` value: the reader's local time, to the minute. */
+  function localInputValue(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+      `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  function openCreate() {
+    el.createForm.reset();
+    el.createError.textContent = "";
+    el.createSubmit.disabled = false;
+    const scopes = allowedScopes();
+    el.createScopesNone.hidden = scopes.length > 0;
+    scopeChoices(el.createScopes, "scope", scopes, []);
+    // Hints for the date picker only; the server decides (in the future, at most ten years ahead).
+    const now = new Date();
+    el.createExpires.min = localInputValue(now);
+    el.createExpires.max = localInputValue(new Date(now.getTime() + 3650 * 24 * 3600 * 1000));
     openDialog(el.createDialog, el.createName);
+  }
+
+  /**
+   * The create dialog's expiry as the API takes it: null when empty (never expires), else the
+   * local date and time as an RFC 3339 UTC string; throws when the field holds a partial date.
+   */
+  function expiresAtOf(input) {
+    if (input.validity.badInput) {
+      throw new ApiError(0, "invalid_expires_at", "Enter a complete date and time for the expiry, or clear it for a key that never expires.");
+    }
+    if (input.value === "") {
+      return null;
+    }
+    // A datetime-local value has no offset, so Date reads it as the reader's local time.
+    const date = new Date(input.value);
+    if (Number.isNaN(date.getTime())) {
+      throw new ApiError(0, "invalid_expires_at", "The expiry is not a date and time this page understands.");
+    }
+    return date.toISOString().replace(/\.\d{3}Z$/, "Z");
   }
 
   async function submitCreate(event) {
@@ -342,11 +434,16 @@
     if (el.createSubmit.disabled) {
       return;
     }
-    const scopes = [...el.createScopes.querySelectorAll("input:checked")].map((box) => box.value);
+    const scopes = checkedScopes(el.createScopes);
     el.createError.textContent = "";
     el.createSubmit.disabled = true;
     try {
-      const created = await api("POST", CREATE, { name: el.createName.value, scopes });
+      const request = { name: el.createName.value, scopes };
+      const expiresAt = expiresAtOf(el.createExpires);
+      if (expiresAt !== null) {
+        request.expires_at = expiresAt;
+      }
+      const created = await api("POST", CREATE, request);
       el.createDialog.close();
       showSecret(created.key);
       refresh();
@@ -394,6 +491,73 @@
       selection?.removeAllRanges();
       selection?.addRange(range);
       el.copyStatus.textContent = "Could not copy automatically: the key is selected, press Ctrl+C (⌘C on a Mac).";
+    }
+  }
+
+  function openEdit(key) {
+    state.editing = key;
+    el.editForm.reset();
+    el.editError.textContent = "";
+    el.editSubmit.disabled = false;
+    el.editCurrentName.textContent = key.name;
+    el.editPreview.textContent = key.preview;
+    el.editName.value = key.name;
+    // A scope the key holds but the server no longer offers stays visible, so that saving other
+    // settings never drops it silently.
+    const scopes = [...allowedScopes()];
+    for (const scope of key.scopes) {
+      if (!scopes.includes(scope)) {
+        scopes.push(scope);
+      }
+    }
+    scopeChoices(el.editScopes, "edit-scope", scopes, key.scopes);
+    el.editEnabled.checked = key.enabled !== false;
+    openDialog(el.editDialog, el.editName);
+  }
+
+  /** The settings of the edit dialog that differ from the key as listed: what update is sent. */
+  function editChanges(key) {
+    const changes = {};
+    if (el.editName.value !== key.name) {
+      changes.name = el.editName.value;
+    }
+    const scopes = checkedScopes(el.editScopes);
+    const same = scopes.length === key.scopes.length && scopes.every((scope) => key.scopes.includes(scope));
+    if (!same) {
+      changes.scopes = scopes;
+    }
+    if (el.editEnabled.checked !== (key.enabled !== false)) {
+      changes.enabled = el.editEnabled.checked;
+    }
+    return changes;
+  }
+
+  async function submitEdit(event) {
+    event.preventDefault();
+    const key = state.editing;
+    if (key === null || el.editSubmit.disabled) {
+      return;
+    }
+    el.editError.textContent = "";
+    const changes = editChanges(key);
+    if (Object.keys(changes).length === 0) {
+      el.editDialog.close();
+      el.keysStatus.textContent = `Nothing to save: “${key.name}” is unchanged.`;
+      return;
+    }
+    el.editSubmit.disabled = true;
+    try {
+      const updated = await api("POST", UPDATE, { id: key.id, ...changes });
+      el.editDialog.close();
+      el.keysStatus.textContent = `Saved “${updated.name}”.`;
+      await refresh();
+    } catch (error) {
+      report(error, el.editError);
+      if (error instanceof ApiError && error.code === "key_not_found") {
+        refresh(); // deleted elsewhere meanwhile
+      }
+    } finally {
+      el.editSubmit.disabled = false;
     }
   }
 
@@ -451,6 +615,12 @@
   el.secretCopy.addEventListener("click", copySecret);
   el.secretDone.addEventListener("click", () => el.secretDialog.close());
   el.secretDialog.addEventListener("close", forgetSecret);
+  el.editForm.addEventListener("submit", submitEdit);
+  el.editCancel.addEventListener("click", () => el.editDialog.close());
+  el.editDialog.addEventListener("close", () => {
+    state.editing = null;
+    restoreFocus();
+  });
   el.deleteCancel.addEventListener("click", () => el.deleteDialog.close());
   el.deleteConfirm.addEventListener("click", confirmDelete);
   el.deleteDialog.addEventListener("close", () => {
