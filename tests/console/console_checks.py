@@ -32,11 +32,16 @@ KEY_PATTERN = re.compile(r"^ak_[0-9A-Za-z]{49}$")
 
 CHECKS = []
 AXE_STATES = []  # (state, violations by impact)
+CONTEXT_OPTIONS = {}  # check name -> extra options of its browser context
 
 
-def check(function):
-    CHECKS.append(function)
-    return function
+def check(function=None, **context_options):
+    """Registers a check; `@check(timezone_id=...)` runs it in a context with those options."""
+    def register(function):
+        CHECKS.append(function)
+        CONTEXT_OPTIONS[function.__name__] = context_options
+        return function
+    return register(function) if function is not None else register
 
 
 # ---- The API, from outside the browser ---------------------------------------------------------
@@ -78,7 +83,11 @@ def api(method, path, token=None, body=None):
 
 
 def create_key(user, name, scopes=("read",)):
-    status, body = api("POST", "/v1/keys.create", make_jwt(user), {"name": name, "scopes": list(scopes)})
+    return create_key_with(user, {"name": name, "scopes": list(scopes)})
+
+
+def create_key_with(user, request):
+    status, body = api("POST", "/v1/keys.create", make_jwt(user), request)
     assert status == 201, (status, body)
     return body
 
@@ -86,6 +95,18 @@ def create_key(user, name, scopes=("read",)):
 def verify_status(key, scope=None):
     body = {"key": key} if scope is None else {"key": key, "scope": scope}
     return api("POST", "/v1/keys.verify", body=body)
+
+
+def forward_auth_status(key, scope):
+    """Verify as a gateway asks: the key in X-API-Key, the scope in the query."""
+    status, _, data = raw("GET", f"/v1/keys.verify?scope={urllib.parse.quote(scope)}", {"X-API-Key": key})
+    return status, json.loads(data)
+
+
+def listed_key(user, key_id):
+    status, listed = api("GET", "/v1/keys.list", make_jwt(user))
+    assert status == 200, (status, listed)
+    return next(k for k in listed["keys"] if k["id"] == key_id)
 
 
 _users = 0
@@ -161,6 +182,29 @@ def expect_signed_out(page):
 
 def key_heading(page, name):
     return page.locator("#keys").get_by_role("heading", name=name, exact=True)
+
+
+def key_item(page, name):
+    return page.locator("#keys > li").filter(has=page.get_by_role("heading", name=name, exact=True))
+
+
+def fact(item, label):
+    """The value a key's row shows for `label` ("Status", "Expires", ...)."""
+    return item.locator(f"xpath=.//dt[normalize-space()='{label}']/following-sibling::dd[1]")
+
+
+def open_edit(page, name):
+    page.get_by_role("button", name=f"Edit {name}", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Edit key")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def save_edit(page, dialog):
+    """Clicks Save; answers the JSON body the page sent to /v1/keys.update."""
+    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.update" and r.method == "POST") as sent:
+        dialog.get_by_role("button", name="Save").click()
+    return sent.value.post_data_json
 
 
 def generate_in_ui(page, name, scopes):
@@ -529,6 +573,281 @@ def the_whole_flow_by_keyboard_alone(page):
 
 
 @check
+def rename_a_key_through_the_edit_dialog(page):
+    user = new_user("rename")
+    key = create_key(user, "old name", ["read", "write"])
+    other = create_key(user, "untouched", ["admin"])
+    sign_in(page, user)
+    dialog = open_edit(page, "old name")
+    expect(dialog).to_contain_text(key["preview"])
+    expect(dialog.get_by_label("Name")).to_have_value("old name")
+    expect(dialog.get_by_label("Name")).to_be_focused()
+    for scope, ticked in (("read", True), ("write", True), ("admin", False)):
+        box = dialog.get_by_role("checkbox", name=scope, exact=True)
+        expect(box).to_be_checked() if ticked else expect(box).not_to_be_checked()
+    expect(dialog.get_by_role("checkbox", name="Enabled", exact=True)).to_be_checked()
+    shot(page, "edit")
+    axe(page, "edit dialog")
+    dialog.get_by_label("Name").fill("new name")
+    sent = save_edit(page, dialog)
+    assert sent == {"id": key["id"], "name": "new name"}, f"not only the change was sent: {sent}"
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "new name")).to_be_visible()
+    expect(key_heading(page, "old name")).to_have_count(0)
+    expect(page.locator("#keys-status")).to_have_text("Saved “new name”.")
+    expect(key_item(page, "new name")).to_contain_text(key["preview"])
+    assert focused_name(page) == "Edit new name", focused_name(page)
+    status, body = verify_status(key["key"])
+    assert status == 200 and (body["name"], body["scopes"]) == ("new name", ["read", "write"]), (status, body)
+    assert listed_key(user, other["id"])["name"] == "untouched"
+    axe(page, "list after a rename")
+
+
+@check
+def disable_then_enable_a_key(page):
+    user = new_user("disable")
+    key = create_key(user, "switchable", ["read"])
+    sign_in(page, user)
+    item = key_item(page, "switchable")
+    expect(fact(item, "Status")).to_have_text("Enabled")
+    expect(item.locator(".badge")).to_have_count(0)
+    dialog = open_edit(page, "switchable")
+    dialog.get_by_role("checkbox", name="Enabled", exact=True).uncheck()
+    sent = save_edit(page, dialog)
+    assert sent == {"id": key["id"], "enabled": False}, sent
+    expect(dialog).to_be_hidden()
+    # Marked twice: the status fact and a badge by the name, on a card drawn differently.
+    expect(fact(item, "Status")).to_have_text("Disabled")
+    expect(item.locator(".badge")).to_have_text("Disabled")
+    expect(item).to_have_class(re.compile(r"\bkey-off\b"))
+    status, body = verify_status(key["key"])
+    assert (status, body) == (401, {"valid": False, "code": "key_disabled"}), (status, body)
+    assert listed_key(user, key["id"])["enabled"] is False
+    shot(page, "disabled")
+    axe(page, "list with a disabled key")
+    dialog = open_edit(page, "switchable")
+    expect(dialog.get_by_role("checkbox", name="Enabled", exact=True)).not_to_be_checked()
+    dialog.get_by_role("checkbox", name="Enabled", exact=True).check()
+    sent = save_edit(page, dialog)
+    assert sent == {"id": key["id"], "enabled": True}, sent
+    expect(dialog).to_be_hidden()
+    expect(fact(item, "Status")).to_have_text("Enabled")
+    expect(item.locator(".badge")).to_have_count(0)
+    status, body = verify_status(key["key"])
+    assert status == 200 and body["valid"] is True, (status, body)
+
+
+@check
+def narrowing_scopes_is_effective_at_once(page):
+    user = new_user("narrow-scopes")
+    key = create_key(user, "writer", ["read", "write"])
+    assert forward_auth_status(key["key"], "write")[0] == 200
+    sign_in(page, user)
+    dialog = open_edit(page, "writer")
+    dialog.get_by_role("checkbox", name="write", exact=True).uncheck()
+    sent = save_edit(page, dialog)
+    assert sent == {"id": key["id"], "scopes": ["read"]}, sent
+    expect(dialog).to_be_hidden()
+    expect(key_item(page, "writer").locator(".scope")).to_have_text(["read"])
+    status, body = forward_auth_status(key["key"], "write")
+    assert status == 403, (status, body)
+    status, body = forward_auth_status(key["key"], "read")
+    assert status == 200, (status, body)
+
+
+@check
+def an_invalid_edit_shows_the_servers_message_and_changes_nothing(page):
+    user = new_user("bad-edit")
+    key = create_key(user, "stays", ["read", "write"])
+    before = listed_key(user, key["id"])
+    token = make_jwt(user)
+    sign_in(page, user)
+    for name, code in (("a\u200bb", "invalid_name"), ("   ", "invalid_name"), ("x" * 65, "invalid_name")):
+        status, refusal = api("POST", "/v1/keys.update", token, {"id": key["id"], "name": name})
+        assert status == 400 and refusal["error"]["code"] == code, (status, refusal)
+        dialog = open_edit(page, "stays")
+        dialog.get_by_label("Name").fill(name)
+        dialog.get_by_role("checkbox", name="admin", exact=True).check()  # not saved either
+        dialog.get_by_role("checkbox", name="Enabled", exact=True).uncheck()
+        save_edit(page, dialog)
+        expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} ({code})")
+        expect(dialog).to_be_visible()
+        if name == "x" * 65:
+            shot(page, "edit-refused")
+            axe(page, "edit refused")
+        dialog.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_be_hidden()
+    # No scope at all is refused the same way.
+    status, refusal = api("POST", "/v1/keys.update", token, {"id": key["id"], "scopes": []})
+    assert status == 400 and refusal["error"]["code"] == "invalid_scopes", (status, refusal)
+    dialog = open_edit(page, "stays")
+    for scope in ("read", "write"):
+        dialog.get_by_role("checkbox", name=scope, exact=True).uncheck()
+    assert save_edit(page, dialog) == {"id": key["id"], "scopes": []}
+    expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} (invalid_scopes)")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert listed_key(user, key["id"]) == before, (listed_key(user, key["id"]), before)
+    expect(key_heading(page, "stays")).to_be_visible()
+    expect(fact(key_item(page, "stays"), "Status")).to_have_text("Enabled")
+    assert verify_status(key["key"], "write")[0] == 200
+
+
+@check
+def editing_a_key_deleted_elsewhere_says_so(page):
+    user = new_user("gone")
+    key = create_key(user, "deleted elsewhere")
+    sign_in(page, user)
+    dialog = open_edit(page, "deleted elsewhere")
+    status, refusal = api("POST", "/v1/keys.delete", make_jwt(user), {"id": key["id"]})
+    assert status == 200, (status, refusal)
+    status, refusal = api("POST", "/v1/keys.update", make_jwt(user), {"id": key["id"], "name": "x"})
+    assert status == 404, (status, refusal)
+    dialog.get_by_label("Name").fill("too late")
+    save_edit(page, dialog)
+    expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} (key_not_found)")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(key_heading(page, "deleted elsewhere")).to_have_count(0)
+    expect(page.locator("#count")).to_have_text("0 of 20 keys")
+
+
+@check
+def saving_without_a_change_sends_nothing(page):
+    user = new_user("unchanged")
+    create_key(user, "as it was", ["read"])
+    sign_in(page, user)
+    sent = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/keys.update") else None)
+    dialog = open_edit(page, "as it was")
+    # Unticked and ticked again, renamed and named back: no change.
+    dialog.get_by_role("checkbox", name="read", exact=True).uncheck()
+    dialog.get_by_role("checkbox", name="read", exact=True).check()
+    dialog.get_by_label("Name").fill("something else")
+    dialog.get_by_label("Name").fill("as it was")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#keys-status")).to_have_text("Nothing to save: “as it was” is unchanged.")
+    assert sent == [], sent
+
+
+# New York: the local time typed is not UTC, so the conversion is tested.
+@check(timezone_id="America/New_York", locale="en-US")
+def create_with_an_expiry_and_the_list_shows_it(page):
+    user = new_user("expiring")
+    sign_in(page, user)
+    page.get_by_role("button", name="Generate API Key").click()
+    dialog = page.get_by_role("dialog", name="Generate API Key")
+    expires = dialog.get_by_label("Expires (optional)")
+    assert expires.get_attribute("type") == "datetime-local"
+    axe(page, "generate dialog with an expiry")
+    dialog.get_by_label("Name").fill("contractor")
+    dialog.get_by_role("checkbox", name="read", exact=True).check()
+    expires.fill("2030-01-02T03:04")  # 03:04 in New York (EST, UTC-5) is 08:04 UTC
+    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.create") as request:
+        dialog.get_by_role("button", name="Create").click()
+    sent = request.value.post_data_json
+    assert sent == {"name": "contractor", "scopes": ["read"], "expires_at": "2030-01-02T08:04:00Z"}, sent
+    secret_dialog, secret = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    item = key_item(page, "contractor")
+    expiry = item.locator("time[datetime='2030-01-02T08:04:00Z']")
+    expect(expiry).to_have_text(re.compile(r"Jan 2, 2030.*3:04"))
+    expect(fact(item, "Expires")).to_have_text(re.compile(r"Jan 2, 2030.*3:04"))
+    status, body = verify_status(secret)
+    assert status == 200 and body["expires_at"] == "2030-01-02T08:04:00Z", (status, body)
+    # Empty means never; a second key without one says so.
+    generate_in_ui(page, "forever", ["read"])
+    secret_dialog, _ = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(fact(key_item(page, "forever"), "Expires")).to_have_text("Never")
+    status, listed = api("GET", "/v1/keys.list", make_jwt(user))
+    expiries = {k["name"]: k["expires_at"] for k in listed["keys"]}
+    assert expiries == {"contractor": "2030-01-02T08:04:00Z", "forever": None}, expiries
+    # A time in the past is the server's to refuse, with its message.
+    status, refusal = api("POST", "/v1/keys.create", make_jwt(user),
+                          {"name": "late", "scopes": ["read"], "expires_at": "2020-01-01T05:00:00Z"})
+    assert status == 400 and refusal["error"]["code"] == "invalid_expires_at", (status, refusal)
+    dialog = page.get_by_role("dialog", name="Generate API Key")
+    page.get_by_role("button", name="Generate API Key").click()
+    dialog.get_by_label("Name").fill("late")
+    dialog.get_by_role("checkbox", name="read", exact=True).check()
+    dialog.get_by_label("Expires (optional)").fill("2020-01-01T00:00")
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} (invalid_expires_at)")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#count")).to_have_text("2 of 20 keys")
+
+
+@check
+def an_expired_key_is_marked_and_not_counted(page):
+    user = new_user("expired-key")
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    key = create_key_with(user, {"name": "short-lived", "scopes": ["read"], "expires_at": soon})
+    create_key(user, "lasting")
+    deadline = time.time() + 10
+    while verify_status(key["key"])[0] == 200 and time.time() < deadline:
+        time.sleep(0.25)
+    assert verify_status(key["key"])[1] == {"valid": False, "code": "key_expired"}
+    sign_in(page, user)
+    item = key_item(page, "short-lived")
+    expect(item.locator(".badge")).to_have_text("Expired")
+    expect(fact(item, "Expired")).not_to_have_text("Never")
+    expect(item).to_have_class(re.compile(r"\bkey-off\b"))
+    expect(page.locator("#count")).to_have_text("1 of 20 keys")
+    axe(page, "list with an expired key")
+
+
+@check
+def editing_by_keyboard_alone(page):
+    user = new_user("keyboard-edit")
+    key = create_key(user, "typed edit", ["read"])
+    sign_in(page, user)
+    page.evaluate("document.activeElement.blur()")
+    # Escape leaves everything as it was and gives focus back.
+    tab_to(page, "Edit typed edit")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Edit key")
+    expect(dialog).to_be_visible()
+    assert focused_name(page) == "Name", focused_name(page)
+    page.keyboard.type(" changed")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert focused_name(page) == "Edit typed edit", focused_name(page)
+    assert listed_key(user, key["id"])["name"] == "typed edit"
+    # Rename, add a scope and disable, all by keys.
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Name")).to_have_value("typed edit")
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("renamed by keys")
+    tab_to(page, "admin")
+    page.keyboard.press("Space")
+    tab_to(page, "Enabled")
+    page.keyboard.press("Space")
+    expect(dialog.get_by_role("checkbox", name="Enabled", exact=True)).not_to_be_checked()
+    tab_to(page, "Save")
+    axe(page, "edit dialog, by keyboard")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "renamed by keys")).to_be_visible()
+    assert focused_name(page) == "Edit renamed by keys", focused_name(page)
+    status, body = verify_status(key["key"])
+    assert (status, body) == (401, {"valid": False, "code": "key_disabled"}), (status, body)
+    listed = listed_key(user, key["id"])
+    assert (listed["name"], listed["scopes"], listed["enabled"]) == ("renamed by keys", ["read", "admin"], False), listed
+    # Enable again by keys.
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    tab_to(page, "Enabled")
+    page.keyboard.press("Space")
+    tab_to(page, "Save")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(fact(key_item(page, "renamed by keys"), "Status")).to_have_text("Enabled")
+    status, body = verify_status(key["key"], "admin")
+    assert status == 200 and body["valid"] is True, (status, body)
+
+
+@check
 def readable_on_a_desktop(page):
     user = "alice@example.com"  # no other check uses it; this screenshot is the README's
     used = create_key(user, "Production gateway", ["read", "write"])
@@ -538,7 +857,7 @@ def readable_on_a_desktop(page):
     page.set_viewport_size({"width": 960, "height": 640})
     sign_in(page, user)
     expect(page.locator("#keys li")).to_have_count(3)
-    expect(page.locator("#keys li").first).not_to_contain_text("Never")
+    expect(fact(page.locator("#keys li").first, "Last used")).not_to_have_text("Never")
     shot(page, "list")
     axe(page, "list of three keys, desktop")
 
@@ -565,6 +884,19 @@ def readable_at_320_px(page):
     assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
     shot(page, "narrow-dialog")
     axe(page, "generate dialog at 320 px")
+    dialog.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Edit " + "W" * 64, exact=True).click()
+    dialog = page.get_by_role("dialog", name="Edit key")
+    expect(dialog).to_be_visible()
+    box = dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    widths = dialog.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert widths[0] <= widths[1], f"the edit dialog's content is wider than it: {widths}"
+    for control in dialog.get_by_role("button").all() + [dialog.get_by_label("Name")]:
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow-edit")
+    axe(page, "edit dialog at 320 px")
 
 
 # ---- Running them ------------------------------------------------------------------------------
@@ -577,7 +909,8 @@ def main():
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         for function in CHECKS:
             name = function.__name__
-            context = browser.new_context(viewport={"width": 1024, "height": 720})
+            context = browser.new_context(viewport={"width": 1024, "height": 720},
+                                          **CONTEXT_OPTIONS.get(name, {}))
             context.set_default_timeout(10_000)
             page = context.new_page()
             watch = Watch(page)
