@@ -235,16 +235,49 @@ pub struct Event {
     pub key_id: String,
     /// The key's name after the change.
     pub name: String,
-    /// What changed, old to new.
+    /// What changed, old to new (`updated`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
+    /// Why a key was removed other than by its owner's delete (`deleted`): `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    fn new(id: String, kind: EventKind, at: i64, entry: &IndexEntry) -> Event {
+        Event {
+            id,
+            kind,
+            at,
+            key_id: entry.id.clone(),
+            name: entry.name.clone(),
+            changes: Vec::new(),
+            reason: None,
+        }
+    }
 }
 
 /// The kind of a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
+    Created,
     Updated,
+    Deleted,
+}
+
+impl Index {
+    /// Appends `event`, keeping the latest [`MAX_EVENTS`].
+    fn record(&mut self, event: Event) {
+        self.events.push(event);
+        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        self.events.drain(..excess);
+    }
+}
+
+/// The id of the event of key `key_id`'s removal: a key is removed once, so it is unique.
+fn removal_event_id(key_id: &str) -> String {
+    format!("{key_id}/deleted")
 }
 
 /// One setting an update changed: `field` went from `from` to `to`.
@@ -628,15 +661,30 @@ fn publish_and_activate<S: KeyValue>(
             return activate(store, &entry.hash, pending, active);
         }
         if index.keys.len() >= max_keys {
-            let dead = reclaimable(store, &index, now)?;
-            index.keys.retain(|e| !dead.contains(&e.hash));
-            reclaimed.extend(dead);
+            for (hash, expired) in reclaimable(store, &index, now)? {
+                let Some(position) = index.keys.iter().position(|e| e.hash == hash) else {
+                    continue;
+                };
+                let dead = index.keys.remove(position);
+                // An expired key was live: its removal is a change its owner sees. The other
+                // dead entries never were keys (a failed or abandoned create) or are keys a
+                // delete already killed.
+                if expired {
+                    let id = removal_event_id(&dead.id);
+                    let mut event = Event::new(id, EventKind::Deleted, now, &dead);
+                    event.reason = Some("expired".into());
+                    index.record(event);
+                }
+                reclaimed.push(hash);
+            }
             if index.keys.len() >= max_keys {
                 versions.sweep(store, user, head.version);
                 return Err(ApiError::KeyLimitReached(max_keys as u32));
             }
         }
         index.keys.push(entry.clone());
+        let created = format!("{}/created", entry.id);
+        index.record(Event::new(created, EventKind::Created, now, entry));
         let proposed = propose(store, user, cas, head, &index)?;
         versions.note(head, proposed);
     }
@@ -673,28 +721,34 @@ fn activate<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Hashes of index entries that hold no live key and never will: record absent, revoked,
-/// expired, or pending past [`ABANDONED_AFTER_SECS`] (revoked here by compare-and-swap). A record this
-/// version cannot read is kept: during a rolling upgrade it is a newer version's, maybe live.
-fn reclaimable<S: KeyValue>(store: &S, index: &Index, now: i64) -> Result<Vec<String>, StoreError> {
+/// Hashes of index entries that hold no live key and never will, each with whether it is an
+/// expired key: record absent, revoked, expired, or pending past [`ABANDONED_AFTER_SECS`]
+/// (revoked here by compare-and-swap). A record this version cannot read is kept: during a
+/// rolling upgrade it is a newer version's, maybe live.
+fn reclaimable<S: KeyValue>(
+    store: &S,
+    index: &Index,
+    now: i64,
+) -> Result<Vec<(String, bool)>, StoreError> {
     let mut dead = Vec::new();
     for entry in &index.keys {
         let record = store.get(&record_key(&entry.hash))?;
-        let reclaim = match record.as_deref().map(parse_record) {
-            None => true,
-            Some(None) => false,
+        let (reclaim, expired) = match record.as_deref().map(parse_record) {
+            None => (true, false),
+            Some(None) => (false, false),
             Some(Some(r)) => match r.state {
                 // Expiry is final: the key never verifies again, so it holds no live key.
-                KeyState::Active => r.is_expired(now),
-                KeyState::Revoked => true,
+                KeyState::Active => (r.is_expired(now), true),
+                KeyState::Revoked => (true, false),
                 KeyState::Pending => {
-                    now - r.created_at >= ABANDONED_AFTER_SECS
-                        && revoke_pending(store, &entry.hash)?
+                    let abandoned = now - r.created_at >= ABANDONED_AFTER_SECS
+                        && revoke_pending(store, &entry.hash)?;
+                    (abandoned, false)
                 }
             },
         };
         if reclaim {
-            dead.push(entry.hash.clone());
+            dead.push((entry.hash.clone(), expired));
         }
     }
     Ok(dead)
@@ -727,10 +781,46 @@ fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError
 
 /// The live keys of `user_id`, oldest first.
 pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, ApiError> {
+    Ok(current_keys(store, user_id)?.1)
+}
+
+/// The latest changes to `user_id`'s keys, newest first (at most [`MAX_EVENTS`]); the reads of
+/// [`list`], no more.
+///
+/// An event is in the index iff its change was published, and a publish is what deletes and
+/// updates do (an update publishes only for a live key). A create publishes before its key goes
+/// live, so its `created` event is shown only once that happened: the key is live now, or a
+/// later event names it (it was updated, or deleted after). The `created` event of a create that
+/// failed or is still in flight is not shown.
+pub fn events<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<Event>, ApiError> {
+    let (index, live) = current_keys(store, user_id)?;
+    let is_live = |key_id: &str| live.iter().any(|summary| summary.entry.id == key_id);
+    let mut shown: Vec<Event> = index
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(at, event)| {
+            event.kind != EventKind::Created
+                || is_live(&event.key_id)
+                || index.events[at + 1..]
+                    .iter()
+                    .any(|later| later.key_id == event.key_id)
+        })
+        .map(|(_, event)| event.clone())
+        .collect();
+    shown.reverse();
+    Ok(shown)
+}
+
+/// The index `head` names and its live keys, oldest first: head, index and one record per key.
+fn current_keys<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+) -> Result<(Index, Vec<KeySummary>), ApiError> {
     let user = UserSpace::of(user_id);
     for _ in 0..MAX_ATTEMPTS {
         let Some(head) = store.get(&user.head)? else {
-            return Ok(Vec::new());
+            return Ok((Index::default(), Vec::new()));
         };
         let Some(index) = read_index(store, &user, Head::decode(&head)?.version)? else {
             continue;
@@ -738,7 +828,7 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
         // Only active records are shown: entries of creates in flight or abandoned, and of
         // deletes that failed after killing the key, are not keys the user can use.
         let mut summaries = Vec::with_capacity(index.keys.len());
-        for entry in index.keys {
+        for entry in &index.keys {
             let record = store
                 .get(&record_key(&entry.hash))?
                 .as_deref()
@@ -747,19 +837,19 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
                 record.filter(|r| r.state == KeyState::Active && r.user_id == user_id)
             {
                 summaries.push(KeySummary {
-                    entry,
+                    entry: entry.clone(),
                     last_used_at: record.last_used_at,
                     expires_at: record.expires_at,
                 });
             }
         }
-        return Ok(summaries);
+        return Ok((index, summaries));
     }
     Err(ApiError::StoreUnavailable)
 }
 
-/// Deletes the key `id` of `user_id` for good.
-pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), ApiError> {
+/// Deletes the key `id` of `user_id` for good, at `now` (for its event).
+pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Result<(), ApiError> {
     let user = UserSpace::of(user_id);
     // Whether this request already deleted the key's record (it may retry the index update).
     let mut killed = false;
@@ -784,7 +874,10 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str) -> Result<(), Api
                 Err(ApiError::KeyNotFound)
             };
         };
-        let hash = index.keys.remove(position).hash;
+        let removed = index.keys.remove(position);
+        let hash = removed.hash.clone();
+        let event = Event::new(removal_event_id(id), EventKind::Deleted, now, &removed);
+        index.record(event);
         if !killed {
             // From this write on the key no longer verifies; everything after is bookkeeping.
             store.delete(&record_key(&hash))?;
@@ -854,17 +947,9 @@ pub fn update<S: KeyValue>(
         let version = next_version(store, &user)?;
         let entry = &mut index.keys[position];
         entry.apply(wanted, version);
-        let event = Event {
-            id: event_id.to_owned(),
-            kind: EventKind::Updated,
-            at: now,
-            key_id: entry.id.clone(),
-            name: entry.name.clone(),
-            changes,
-        };
-        index.events.push(event);
-        let excess = index.events.len().saturating_sub(MAX_EVENTS);
-        index.events.drain(..excess);
+        let mut event = Event::new(event_id.to_owned(), EventKind::Updated, now, entry);
+        event.changes = changes;
+        index.record(event);
         publish(store, &user, cas, head, version, &index)?;
         versions.note(head, version);
     }

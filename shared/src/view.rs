@@ -1,7 +1,7 @@
-//! How a key is shown to its owner: the JSON of one key in list's and update's answers. Never a
-//! secret or a hash.
+//! How keys and their history are shown to their owner: the JSON of one key in list's and
+//! update's answers, and of one event in the history. Never a secret or a hash.
 
-use crate::protocol::KeySummary;
+use crate::protocol::{Event, KeySummary};
 use crate::rfc3339;
 use serde_json::{json, Value};
 
@@ -17,4 +17,28 @@ pub fn key(summary: &KeySummary) -> Value {
         "last_used_at": summary.last_used_at.map(rfc3339),
         "expires_at": summary.expires_at.map(rfc3339),
     })
+}
+
+/// One change as the history shows it: `{"type", "at", "key_id", "name"}`, with `changes`
+/// (`{"<field>": {"from": …, "to": …}}`) for an update and `reason` for a key removed because
+/// it expired.
+pub fn event(event: &Event) -> Value {
+    let mut shown = json!({
+        "type": event.kind,
+        "at": rfc3339(event.at),
+        "key_id": event.key_id,
+        "name": event.name,
+    });
+    if !event.changes.is_empty() {
+        let changes: serde_json::Map<String, Value> = event
+            .changes
+            .iter()
+            .map(|c| (c.field.clone(), json!({ "from": c.from, "to": c.to })))
+            .collect();
+        shown["changes"] = Value::Object(changes);
+    }
+    if let Some(reason) = &event.reason {
+        shown["reason"] = json!(reason);
+    }
+    shown
 }

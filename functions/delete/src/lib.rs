@@ -24,7 +24,7 @@ fn delete(request: &BoundedRequest) -> Result<Reply, ApiError> {
     // Read, decide, write: someone else's id is `key_not_found`, never 403, so that the answer
     // does not tell that the id exists.
     let store = SpinStore::open()?;
-    protocol::delete(&store, &user_id, &id)?;
+    protocol::delete(&store, &user_id, &id, spin::now())?;
     // Respond.
     Ok(Reply::json(200, json!({ "id": id, "deleted": true })))
 }

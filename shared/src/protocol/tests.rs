@@ -77,6 +77,8 @@ under_every_swap_answer!(
     a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds,
     an_update_that_dies_after_any_operation_is_carried_by_the_next_one,
     the_index_keeps_the_latest_hundred_events,
+    events_record_creates_updates_and_deletes_newest_first_without_secrets,
+    an_expired_key_removed_by_a_create_is_a_deleted_event,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -180,6 +182,7 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
         }
     }
     for user in users {
+        assert_history_matches_keys(store, user);
         let listed = list(store, user).expect("list");
         let counted = listed.iter().filter(|s| s.counts_toward_limit(NOW)).count();
         assert!(counted <= max, "{user} holds {counted} keys");
@@ -193,6 +196,47 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
                 "listed key {} does not verify",
                 summary.entry.id
             );
+        }
+    }
+}
+
+/// The history tells what happened to the keys: every listed key was created, a key shown as
+/// created is listed or has a later event, a key shown as deleted is not listed, and a create
+/// whose key is not live (failed, or in flight) shows no event at all. Never a hash.
+fn assert_history_matches_keys(store: &MemoryStore, user: &str) {
+    let shown = events(store, user).expect("events");
+    let listed = list(store, user).expect("list");
+    let listed_ids: Vec<&str> = listed.iter().map(|s| s.entry.id.as_str()).collect();
+    let created = |id: &str| {
+        shown
+            .iter()
+            .any(|e| e.kind == EventKind::Created && e.key_id == id)
+    };
+    for id in &listed_ids {
+        assert!(created(id), "listed key {id} has no created event");
+    }
+    for (newer_than_it, event) in shown.iter().enumerate() {
+        match event.kind {
+            EventKind::Created => assert!(
+                listed_ids.contains(&event.key_id.as_str())
+                    || shown[..newer_than_it]
+                        .iter()
+                        .any(|later| later.key_id == event.key_id),
+                "created event of {} shown, but the key never was",
+                event.key_id
+            ),
+            EventKind::Deleted => assert!(
+                !listed_ids.contains(&event.key_id.as_str()),
+                "{} is shown deleted but listed",
+                event.key_id
+            ),
+            EventKind::Updated => {}
+        }
+    }
+    let text = serde_json::to_string(&shown).unwrap();
+    for (key, _) in store.snapshot() {
+        if let Some(hash) = key.strip_prefix("apikeys/v1/key/") {
+            assert!(!text.contains(hash), "an event holds a key hash");
         }
     }
 }
@@ -240,11 +284,11 @@ fn a_created_key_is_listed_verifies_and_is_gone_after_delete(answers: SwapAnswer
         ("alice", made.id.as_str())
     );
 
-    delete(&store, "alice", &made.id).unwrap();
+    delete(&store, "alice", &made.id, NOW).unwrap();
     assert!(!verifies(&store, &made.hash));
     assert!(list(&store, "alice").unwrap().is_empty());
     assert_eq!(
-        delete(&store, "alice", &made.id),
+        delete(&store, "alice", &made.id, NOW),
         Err(ApiError::KeyNotFound)
     );
 }
@@ -266,12 +310,12 @@ fn users_see_and_delete_only_their_own_keys(answers: SwapAnswers) {
     assert_eq!(listed_ids(&store, "alice"), vec![alices.id.clone()]);
     assert_eq!(listed_ids(&store, "bob"), vec![bobs.id.clone()]);
     assert_eq!(
-        delete(&store, "bob", &alices.id),
+        delete(&store, "bob", &alices.id, NOW),
         Err(ApiError::KeyNotFound)
     );
     assert!(verifies(&store, &alices.hash));
     assert_eq!(
-        delete(&store, "carol", &alices.id),
+        delete(&store, "carol", &alices.id, NOW),
         Err(ApiError::KeyNotFound)
     );
 }
@@ -289,7 +333,7 @@ fn the_limit_is_enforced_and_freed_by_delete(answers: SwapAnswers) {
         create_with(&store, "alice", &new_key(), MAX, NOW),
         Err(ApiError::KeyLimitReached(MAX))
     );
-    delete(&store, "alice", &made[3].id).unwrap();
+    delete(&store, "alice", &made[3].id, NOW).unwrap();
     create_with(&store, "alice", &new_key(), MAX, NOW).expect("a slot was freed");
     assert_eq!(listed_ids(&store, "alice").len(), MAX as usize);
     assert_no_pending(&store);
@@ -404,7 +448,7 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
             let made = new_key();
             Outcome::Created(made.hash.clone(), create_with(store, user, &made, max, now))
         }
-        Request::Delete { user, id } => Outcome::Deleted(id.clone(), delete(store, user, id)),
+        Request::Delete { user, id } => Outcome::Deleted(id.clone(), delete(store, user, id, now)),
         Request::Update { user, id, wanted } => {
             let event = key::event_id().unwrap();
             Outcome::Updated(update(store, user, id, wanted, &event, now))
@@ -731,6 +775,19 @@ fn check_failure_at_every_operation(
         assert_outcomes(&store, std::slice::from_ref(&outcome), &known);
         assert_invariants(&store, &["alice"], MAX as usize);
         assert_no_pending(&store);
+        if let Outcome::Created(hash, Err(_)) = &outcome {
+            if !verifies(&store, hash) {
+                // Its key never went live: no event may say it was created. (Every other shown
+                // `created` is a listed key's, or a removed one's with its removal shown.)
+                let shown = events(&store, "alice").unwrap();
+                let count = |kind| shown.iter().filter(|e| e.kind == kind).count();
+                assert_eq!(
+                    count(EventKind::Created),
+                    listed_ids(&store, "alice").len() + count(EventKind::Deleted),
+                    "op {n}: {shown:?}"
+                );
+            }
+        }
         if !matches!(outcome, Outcome::Updated(Err(_))) {
             assert_settings_carried(&store, &["alice"]);
         }
@@ -940,7 +997,7 @@ fn heads_written_by_redis_style_stores_keep_their_decimal_encoding() {
     let head = store.get(&user.head).unwrap().unwrap();
     assert!(head.iter().all(u8::is_ascii_digit), "{head:?}");
     create_one(&store, "alice");
-    delete(&store, "alice", &first.id).unwrap();
+    delete(&store, "alice", &first.id, NOW).unwrap();
     assert_eq!(listed_ids(&store, "alice").len(), 1);
 }
 
@@ -975,7 +1032,7 @@ fn lowering_the_limit_keeps_existing_keys_and_refuses_new_ones(answers: SwapAnsw
 fn a_quiet_store_holds_exactly_the_live_data(answers: SwapAnswers) {
     let store = MemoryStore::with_answers(answers);
     let made: Vec<Made> = (0..4).map(|_| create_one(&store, "alice")).collect();
-    delete(&store, "alice", &made[1].id).unwrap();
+    delete(&store, "alice", &made[1].id, NOW).unwrap();
     let last = create_one(&store, "alice");
     let user = UserSpace::of("alice");
     let head = Head::decode(&store.get(&user.head).unwrap().unwrap())
@@ -1012,7 +1069,7 @@ fn a_record_this_version_cannot_read_is_never_reclaimed(answers: SwapAnswers) {
     assert_eq!(store.get(&key).unwrap().as_deref(), Some(&newer[..]));
     assert!(verify(&store, &made[0].hash, NOW).unwrap().is_none());
     // Its owner can still delete it.
-    delete(&store, "alice", &made[0].id).unwrap();
+    delete(&store, "alice", &made[0].id, NOW).unwrap();
     assert!(store.get(&key).unwrap().is_none());
 }
 
@@ -1037,7 +1094,7 @@ fn an_expiring_key_verifies_until_its_expiry_and_is_never_written_after(answers:
     assert_eq!(store.ops() - before, 1);
     assert!(!list(&store, "alice").unwrap()[0].counts_toward_limit(NOW + 60));
     // Delete still removes it.
-    delete(&store, "alice", &made.id).unwrap();
+    delete(&store, "alice", &made.id, NOW).unwrap();
     assert!(verify(&store, &made.hash, NOW + 60).unwrap().is_none());
 }
 
@@ -1148,8 +1205,16 @@ fn an_update_changes_the_settings_and_the_next_verify_sees_them(answers: SwapAns
     assert_eq!(event.changes[1].from, serde_json::json!(true));
     assert_eq!(event.changes[1].to, serde_json::json!(false));
     // Asking for what already is changes nothing and records nothing.
+    let updates = |store: &MemoryStore| {
+        let index = current_index(store, "alice");
+        index
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Updated)
+            .count()
+    };
     update_one(&store, "alice", &made.id, &write_only()).unwrap();
-    assert_eq!(current_index(&store, "alice").events.len(), 1);
+    assert_eq!(updates(&store), 1);
     // Enabled again, renamed: verify sees it whole.
     update_one(&store, "alice", &made.id, &renamed("admin")).unwrap();
     let record = verify(&store, &made.hash, NOW).unwrap().expect("found");
@@ -1190,7 +1255,7 @@ fn an_update_of_a_key_that_is_not_the_users_is_key_not_found_and_changes_nothing
     }
     assert_eq!(store.snapshot(), before);
     // A deleted key stays deleted.
-    delete(&store, "alice", &alices.id).unwrap();
+    delete(&store, "alice", &alices.id, NOW).unwrap();
     assert_eq!(
         update_one(&store, "alice", &alices.id, &renamed("x")),
         Err(ApiError::KeyNotFound)
@@ -1321,4 +1386,64 @@ fn the_index_keeps_the_latest_hundred_events(answers: SwapAnswers) {
     assert_eq!(events.len(), MAX_EVENTS);
     assert_eq!(events.last().unwrap().name, format!("n{}", MAX_EVENTS + 4));
     assert_eq!(events[0].name, "n5");
+}
+
+fn events_record_creates_updates_and_deletes_newest_first_without_secrets(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    assert!(events(&store, "alice").unwrap().is_empty());
+    let first = create_one(&store, "alice");
+    let second = create_one(&store, "alice");
+    update_one(&store, "alice", &first.id, &write_only()).unwrap();
+    delete(&store, "alice", &second.id, NOW + 5).unwrap();
+    let shown = events(&store, "alice").unwrap();
+    let summary: Vec<(EventKind, &str)> =
+        shown.iter().map(|e| (e.kind, e.key_id.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            (EventKind::Deleted, second.id.as_str()),
+            (EventKind::Updated, first.id.as_str()),
+            (EventKind::Created, second.id.as_str()),
+            (EventKind::Created, first.id.as_str()),
+        ]
+    );
+    assert_eq!(
+        (
+            shown[0].at,
+            shown[0].name.as_str(),
+            shown[0].reason.as_deref()
+        ),
+        (NOW + 5, "name", None)
+    );
+    // Each user sees only their own history; a refused request is not in it.
+    assert!(events(&store, "bob").unwrap().is_empty());
+    assert_eq!(
+        delete(&store, "bob", &first.id, NOW),
+        Err(ApiError::KeyNotFound)
+    );
+    assert_eq!(events(&store, "alice").unwrap().len(), 4);
+    let text = serde_json::to_string(&shown).unwrap();
+    for secret in [&first.secret, &second.secret, &first.hash, &second.hash] {
+        assert!(!text.contains(secret.as_str()));
+    }
+    assert_history_matches_keys(&store, "alice");
+}
+
+fn an_expired_key_removed_by_a_create_is_a_deleted_event(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let made = keys_with_expired(&store, MAX - 1, 1);
+    let expired = &made[MAX as usize - 1];
+    create_one(&store, "alice");
+    let shown = events(&store, "alice").unwrap();
+    assert_eq!(shown[0].kind, EventKind::Created);
+    let removal = &shown[1];
+    assert_eq!(
+        (
+            removal.kind,
+            removal.key_id.as_str(),
+            removal.reason.as_deref()
+        ),
+        (EventKind::Deleted, expired.id.as_str(), Some("expired"))
+    );
+    assert_history_matches_keys(&store, "alice");
 }

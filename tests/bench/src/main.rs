@@ -107,6 +107,7 @@ fn main() -> Result<()> {
         "update, changing nothing",
         &server.update(owner, id_of(&ops)?, json!({"enabled": false}))?,
     );
+    report.operations("events", &server.events(owner)?);
     report.operations("verify, valid key (first use of the hour)", &first_verify);
     report.operations("verify, valid key", &server.verify(&valid_key)?);
     report.operations("verify, malformed key", &server.verify(&malformed_key)?);
@@ -253,8 +254,8 @@ impl Server {
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args([
-                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "verify",
-                    "-p", "console", "-p", "empty", "-p", "floor",
+                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "events",
+                    "-p", "verify", "-p", "console", "-p", "empty", "-p", "floor",
                 ])
                 .status()?;
         if !status.success() {
@@ -385,6 +386,10 @@ impl Server {
 
     fn verify(&self, key: &str) -> Result<Answer> {
         self.send("GET", "/v1/keys.verify", None, &[("X-API-Key", key)], None)
+    }
+
+    fn events(&self, user: &str) -> Result<Answer> {
+        self.send("GET", "/v1/keys.events", Some(user), &[], None)
     }
 
     fn update(&self, user: &str, id: &str, settings: Value) -> Result<Answer> {
@@ -525,7 +530,7 @@ impl Report {
 
     fn sizes(&mut self, root: &Path) {
         for name in [
-            "create", "list", "delete", "update", "verify", "console", "empty", "floor",
+            "create", "list", "delete", "update", "events", "verify", "console", "empty", "floor",
         ] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {
