@@ -454,6 +454,23 @@ fn watch_head<S: KeyValue>(store: &S, user: &UserSpace) -> Result<(S::Cas, Head)
     }
 }
 
+/// Starts a change of a user's existing index: a compare-and-swap handle on `head` and the index
+/// it names, both read back with retries when `unconfirmed` (see [`read_back`]). `Ok(None)`: the
+/// version was removed meanwhile, start over. A user without a head has no keys:
+/// `key_not_found`.
+fn watch_index<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    unconfirmed: bool,
+) -> Result<Option<(S::Cas, Head, Index)>, ApiError> {
+    let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
+        (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
+        (_, None) => return Err(ApiError::KeyNotFound),
+    };
+    let index = read_back(unconfirmed, || read_index(store, user, head.version))?;
+    Ok(index.map(|index| (cas, head, index)))
+}
+
 /// Reads index `version`; `None` if it is gone because a concurrent writer moved on and removed
 /// it (the caller starts over from the head).
 fn read_index<S: KeyValue>(
@@ -855,12 +872,7 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
     let mut killed = false;
     let mut versions = Versions::default();
     for _ in 0..MAX_ATTEMPTS {
-        let unconfirmed = versions.unconfirmed();
-        let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
-            (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
-            (_, None) => return Err(ApiError::KeyNotFound),
-        };
-        let Some(mut index) = read_back(unconfirmed, || read_index(store, &user, head.version))?
+        let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
         else {
             continue;
         };
@@ -903,12 +915,7 @@ pub fn update<S: KeyValue>(
     let user = UserSpace::of(user_id);
     let mut versions = Versions::default();
     for _ in 0..MAX_ATTEMPTS {
-        let unconfirmed = versions.unconfirmed();
-        let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
-            (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
-            (_, None) => return Err(ApiError::KeyNotFound),
-        };
-        let Some(mut index) = read_back(unconfirmed, || read_index(store, &user, head.version))?
+        let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
         else {
             continue;
         };

@@ -240,23 +240,27 @@ mod tests {
         );
     }
 
+    /// A store holding `key` of alice's (scope `read`), created at 1_800_000_000.
+    fn store_with(key: &crate::key::NewKey, expires_at: Option<i64>) -> crate::memory::MemoryStore {
+        let store = crate::memory::MemoryStore::new();
+        let scopes = vec!["read".to_string()];
+        let record = crate::protocol::NewKeyRecord {
+            hash: &key.hash,
+            id: &key.id,
+            preview: &key.preview,
+            name: "k",
+            scopes: &scopes,
+            expires_at,
+        };
+        crate::protocol::create(&store, "alice", &record, 20, 1_800_000_000).unwrap();
+        store
+    }
+
     #[test]
     fn an_expiring_key_is_valid_with_its_expiry_until_then_and_key_expired_after() {
-        use crate::memory::MemoryStore;
-        use crate::protocol::{create, NewKeyRecord};
         let key = crate::key::generate("ak").unwrap();
         let ask = |now| {
-            let store = MemoryStore::new();
-            let scopes = vec!["read".to_string()];
-            let record = NewKeyRecord {
-                hash: &key.hash,
-                id: &key.id,
-                preview: &key.preview,
-                name: "expiring",
-                scopes: &scopes,
-                expires_at: Some(1_800_000_060),
-            };
-            create(&store, "alice", &record, 20, 1_800_000_000).unwrap();
+            let store = store_with(&key, Some(1_800_000_060));
             let presented = Presentation {
                 key: Some(key.secret.clone()),
                 scopes: vec!["read".into()],
@@ -278,34 +282,23 @@ mod tests {
 
     #[test]
     fn a_disabled_key_answers_key_disabled_and_an_enabled_one_is_valid_again() {
-        use crate::memory::MemoryStore;
-        use crate::protocol::{create, update, NewKeyRecord, Settings};
+        use crate::protocol::{update, Settings};
         let key = crate::key::generate("ak").unwrap();
         let ask = |enabled: &[bool]| {
-            let store = MemoryStore::new();
-            let scopes = vec!["read".to_string()];
-            let record = NewKeyRecord {
-                hash: &key.hash,
-                id: &key.id,
-                preview: &key.preview,
-                name: "k",
-                scopes: &scopes,
-                expires_at: None,
-            };
-            create(&store, "alice", &record, 20, 0).unwrap();
+            let store = store_with(&key, None);
             for enabled in enabled {
                 let wanted = Settings {
                     enabled: Some(*enabled),
                     ..Settings::default()
                 };
                 let event = crate::key::event_id().unwrap();
-                update(&store, "alice", &key.id, &wanted, &event, 0).unwrap();
+                update(&store, "alice", &key.id, &wanted, &event, 1_800_000_000).unwrap();
             }
             let presented = Presentation {
                 key: Some(key.secret.clone()),
                 scopes: vec![],
             };
-            answer(presented, || Ok(store), 0)
+            answer(presented, || Ok(store), 1_800_000_000)
         };
         let disabled = ask(&[false]);
         assert_eq!(
