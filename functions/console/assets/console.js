@@ -1,5 +1,5 @@
 // The console's script: signs in with a management JWT, lists, creates, edits and deletes the
-// person's API keys through the public HTTP API. Every server string goes into the page as text
+// person's API keys through the public HTTP API, and shows the history of those changes. Every server string goes into the page as text
 // (textContent), never as HTML; the CSP's Trusted Types make an HTML sink throw anyway.
 "use strict";
 
@@ -10,6 +10,7 @@
   const CREATE = "/v1/keys.create";
   const UPDATE = "/v1/keys.update";
   const DELETE = "/v1/keys.delete";
+  const EVENTS = "/v1/keys.events";
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -31,6 +32,9 @@
     keysError: $("keys-error"),
     empty: $("empty"),
     keys: $("keys"),
+    historyError: $("history-error"),
+    historyEmpty: $("history-empty"),
+    historyList: $("history-list"),
     createDialog: $("create-dialog"),
     createForm: $("create-form"),
     createName: $("create-name"),
@@ -66,6 +70,7 @@
     token: null,
     claims: null, // the token's claims, decoded for display only
     list: null, // the last list answer
+    events: null, // the last events answer's events
     secret: null, // the new key, only while its dialog is open
     editing: null, // the key the edit dialog is about, as the list showed it
     deleting: null, // the key the confirmation is about
@@ -179,7 +184,11 @@
     state.token = null;
     state.claims = null;
     state.list = null;
+    state.events = null;
     el.keys.replaceChildren();
+    el.historyList.replaceChildren();
+    el.historyEmpty.hidden = true;
+    el.historyError.textContent = "";
     el.account.hidden = true;
     el.keysView.hidden = true;
     el.signIn.hidden = false;
@@ -210,6 +219,9 @@
     el.keysView.hidden = false;
     el.keysError.textContent = "";
     el.keysStatus.textContent = "";
+    el.historyError.textContent = "";
+    el.historyEmpty.hidden = true;
+    el.historyList.replaceChildren();
     el.count.textContent = "Loading your keys…";
     el.generate.disabled = true;
     el.keysTitle.focus();
@@ -228,15 +240,24 @@
 
   // ---- The list -------------------------------------------------------------------------------
 
+  /** Reloads the list and the history together (after signing in and after every change). */
   async function refresh() {
+    await Promise.all([refreshList(), refreshHistory()]);
+  }
+
+  async function refreshList() {
+    const token = state.token;
     try {
       const list = await api("GET", LIST);
-      if (state.token === null) {
-        return; // signed out meanwhile
+      if (state.token !== token) {
+        return; // signed out (or in as someone else) meanwhile
       }
       state.list = list;
       renderList();
     } catch (error) {
+      if (state.token !== token) {
+        return; // the other request of this refresh already ended the session
+      }
       el.count.textContent = "";
       report(error, el.keysError);
     }
@@ -262,6 +283,90 @@
       );
       again?.focus();
     }
+  }
+
+  // ---- The history ----------------------------------------------------------------------------
+
+  async function refreshHistory() {
+    const token = state.token;
+    try {
+      const answer = await api("GET", EVENTS);
+      if (state.token !== token) {
+        return;
+      }
+      state.events = Array.isArray(answer.events) ? answer.events : [];
+      el.historyError.textContent = "";
+      renderHistory();
+    } catch (error) {
+      if (state.token !== token) {
+        return;
+      }
+      report(error, el.historyError);
+    }
+  }
+
+  function renderHistory() {
+    const events = state.events;
+    el.historyEmpty.hidden = events.length > 0;
+    el.historyList.replaceChildren(...events.map(eventItem));
+  }
+
+  const EVENT_WORDS = { created: "Created", updated: "Updated", deleted: "Deleted" };
+  // The fields of an update, in the order the edit dialog shows them; any other after these.
+  const CHANGE_ORDER = ["name", "scopes", "enabled"];
+
+  /** What an event did, in words: "Created", "Deleted (expired)", ... */
+  function eventWhat(event) {
+    const word = EVENT_WORDS[event.type] ?? String(event.type);
+    return typeof event.reason === "string" && event.reason !== "" ? `${word} (${event.reason})` : word;
+  }
+
+  /** A changed setting's value as the page shows it: scopes as a list, enabled as yes or no. */
+  function changeValue(value) {
+    if (Array.isArray(value)) {
+      return value.length > 0 ? value.join(", ") : "none";
+    }
+    if (typeof value === "boolean") {
+      return value ? "yes" : "no";
+    }
+    if (value === null || value === undefined) {
+      return "none";
+    }
+    return String(value);
+  }
+
+  function eventItem(event) {
+    const item = document.createElement("li");
+    item.className = "event";
+    const head = document.createElement("p");
+    head.className = "event-head";
+    const what = document.createElement("strong");
+    what.className = "event-what";
+    what.textContent = eventWhat(event);
+    const name = document.createElement("span");
+    name.className = "event-name";
+    name.textContent = typeof event.name === "string" ? event.name : "";
+    const when = timeElement(event.at);
+    when.className = "event-when";
+    head.append(when, " ", what, " “", name, "”");
+    item.append(head);
+    const changes = event.changes !== null && typeof event.changes === "object" ? event.changes : {};
+    const fields = Object.keys(changes).sort((a, b) => {
+      const rank = (field) => (CHANGE_ORDER.includes(field) ? CHANGE_ORDER.indexOf(field) : CHANGE_ORDER.length);
+      return rank(a) - rank(b);
+    });
+    if (fields.length > 0) {
+      const list = document.createElement("ul");
+      list.className = "event-changes";
+      for (const field of fields) {
+        const change = changes[field] ?? {};
+        const line = document.createElement("li");
+        line.textContent = `${field}: ${changeValue(change.from)} → ${changeValue(change.to)}`;
+        list.append(line);
+      }
+      item.append(list);
+    }
+    return item;
   }
 
   /** Whether the key's `expires_at` has come. */
