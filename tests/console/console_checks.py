@@ -847,6 +847,140 @@ def editing_by_keyboard_alone(page):
     assert status == 200 and body["valid"] is True, (status, body)
 
 
+def history(page):
+    """The History section's entries, newest first."""
+    return page.locator("#history-list > li")
+
+
+def api_events(user):
+    status, body = api("GET", "/v1/keys.events", make_jwt(user))
+    assert status == 200, (status, body)
+    return body["events"]
+
+
+@check
+def history_lists_create_rename_and_delete_newest_first(page):
+    user = new_user("history")
+    create_key(user, "kept", ["read"])
+    sign_in(page, user)
+    section = page.get_by_role("region", name="History")
+    expect(section.get_by_role("heading", name="History", exact=True)).to_be_visible()
+    expect(history(page)).to_have_count(1)
+    expect(history(page).first).to_contain_text("Created “kept”")
+    # Created in the UI: the history follows without a reload.
+    generate_in_ui(page, "first name", ["read", "write"])
+    dialog, _ = read_secret(page)
+    dialog.get_by_role("button", name="Done").click()
+    expect(history(page)).to_have_count(2)
+    expect(history(page).first).to_contain_text("Created “first name”")
+    # Renamed in the edit dialog.
+    dialog = open_edit(page, "first name")
+    dialog.get_by_label("Name").fill("second name")
+    save_edit(page, dialog)
+    expect(dialog).to_be_hidden()
+    expect(history(page)).to_have_count(3)
+    # Deleted.
+    page.get_by_role("button", name="Delete second name", exact=True).click()
+    page.get_by_role("dialog", name="Delete API key").get_by_role("button", name="Delete key").click()
+    expect(key_heading(page, "second name")).to_have_count(0)
+    expect(history(page)).to_have_count(4)
+    heads = history(page).locator(".event-head")
+    expect(heads.nth(0)).to_have_text(re.compile(r"Deleted “second name”$"))
+    expect(heads.nth(1)).to_have_text(re.compile(r"Updated “second name”$"))
+    expect(heads.nth(2)).to_have_text(re.compile(r"Created “first name”$"))
+    expect(heads.nth(3)).to_have_text(re.compile(r"Created “kept”$"))
+    expect(history(page).nth(1).locator(".event-changes > li")).to_have_text(["name: first name → second name"])
+    for i in (0, 2, 3):
+        expect(history(page).nth(i).locator(".event-changes")).to_have_count(0)
+    # Each shows when, as the API says, in a <time>.
+    events = api_events(user)
+    assert [e["type"] for e in events] == ["deleted", "updated", "created", "created"], events
+    for i, event in enumerate(events):
+        expect(history(page).nth(i).locator("time")).to_have_attribute("datetime", event["at"])
+        expect(history(page).nth(i).locator("time")).not_to_have_text("")
+    expect(page.get_by_text("No changes yet.")).to_be_hidden()
+    shot(page, "history", full_page=True)
+    axe(page, "list with history")
+
+
+@check
+def history_shows_scopes_and_enabled_changes_and_starts_empty(page):
+    user = new_user("history-fields")
+    sign_in(page, user)
+    expect(page.get_by_text("No changes yet.", exact=True)).to_be_visible()
+    expect(history(page)).to_have_count(0)
+    axe(page, "empty history")
+    create_key(user, "toggled", ["read", "write"])
+    page.reload()
+    expect(history(page)).to_have_count(1)
+    expect(page.get_by_text("No changes yet.", exact=True)).to_be_hidden()
+    dialog = open_edit(page, "toggled")
+    dialog.get_by_role("checkbox", name="write", exact=True).uncheck()
+    dialog.get_by_role("checkbox", name="Enabled", exact=True).uncheck()
+    save_edit(page, dialog)
+    expect(dialog).to_be_hidden()
+    expect(history(page)).to_have_count(2)
+    expect(history(page).first.locator(".event-changes > li")).to_have_text(
+        ["scopes: read, write → read", "enabled: yes → no"])
+
+
+@check
+def a_key_that_expired_shows_as_deleted_expired(page):
+    user = new_user("history-expired")
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    key = create_key_with(user, {"name": "short-lived", "scopes": ["read"], "expires_at": soon})
+    for i in range(19):
+        create_key(user, f"key {i + 1}")
+    deadline = time.time() + 10
+    while verify_status(key["key"])[0] == 200 and time.time() < deadline:
+        time.sleep(0.25)
+    sign_in(page, user)
+    expect(page.locator("#count")).to_have_text("19 of 20 keys")
+    # At the limit, the next create frees the expired key's slot: its owner sees that as a change.
+    generate_in_ui(page, "successor", ["read"])
+    dialog, _ = read_secret(page)
+    dialog.get_by_role("button", name="Done").click()
+    expect(history(page).locator(".event-head", has_text="Deleted (expired) “short-lived”")).to_have_count(1)
+    expect(history(page).first).to_contain_text("“successor”")
+
+
+@check
+def a_name_with_markup_in_history_shows_as_text(page):
+    user = new_user("history-markup")
+    name = "<script>window.__h=1</script><img src=x onerror=window.__h=2>"
+    key = create_key(user, name)
+    renamed = "<b>bold</b><img src=x onerror=window.__h=3>"
+    status, body = api("POST", "/v1/keys.update", make_jwt(user), {"id": key["id"], "name": renamed})
+    assert status == 200, (status, body)
+    sign_in(page, user)
+    expect(history(page)).to_have_count(2)
+    expect(history(page).nth(1).locator(".event-name")).to_have_text(name)
+    expect(history(page).first.locator(".event-changes > li")).to_have_text([f"name: {name} → {renamed}"])
+    assert page.locator("#history script, #history img, #history b").count() == 0, "markup became elements"
+    assert page.evaluate("window.__h") is None, "the name ran as script"
+
+
+@check
+def history_errors_show_and_a_401_signs_out(page):
+    user = new_user("history-errors")
+    create_key(user, "listed anyway")
+    body = json.dumps({"error": {"code": "internal", "message": "The store is unreachable."}})
+    page.route(f"{BASE}/v1/keys.events", lambda route: route.fulfill(
+        status=500, content_type="application/json", body=body))
+    sign_in(page, user)
+    expect(key_heading(page, "listed anyway")).to_be_visible()
+    expect(page.locator("#history-error")).to_have_text("The store is unreachable. (internal)")
+    expect(page.get_by_text("No changes yet.", exact=True)).to_be_hidden()
+    page.unroute(f"{BASE}/v1/keys.events")
+    body = json.dumps({"error": {"code": "unauthorized", "message": "The token was revoked."}})
+    page.route(f"{BASE}/v1/keys.events", lambda route: route.fulfill(
+        status=401, content_type="application/json", body=body))
+    page.reload()
+    expect_signed_out(page)
+    expect(page.locator("#sign-in-message")).to_contain_text("The token was revoked.")
+    expect(history(page)).to_have_count(0)
+
+
 @check
 def readable_on_a_desktop(page):
     user = "alice@example.com"  # no other check uses it; this screenshot is the README's
@@ -870,6 +1004,7 @@ def readable_at_320_px(page):
     page.set_viewport_size({"width": 320, "height": 640})
     sign_in(page, user)
     expect(page.locator("#keys li")).to_have_count(2)
+    expect(history(page)).to_have_count(2)  # the 64-character name wraps there too
     overflow = page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= 320, f"the page is {overflow} px wide at 320 px"
     for button in page.get_by_role("button").all():
