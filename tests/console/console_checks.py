@@ -1039,6 +1039,10 @@ def readable_at_320_px(page):
 
 def main():
     os.makedirs(SCREENSHOTS, exist_ok=True)
+    # Assertions wait for the page as long as actions do: on a busy 2-core CI machine a save
+    # (an update makes 12 store operations, each synced to disk) can take more than expect's
+    # default 5 s, and a check must not fail for that.
+    expect.set_options(timeout=15_000)
     passed = failed = 0
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
@@ -1046,7 +1050,7 @@ def main():
             name = function.__name__
             context = browser.new_context(viewport={"width": 1024, "height": 720},
                                           **CONTEXT_OPTIONS.get(name, {}))
-            context.set_default_timeout(10_000)
+            context.set_default_timeout(15_000)
             page = context.new_page()
             watch = Watch(page)
             try:
