@@ -190,8 +190,13 @@ impl KeyRecord {
     /// Whether the key's expiry has come at `now`. Expiry is decided from the record alone, so
     /// verify still reads once; it is final, so an expired key is as dead as a deleted one.
     pub fn is_expired(&self, now: i64) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
+        has_expired(self.expires_at, now)
     }
+}
+
+/// The one expiry rule: a key with an expiry stops at that second, and never comes back.
+fn has_expired(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_some_and(|at| now >= at)
 }
 
 /// One key in a user's index.
@@ -349,7 +354,7 @@ impl KeySummary {
     /// Whether the key counts toward its user's limit at `now`: an expired key does not (the
     /// next create that needs its slot reclaims it).
     pub fn counts_toward_limit(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|at| now < at)
+        !has_expired(self.expires_at, now)
     }
 }
 
