@@ -135,6 +135,11 @@ pub const MAX_ATTEMPTS: usize = 64;
 pub const READ_BACK_RETRIES: usize = 2;
 /// How many of the latest changes an index version keeps (see [`Index::events`]).
 pub const MAX_EVENTS: usize = 100;
+/// How many older secrets of one rolled key may still be in their grace period; a roll beyond
+/// that ends the grace of the one ending first.
+pub const MAX_PREVIOUS_SECRETS: usize = 3;
+/// The longest grace period a roll may give the secret it replaces: 7 days.
+pub const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 
 const NAMESPACE: &str = "apikeys/v1";
 
@@ -171,6 +176,10 @@ pub struct KeyRecord {
     /// update changes them. Settings are only ever carried forward (see [`update`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub settings_version: u64,
+    /// Unix seconds from which this secret no longer verifies because its key was rolled to a
+    /// new one (the end of the grace period); absent: it is the key's current secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<i64>,
 }
 
 /// Keys are enabled unless an update disabled them.
@@ -191,6 +200,17 @@ impl KeyRecord {
     /// verify still reads once; it is final, so an expired key is as dead as a deleted one.
     pub fn is_expired(&self, now: i64) -> bool {
         has_expired(self.expires_at, now)
+    }
+
+    /// Whether this is an old secret of a rolled key whose grace period is over at `now`.
+    pub fn is_retired(&self, now: i64) -> bool {
+        has_expired(self.retire_at, now)
+    }
+
+    /// Whether a verification of this secret can succeed at `now` (disabled keys aside): the
+    /// record is active, and neither the key has expired nor this secret's grace ended.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.state == KeyState::Active && !self.is_expired(now) && !self.is_retired(now)
     }
 }
 
@@ -216,6 +236,36 @@ pub struct IndexEntry {
     /// grows along the chain of published versions, so it orders any two states of the key.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub settings_version: u64,
+    /// Older secrets of this key, replaced by a roll and verifying until their grace ends
+    /// (at most [`MAX_PREVIOUS_SECRETS`]). Listed here so that delete can kill them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<PreviousSecret>,
+}
+
+/// An older secret of a rolled key: its hash and the end of its grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub hash: String,
+    /// Unix seconds from which it no longer verifies.
+    pub until: i64,
+}
+
+impl IndexEntry {
+    /// The hashes of all this key's secrets, older ones first: the order delete kills them in,
+    /// so that a secret still live always has a listed entry (see [`delete`]).
+    fn all_hashes(&self) -> impl Iterator<Item = &str> {
+        let previous = self.previous.iter().map(|p| p.hash.as_str());
+        previous.chain(std::iter::once(self.hash.as_str()))
+    }
+
+    /// When the last of the older secrets stops verifying, if one is still in its grace period.
+    pub fn previous_expires_at(&self, now: i64) -> Option<i64> {
+        self.previous
+            .iter()
+            .map(|p| p.until)
+            .filter(|until| *until > now)
+            .max()
+    }
 }
 
 /// One immutable version of a user's list of keys, oldest first.
@@ -246,6 +296,9 @@ pub struct Event {
     /// Why a key was removed other than by its owner's delete (`deleted`): `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Unix seconds when the secret a roll replaced stops verifying (`rolled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_expires_at: Option<i64>,
 }
 
 impl Event {
@@ -258,6 +311,7 @@ impl Event {
             name: entry.name.clone(),
             changes: Vec::new(),
             reason: None,
+            previous_key_expires_at: None,
         }
     }
 }
@@ -268,6 +322,7 @@ impl Event {
 pub enum EventKind {
     Created,
     Updated,
+    Rolled,
     Deleted,
 }
 
@@ -348,6 +403,8 @@ pub struct KeySummary {
     pub last_used_at: Option<i64>,
     /// Unix seconds from which the key no longer verifies, if it expires.
     pub expires_at: Option<i64>,
+    /// When the last older secret of a rolled key stops verifying, if one still does.
+    pub previous_expires_at: Option<i64>,
 }
 
 impl KeySummary {
@@ -577,8 +634,11 @@ impl Versions {
     /// last swap: the head only ever moves to freshly numbered versions, so a version it does
     /// not name then is never published again. A reader still holding such a number finds it
     /// gone and starts over. Failing to remove one only leaves garbage.
-    fn sweep<S: KeyValue>(self, store: &S, user: &UserSpace, head: u64) {
-        for version in self.0.into_iter().filter(|v| *v != head) {
+    fn sweep<S: KeyValue>(&mut self, store: &S, user: &UserSpace, head: u64) {
+        for version in std::mem::take(&mut self.0)
+            .into_iter()
+            .filter(|v| *v != head)
+        {
             let _ = store.delete(&user.index(version));
         }
     }
@@ -614,6 +674,7 @@ pub fn create<S: KeyValue>(
         expires_at: key.expires_at,
         enabled: true,
         settings_version: 0,
+        retire_at: None,
     };
     let pending = to_json(&record(KeyState::Pending))?;
     let active = to_json(&record(KeyState::Active))?;
@@ -626,6 +687,7 @@ pub fn create<S: KeyValue>(
         preview: key.preview.to_owned(),
         enabled: true,
         settings_version: 0,
+        previous: Vec::new(),
     };
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
@@ -754,10 +816,19 @@ fn reclaimable<S: KeyValue>(
 ) -> Result<Vec<(String, bool)>, StoreError> {
     let mut dead = Vec::new();
     for entry in &index.keys {
+        // An older secret in its grace period may verify whatever the current one's state (a
+        // roll in flight, or one that died): the key keeps its slot until that grace ends.
+        if entry.previous_expires_at(now).is_some() {
+            continue;
+        }
         let record = store.get(&record_key(&entry.hash))?;
         let (reclaim, expired) = match record.as_deref().map(parse_record) {
             None => (true, false),
             Some(None) => (false, false),
+            // A key mid-roll is shown (see [`Standing`]): it keeps its slot.
+            Some(Some(r)) if r.state != KeyState::Active && !entry.previous.is_empty() => {
+                (false, false)
+            }
             Some(Some(r)) => match r.state {
                 // Expiry is final: the key never verifies again, so it holds no live key.
                 KeyState::Active => (r.is_expired(now), true),
@@ -770,6 +841,11 @@ fn reclaimable<S: KeyValue>(
             },
         };
         if reclaim {
+            // Their grace is over, so they must be dead before the entry that lists them goes;
+            // a roll that died before retiring one would have left it verifying.
+            for previous in &entry.previous {
+                store.delete(&record_key(&previous.hash))?;
+            }
             dead.push((entry.hash.clone(), expired));
         }
     }
@@ -801,9 +877,9 @@ fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError
     Err(StoreError("a pending record kept changing".into()))
 }
 
-/// The live keys of `user_id`, oldest first.
-pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, ApiError> {
-    Ok(current_keys(store, user_id)?.1)
+/// The live keys of `user_id` at `now`, oldest first.
+pub fn list<S: KeyValue>(store: &S, user_id: &str, now: i64) -> Result<Vec<KeySummary>, ApiError> {
+    Ok(current_keys(store, user_id, now)?.1)
 }
 
 /// The latest changes to `user_id`'s keys, newest first (at most [`MAX_EVENTS`]); the reads of
@@ -814,8 +890,8 @@ pub fn list<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<KeySummary>, Ap
 /// live, so its `created` event is shown only once that happened: the key is live now, or a
 /// later event names it (it was updated, or deleted after). The `created` event of a create that
 /// failed or is still in flight is not shown.
-pub fn events<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<Event>, ApiError> {
-    let (index, live) = current_keys(store, user_id)?;
+pub fn events<S: KeyValue>(store: &S, user_id: &str, now: i64) -> Result<Vec<Event>, ApiError> {
+    let (index, live) = current_keys(store, user_id, now)?;
     let is_live = |key_id: &str| live.iter().any(|summary| summary.entry.id == key_id);
     let mut shown: Vec<Event> = index
         .events
@@ -834,10 +910,13 @@ pub fn events<S: KeyValue>(store: &S, user_id: &str) -> Result<Vec<Event>, ApiEr
     Ok(shown)
 }
 
-/// The index `head` names and its live keys, oldest first: head, index and one record per key.
+/// The index `head` names and its live keys, oldest first: head, index and one record per key
+/// (more only for a key whose current secret is not active because a roll is in flight or died:
+/// then its older secrets' records too, at most [`MAX_PREVIOUS_SECRETS`]).
 fn current_keys<S: KeyValue>(
     store: &S,
     user_id: &str,
+    now: i64,
 ) -> Result<(Index, Vec<KeySummary>), ApiError> {
     let user = UserSpace::of(user_id);
     for _ in 0..MAX_ATTEMPTS {
@@ -847,21 +926,17 @@ fn current_keys<S: KeyValue>(
         let Some(index) = read_index(store, &user, Head::decode(&head)?.version)? else {
             continue;
         };
-        // Only active records are shown: entries of creates in flight or abandoned, and of
-        // deletes that failed after killing the key, are not keys the user can use.
+        // Entries of creates in flight or abandoned, and of deletes that failed after killing
+        // the key, are not keys the user can use: not shown. Keys mid-roll are (see
+        // [`Standing`]), so every live secret is on the list.
         let mut summaries = Vec::with_capacity(index.keys.len());
         for entry in &index.keys {
-            let record = store
-                .get(&record_key(&entry.hash))?
-                .as_deref()
-                .and_then(parse_record);
-            if let Some(record) =
-                record.filter(|r| r.state == KeyState::Active && r.user_id == user_id)
-            {
+            if let Some(record) = Standing::of(store, entry, user_id, now)?.shown() {
                 summaries.push(KeySummary {
                     entry: entry.clone(),
                     last_used_at: record.last_used_at,
                     expires_at: record.expires_at,
+                    previous_expires_at: entry.previous_expires_at(now),
                 });
             }
         }
@@ -870,11 +945,72 @@ fn current_keys<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
+/// What the records of a key's secrets say about the key.
+enum Standing {
+    /// Its current secret is active (the key may have expired): that record.
+    Active(KeyRecord),
+    /// A roll published a new secret that is not active (pending or revoked): the roll is in
+    /// flight, or it failed or died. The key lives on in a live older secret (`live`), or has
+    /// none until it is rolled again. Either way it is the user's, to roll again or delete.
+    MidRoll {
+        live: Option<KeyRecord>,
+        current: Option<KeyRecord>,
+    },
+    /// Not a key of the user's: a create in flight or failed, a delete in flight.
+    Dead,
+}
+
+impl Standing {
+    /// Reads the records of `entry`'s secrets as `user_id`'s: one read while its current secret
+    /// is active, its older secrets' too only while it is not.
+    fn of<S: KeyValue>(
+        store: &S,
+        entry: &IndexEntry,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Standing, StoreError> {
+        let record_of = |hash: &str| -> Result<Option<KeyRecord>, StoreError> {
+            let record = store
+                .get(&record_key(hash))?
+                .as_deref()
+                .and_then(parse_record);
+            Ok(record.filter(|r| r.user_id == user_id))
+        };
+        let current = record_of(&entry.hash)?;
+        if let Some(record) = current.as_ref().filter(|r| r.state == KeyState::Active) {
+            return Ok(Standing::Active(record.clone()));
+        }
+        let mut live = None;
+        for previous in &entry.previous {
+            live = record_of(&previous.hash)?.filter(|r| r.is_live(now));
+            if live.is_some() {
+                break;
+            }
+        }
+        let rolled = !entry.previous.is_empty() && current.is_some();
+        Ok(if live.is_some() || rolled {
+            Standing::MidRoll { live, current }
+        } else {
+            Standing::Dead
+        })
+    }
+
+    /// The record list shows the key with: the current secret's, else a live older one's.
+    fn shown(self) -> Option<KeyRecord> {
+        match self {
+            Standing::Active(record) => Some(record),
+            Standing::MidRoll { live, current } => live.or(current),
+            Standing::Dead => None,
+        }
+    }
+}
+
 /// Deletes the key `id` of `user_id` for good, at `now` (for its event).
 pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Result<(), ApiError> {
     let user = UserSpace::of(user_id);
-    // Whether this request already deleted the key's record (it may retry the index update).
-    let mut killed = false;
+    // The secrets this request already killed (it may retry the index update, and a roll may
+    // have given the key a new secret meanwhile: that one is killed too).
+    let mut killed: Vec<String> = Vec::new();
     let mut versions = Versions::default();
     for _ in 0..MAX_ATTEMPTS {
         let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
@@ -885,21 +1021,24 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
             // Gone from the index: never ours, or removed after this request killed the key —
             // by its own proposal (whatever the swap answered) or a concurrent delete of the id.
             versions.sweep(store, &user, head.version);
-            return if killed {
+            return if !killed.is_empty() {
                 Ok(())
             } else {
                 Err(ApiError::KeyNotFound)
             };
         };
         let removed = index.keys.remove(position);
-        let hash = removed.hash.clone();
+        // Older secrets first: until the current one goes, the entry is listed for it, so a
+        // secret still live is always on the list (see [`Standing`]). Once all are
+        // deleted the key no longer verifies; everything after is bookkeeping.
+        for hash in removed.all_hashes() {
+            if !killed.iter().any(|k| k == hash) {
+                store.delete(&record_key(hash))?;
+                killed.push(hash.to_owned());
+            }
+        }
         let event = Event::new(removal_event_id(id), EventKind::Deleted, now, &removed);
         index.record(event);
-        if !killed {
-            // From this write on the key no longer verifies; everything after is bookkeeping.
-            store.delete(&record_key(&hash))?;
-            killed = true;
-        }
         let proposed = propose(store, &user, cas, head, &index)?;
         versions.note(head, proposed);
     }
@@ -937,24 +1076,33 @@ pub fn update<S: KeyValue>(
             versions.sweep(store, &user, head.version);
             // The entry at the head: these settings, or newer ones of a later update.
             let entry = index.keys.swap_remove(position);
-            return match carry_settings(store, &entry)? {
+            return match carry(store, &entry, now)? {
                 Some(record) if record.state == KeyState::Active => Ok(KeySummary {
                     last_used_at: record.last_used_at,
                     expires_at: record.expires_at,
+                    previous_expires_at: entry.previous_expires_at(now),
                     entry,
                 }),
+                // A roll published after this update and is activating its new secret, which
+                // it wrote with these settings: answered once that is done (or given up).
+                Some(record) if record.state == KeyState::Pending => {
+                    Err(ApiError::StoreUnavailable)
+                }
                 _ => Err(ApiError::KeyNotFound),
             };
         }
         // A key that is not live (a create in flight or failed, a delete in flight) is not the
-        // user's to change: refused, and so not a change.
-        let record = store
-            .get(&record_key(&index.keys[position].hash))?
-            .as_deref()
-            .and_then(parse_record);
-        if record.is_none_or(|r| r.state != KeyState::Active || r.user_id != user_id) {
-            versions.sweep(store, &user, head.version);
-            return Err(ApiError::KeyNotFound);
+        // user's to change: refused, and so not a change. A key mid-roll waits for the roll to
+        // activate its new secret (the roll wrote it with the settings it published).
+        match Standing::of(store, &index.keys[position], user_id, now)? {
+            Standing::Active(_) => {}
+            standing => {
+                versions.sweep(store, &user, head.version);
+                return Err(match standing {
+                    Standing::MidRoll { .. } => ApiError::StoreUnavailable,
+                    _ => ApiError::KeyNotFound,
+                });
+            }
         }
         let version = next_version(store, &user)?;
         let entry = &mut index.keys[position];
@@ -968,16 +1116,32 @@ pub fn update<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Copies `entry`'s settings onto its record, by compare-and-swap, unless the record already
-/// carries them or newer ones (a higher `settings_version`): so two updates carried in either
-/// order leave the newer, and verify always reads one update's settings whole. Returns the
-/// record as it is then; `None` if it is gone (deleted: never written after that) or cannot be
-/// read by this version.
-fn carry_settings<S: KeyValue>(
+/// Brings the records of all of `entry`'s secrets in line with it: its settings on each (see
+/// [`carry_settings`]), and on each older secret the end of its grace (see [`retire`]).
+/// Returns the current secret's record as it is then.
+fn carry<S: KeyValue>(
     store: &S,
     entry: &IndexEntry,
+    now: i64,
 ) -> Result<Option<KeyRecord>, StoreError> {
-    let key = record_key(&entry.hash);
+    for previous in &entry.previous {
+        carry_settings(store, &previous.hash, entry)?;
+        retire(store, previous, now)?;
+    }
+    carry_settings(store, &entry.hash, entry)
+}
+
+/// Copies `entry`'s settings onto the record of its secret `hash`, by compare-and-swap, unless
+/// the record already carries them or newer ones (a higher `settings_version`): so two updates
+/// carried in either order leave the newer, and verify always reads one update's settings
+/// whole. Returns the record as it is then; `None` if it is gone (deleted: never written after
+/// that) or cannot be read by this version. A record that is not active is left as it is.
+fn carry_settings<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    entry: &IndexEntry,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let key = record_key(hash);
     let mut swapped = false;
     for _ in 0..MAX_ATTEMPTS {
         let (cas, current) = read_back(swapped, || store.watch(&key))?;
@@ -997,6 +1161,280 @@ fn carry_settings<S: KeyValue>(
     Err(StoreError("a record kept changing".into()))
 }
 
+/// Makes the older secret `previous` stop verifying when its grace ends: deleted if that has
+/// come, else its record's `retire_at` set to it by compare-and-swap and read back. The end is
+/// only ever moved earlier, so requests carrying different ends in any order leave the
+/// earliest, and a grace is never extended. A record seen absent is never written.
+fn retire<S: KeyValue>(store: &S, previous: &PreviousSecret, now: i64) -> Result<(), StoreError> {
+    let key = record_key(&previous.hash);
+    if previous.until <= now {
+        return store.delete(&key);
+    }
+    let mut swapped = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let (cas, current) = read_back(swapped, || store.watch(&key))?;
+        let Some(mut record) = current.as_deref().and_then(parse_record) else {
+            return Ok(());
+        };
+        let retires_in_time = record.retire_at.is_some_and(|at| at <= previous.until);
+        if record.state != KeyState::Active || retires_in_time {
+            return Ok(());
+        }
+        record.retire_at = Some(previous.until);
+        swap_unconfirmed(store, cas, &to_json(&record)?);
+        swapped = true;
+    }
+    Err(StoreError("a record kept changing".into()))
+}
+
+/// A new secret for an existing key: its hash and preview (the secret never reaches the store).
+pub struct NewSecret<'a> {
+    pub hash: &'a str,
+    pub preview: &'a str,
+}
+
+/// Gives the key `id` of `user_id` the new secret `new`, keeping its id, name, scopes and
+/// state, and answers the key as it is afterwards. The secret it replaces verifies for
+/// `grace_secs` more (0: not at all), never longer than a grace it already had. `event_id` must
+/// be fresh and random, as for [`update`]. The steps, and why they are safe:
+///
+/// 1. Read head and index; find the id (else `key_not_found`). If the index holds event
+///    `event_id`, the roll was published: go to 4.
+/// 2. Decide which secrets stay: if the current one is active, it joins the older ones with
+///    its grace end, and older ones whose grace is over (or beyond [`MAX_PREVIOUS_SECRETS`])
+///    are dropped. If it is not active (an earlier roll is in flight or died before activating
+///    its secret), that earlier roll's secret is revoked by compare-and-swap, so it can never
+///    activate, and the older secrets still live stay, their grace capped by this one.
+///    No live secret: `key_not_found`.
+/// 3. Write the new secret's record as `pending` (nobody else knows its hash), delete the
+///    records of dropped secrets (before the index stops listing them: live ⇒ listed), then
+///    publish the entry with the new hash and preview, the older secrets with their grace
+///    ends, and the `rolled` event, as update does; start over from the head.
+/// 4. Retire the older secrets (see [`retire`]), then activate the new one from exactly the
+///    pending bytes (a later roll that revoked it, or a delete, wins). Retiring first means a
+///    roll that stops between the two leaves the old secret ending on time and the new one
+///    never live: it fails closed.
+///
+/// While a roll is in flight the key stays listed (see [`Standing`]), so delete can always
+/// kill every secret. A roll that dies between 3 and 4
+/// leaves the old secret verifying past its grace until the next roll, update or delete of
+/// that key carries the end onto its record; it answered no 201.
+pub fn roll<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+    id: &str,
+    new: &NewSecret,
+    grace_secs: i64,
+    event_id: &str,
+    now: i64,
+) -> Result<KeySummary, ApiError> {
+    let user = UserSpace::of(user_id);
+    let mut versions = Versions::default();
+    let mut written: Option<NewSecretRecord> = None;
+    let result = roll_steps(
+        store,
+        &user,
+        user_id,
+        id,
+        new,
+        grace_secs,
+        event_id,
+        now,
+        &mut versions,
+        &mut written,
+    );
+    if let (Err(error), Some(record)) = (&result, &written) {
+        // Best effort. Never proposed, or the key is gone: no entry lists the record, so
+        // delete it. Maybe published: revoke it, so that it never activates and the entry
+        // goes on showing its older secrets (deleting it would look like a delete in flight).
+        let _ = if record.proposed && *error != ApiError::KeyNotFound {
+            revoke_pending(store, new.hash).map(|_| ())
+        } else {
+            store.delete(&record_key(new.hash))
+        };
+    }
+    result
+}
+
+/// The new secret's record as a roll last wrote it: activation swaps from exactly `pending`.
+struct NewSecretRecord {
+    pending: Vec<u8>,
+    active: Vec<u8>,
+    /// Whether an index naming it was proposed (and so may have been published).
+    proposed: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn roll_steps<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    user_id: &str,
+    id: &str,
+    new: &NewSecret,
+    grace_secs: i64,
+    event_id: &str,
+    now: i64,
+    versions: &mut Versions,
+    written: &mut Option<NewSecretRecord>,
+) -> Result<KeySummary, ApiError> {
+    // The never-activated secret of an earlier roll this one replaced, if it did: garbage once
+    // this roll is published.
+    let mut superseded: Option<String> = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((cas, head, mut index)) = watch_index(store, user, versions.unconfirmed())? else {
+            continue;
+        };
+        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+            // Never ours, or deleted (whether before or after this roll landed).
+            versions.sweep(store, user, head.version);
+            return Err(ApiError::KeyNotFound);
+        };
+        // Only this request writes this event id, so seeing it means one of its proposals
+        // landed, whatever the swap answered: the roll is never published twice.
+        if index.events.iter().any(|e| e.id == event_id) {
+            versions.sweep(store, user, head.version);
+            let entry = index.keys.swap_remove(position);
+            let Some(record) = written.as_ref() else {
+                return Err(ApiError::StoreUnavailable);
+            };
+            if entry.hash != new.hash {
+                // A later roll replaced this one before it activated, and revoked its secret.
+                return Err(ApiError::StoreUnavailable);
+            }
+            // Older secrets first: see step 4. Their settings are the entry's already (any
+            // update since published after this roll, and carries them itself).
+            for previous in &entry.previous {
+                retire(store, previous, now)?;
+            }
+            activate(store, new.hash, &record.pending, &record.active)?;
+            if let Some(hash) = &superseded {
+                // Revoked, and no longer listed. Failing to delete it only leaves garbage.
+                let _ = store.delete(&record_key(hash));
+            }
+            let expires_at = parse_record(&record.active).and_then(|r| r.expires_at);
+            return Ok(KeySummary {
+                last_used_at: None,
+                expires_at,
+                previous_expires_at: entry.previous_expires_at(now),
+                entry,
+            });
+        }
+        let entry = &index.keys[position];
+        let grace_end = now + grace_secs;
+        // The older secrets the rolled key lists, each with its grace end (an end that has
+        // come is carried out by retiring it once this is published); those it stops listing,
+        // whose grace is over already; and a record of the key, to copy its expiry from.
+        let mut keep: Vec<PreviousSecret> = Vec::new();
+        let mut drop: Vec<String> = Vec::new();
+        superseded = None;
+        let template = match Standing::of(store, entry, user_id, now)? {
+            Standing::Active(current) if !current.is_expired(now) => {
+                // Latest grace end first (the latest replaced first among equal ends): beyond
+                // the limit, the ones ending first end now.
+                let mut older: Vec<_> = entry.previous.iter().cloned().enumerate().collect();
+                older.sort_by_key(|(at, p)| std::cmp::Reverse((p.until, *at)));
+                for (_, mut previous) in older {
+                    if previous.until <= now {
+                        drop.push(previous.hash);
+                        continue;
+                    }
+                    if keep.len() + 1 >= MAX_PREVIOUS_SECRETS {
+                        previous.until = now;
+                    }
+                    keep.push(previous);
+                }
+                keep.push(PreviousSecret {
+                    hash: entry.hash.clone(),
+                    until: grace_end,
+                });
+                current
+            }
+            Standing::MidRoll { live, current } => {
+                // An earlier roll's secret never went live (that roll is in flight, or failed
+                // or died after publishing). The secrets the key still has stay, their grace
+                // capped by this roll's; that secret is revoked, so that it can never activate
+                // (that roll loses, and answers 503). If it turned active meanwhile, that roll
+                // finished: start over from there.
+                for previous in &entry.previous {
+                    let record = store.get(&record_key(&previous.hash))?;
+                    if record
+                        .as_deref()
+                        .and_then(parse_record)
+                        .is_some_and(|r| r.is_live(now))
+                    {
+                        keep.push(PreviousSecret {
+                            hash: previous.hash.clone(),
+                            until: previous.until.min(grace_end),
+                        });
+                    } else {
+                        drop.push(previous.hash.clone());
+                    }
+                }
+                let pending = current
+                    .as_ref()
+                    .is_some_and(|r| r.state == KeyState::Pending);
+                if pending && !revoke_pending(store, &entry.hash)? {
+                    continue;
+                }
+                superseded = Some(entry.hash.clone());
+                let Some(template) = live.or(current).filter(|r| !r.is_expired(now)) else {
+                    versions.sweep(store, user, head.version);
+                    return Err(ApiError::KeyNotFound);
+                };
+                template
+            }
+            // Expired (final: there is no key left to roll), or not a key of the user's.
+            _ => {
+                versions.sweep(store, user, head.version);
+                return Err(ApiError::KeyNotFound);
+            }
+        };
+        let record = |state| KeyRecord {
+            state,
+            user_id: user_id.to_owned(),
+            key_id: entry.id.clone(),
+            name: entry.name.clone(),
+            scopes: entry.scopes.clone(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: template.expires_at,
+            enabled: entry.enabled,
+            settings_version: entry.settings_version,
+            retire_at: None,
+        };
+        let pending = to_json(&record(KeyState::Pending))?;
+        let active = to_json(&record(KeyState::Active))?;
+        // Nobody else knows this hash; and nobody can have revoked it yet, since this roll's
+        // proposals did not land (it would have seen its event above). Noted first: a write
+        // that fails may still have landed, and is cleaned up then.
+        let proposed = written.as_ref().is_some_and(|w| w.proposed);
+        let record = written.insert(NewSecretRecord {
+            pending,
+            active,
+            proposed,
+        });
+        store.set(&record_key(new.hash), &record.pending)?;
+        for hash in &drop {
+            store.delete(&record_key(hash))?;
+        }
+        let version = next_version(store, user)?;
+        let entry = &mut index.keys[position];
+        entry.hash = new.hash.to_owned();
+        entry.preview = new.preview.to_owned();
+        let ends = keep.iter().map(|p| p.until).max();
+        entry.previous = keep;
+        let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
+        event.previous_key_expires_at = ends;
+        index.record(event);
+        if let Some(record) = written.as_mut() {
+            record.proposed = true;
+        }
+        publish(store, user, cas, head, version, &index)?;
+        versions.note(head, version);
+    }
+    Err(ApiError::StoreUnavailable)
+}
+
 /// Looks a presented key up by its hash: the active record, or `None`. One read; at most once
 /// per key and [`USAGE_GRANULARITY_SECS`], the last use is recorded too (see [`record_use`]).
 pub fn verify<S: KeyValue>(
@@ -1013,7 +1451,8 @@ pub fn verify<S: KeyValue>(
         eprintln!("verify: refused a key whose record this version cannot read");
         return Ok(None);
     };
-    if record.state != KeyState::Active {
+    // An old secret of a rolled key past its grace is as unknown as a deleted one.
+    if record.state != KeyState::Active || record.is_retired(now) {
         return Ok(None);
     }
     if is_stale(record.last_used_at, now) && record.enabled && !record.is_expired(now) {

@@ -16,12 +16,13 @@ pub fn key(summary: &KeySummary) -> Value {
         "preview": summary.entry.preview,
         "last_used_at": summary.last_used_at.map(rfc3339),
         "expires_at": summary.expires_at.map(rfc3339),
+        "previous_key_expires_at": summary.previous_expires_at.map(rfc3339),
     })
 }
 
 /// One change as the history shows it: `{"type", "at", "key_id", "name"}`, with `changes`
-/// (`{"<field>": {"from": …, "to": …}}`) for an update and `reason` for a key removed because
-/// it expired.
+/// (`{"<field>": {"from": …, "to": …}}`) for an update, `previous_key_expires_at` (the end of
+/// the replaced secret's grace) for a roll, and `reason` for a key removed because it expired.
 pub fn event(event: &Event) -> Value {
     let mut shown = json!({
         "type": event.kind,
@@ -39,6 +40,9 @@ pub fn event(event: &Event) -> Value {
     }
     if let Some(reason) = &event.reason {
         shown["reason"] = json!(reason);
+    }
+    if let Some(ends) = event.previous_key_expires_at {
+        shown["previous_key_expires_at"] = json!(rfc3339(ends));
     }
     shown
 }

@@ -20,7 +20,7 @@ fn events(request: &BoundedRequest) -> Result<Reply, ApiError> {
     let user_id = spin::authenticate(request, &config)?;
     // Read: the caller's head, index and one record per key, as list does.
     let store = SpinStore::open()?;
-    let events = protocol::events(&store, &user_id)?;
+    let events = protocol::events(&store, &user_id, spin::now())?;
     // Respond.
     let events: Vec<_> = events.iter().map(view::event).collect();
     Ok(Reply::json(200, json!({ "events": events })))

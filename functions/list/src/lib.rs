@@ -19,11 +19,11 @@ fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
     let user_id = spin::authenticate(request, &config)?;
     // Read: only the caller's index and the records it names.
     let store = SpinStore::open()?;
-    let summaries = protocol::list(&store, &user_id)?;
+    let now = spin::now();
+    let summaries = protocol::list(&store, &user_id, now)?;
     // Respond.
     let keys: Vec<_> = summaries.iter().map(view::key).collect();
     // Expired keys are still shown (until a create reclaims their slots), but do not count.
-    let now = spin::now();
     let count = summaries
         .iter()
         .filter(|summary| summary.counts_toward_limit(now))

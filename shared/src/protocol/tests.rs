@@ -79,6 +79,21 @@ under_every_swap_answer!(
     the_index_keeps_the_latest_hundred_events,
     events_record_creates_updates_and_deletes_newest_first_without_secrets,
     an_expired_key_removed_by_a_create_is_a_deleted_event,
+    a_roll_gives_a_new_secret_and_the_old_one_verifies_until_its_grace_ends,
+    a_roll_without_grace_ends_the_old_secret_at_once,
+    deleting_a_rolled_key_kills_every_secret,
+    rolling_again_keeps_older_secrets_until_their_own_grace_ends_three_at_most,
+    an_update_reaches_every_live_secret_of_a_rolled_key,
+    a_roll_of_a_key_that_is_not_the_users_or_has_expired_is_key_not_found_and_changes_nothing,
+    two_rolls_of_one_key_in_every_interleaving,
+    two_rolls_without_grace_in_every_interleaving,
+    a_roll_racing_a_delete_leaves_no_secret_alive,
+    a_roll_racing_an_update_keeps_every_secret_in_line,
+    a_verify_racing_a_roll_sees_the_old_secret_valid_throughout_its_grace,
+    a_roll_racing_a_create_at_the_limit_changes_no_count,
+    a_store_failure_at_any_operation_of_a_roll_leaves_a_retry_that_succeeds,
+    a_store_failure_at_any_operation_of_a_roll_without_grace_leaves_a_retry_that_succeeds,
+    a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_grace_once_retried,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -153,13 +168,17 @@ fn create_one(store: &MemoryStore, user: &str) -> Made {
 
 /// Whether the key answers valid at `NOW` (verify refuses an expired record it found).
 fn verifies(store: &MemoryStore, hash: &str) -> bool {
-    verify(store, hash, NOW)
+    verifies_at(store, hash, NOW)
+}
+
+fn verifies_at(store: &MemoryStore, hash: &str, now: i64) -> bool {
+    verify(store, hash, now)
         .expect("verify")
-        .is_some_and(|record| !record.is_expired(NOW))
+        .is_some_and(|record| !record.is_expired(now))
 }
 
 fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {
-    list(store, user)
+    list(store, user, NOW)
         .expect("list")
         .into_iter()
         .map(|s| s.entry.id)
@@ -173,7 +192,7 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
             continue;
         }
         let record = parse_record(&value).expect("records are readable");
-        if record.state == KeyState::Active && !record.is_expired(NOW) {
+        if record.is_live(NOW) {
             assert!(
                 listed_ids(store, &record.user_id).contains(&record.key_id),
                 "live key {} is not listed",
@@ -183,7 +202,7 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
     }
     for user in users {
         assert_history_matches_keys(store, user);
-        let listed = list(store, user).expect("list");
+        let listed = list(store, user, NOW).expect("list");
         let counted = listed.iter().filter(|s| s.counts_toward_limit(NOW)).count();
         assert!(counted <= max, "{user} holds {counted} keys");
         let mut ids: Vec<&str> = listed.iter().map(|s| s.entry.id.as_str()).collect();
@@ -191,8 +210,14 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
         ids.dedup();
         assert_eq!(ids.len(), listed.len(), "{user}'s list shows a key twice");
         for summary in listed.iter().filter(|s| s.counts_toward_limit(NOW)) {
+            // Its current secret, or while a roll is in flight (or died) an older one; a key
+            // whose roll failed with no grace has none until it is rolled again.
+            let mid_roll = matches!(
+                Standing::of(store, &summary.entry, user, NOW).unwrap(),
+                Standing::MidRoll { .. }
+            );
             assert!(
-                verifies(store, &summary.entry.hash),
+                mid_roll || summary.entry.all_hashes().any(|h| verifies(store, h)),
                 "listed key {} does not verify",
                 summary.entry.id
             );
@@ -204,8 +229,8 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
 /// created is listed or has a later event, a key shown as deleted is not listed, and a create
 /// whose key is not live (failed, or in flight) shows no event at all. Never a hash.
 fn assert_history_matches_keys(store: &MemoryStore, user: &str) {
-    let shown = events(store, user).expect("events");
-    let listed = list(store, user).expect("list");
+    let shown = events(store, user, NOW).expect("events");
+    let listed = list(store, user, NOW).expect("list");
     let listed_ids: Vec<&str> = listed.iter().map(|s| s.entry.id.as_str()).collect();
     let created = |id: &str| {
         shown
@@ -230,7 +255,7 @@ fn assert_history_matches_keys(store: &MemoryStore, user: &str) {
                 "{} is shown deleted but listed",
                 event.key_id
             ),
-            EventKind::Updated => {}
+            EventKind::Updated | EventKind::Rolled => {}
         }
     }
     let text = serde_json::to_string(&shown).unwrap();
@@ -245,15 +270,19 @@ fn assert_history_matches_keys(store: &MemoryStore, user: &str) {
 /// verify checks is what list shows.
 fn assert_settings_carried(store: &MemoryStore, users: &[&str]) {
     for user in users {
-        for summary in list(store, user).expect("list") {
+        for summary in list(store, user, NOW).expect("list") {
             let entry = &summary.entry;
-            let record = verify(store, &entry.hash, NOW).unwrap().expect("listed");
-            assert_eq!(
-                (&record.name, &record.scopes, record.enabled),
-                (&entry.name, &entry.scopes, entry.enabled),
-                "the record of {} does not carry its settings",
-                entry.id
-            );
+            for hash in entry.all_hashes() {
+                let Some(record) = verify(store, hash, NOW).unwrap() else {
+                    continue;
+                };
+                assert_eq!(
+                    (&record.name, &record.scopes, record.enabled),
+                    (&entry.name, &entry.scopes, entry.enabled),
+                    "a secret of {} does not carry its settings",
+                    entry.id
+                );
+            }
         }
     }
 }
@@ -274,7 +303,7 @@ fn assert_no_pending(store: &MemoryStore) {
 fn a_created_key_is_listed_verifies_and_is_gone_after_delete(answers: SwapAnswers) {
     let store = MemoryStore::with_answers(answers);
     let made = create_one(&store, "alice");
-    let listed = list(&store, "alice").unwrap();
+    let listed = list(&store, "alice", NOW).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].entry.id, made.id);
     assert_eq!(listed[0].last_used_at, None);
@@ -286,7 +315,7 @@ fn a_created_key_is_listed_verifies_and_is_gone_after_delete(answers: SwapAnswer
 
     delete(&store, "alice", &made.id, NOW).unwrap();
     assert!(!verifies(&store, &made.hash));
-    assert!(list(&store, "alice").unwrap().is_empty());
+    assert!(list(&store, "alice", NOW).unwrap().is_empty());
     assert_eq!(
         delete(&store, "alice", &made.id, NOW),
         Err(ApiError::KeyNotFound)
@@ -352,10 +381,13 @@ fn verify_records_last_use_at_most_hourly(answers: SwapAnswers) {
     let before = store.ops();
     verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS - 1).unwrap();
     assert_eq!(store.ops() - before, 1, "within the hour: one read only");
-    assert_eq!(list(&store, "alice").unwrap()[0].last_used_at, Some(NOW));
+    assert_eq!(
+        list(&store, "alice", NOW).unwrap()[0].last_used_at,
+        Some(NOW)
+    );
     verify(&store, &made.hash, NOW + USAGE_GRANULARITY_SECS).unwrap();
     assert_eq!(
-        list(&store, "alice").unwrap()[0].last_used_at,
+        list(&store, "alice", NOW).unwrap()[0].last_used_at,
         Some(NOW + USAGE_GRANULARITY_SECS)
     );
 }
@@ -374,7 +406,9 @@ fn a_failed_usage_write_does_not_fail_verification(answers: SwapAnswers) {
         store.fail_nth(n);
         assert!(verify(&store, &made.hash, NOW).unwrap().is_some(), "op {n}");
     }
-    assert!(list(&store, "alice").unwrap()[0].last_used_at.is_none());
+    assert!(list(&store, "alice", NOW).unwrap()[0]
+        .last_used_at
+        .is_none());
 }
 
 fn fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit(answers: SwapAnswers) {
@@ -424,6 +458,11 @@ enum Request {
         id: String,
         wanted: Settings,
     },
+    Roll {
+        user: &'static str,
+        id: String,
+        grace: i64,
+    },
     List {
         user: &'static str,
     },
@@ -438,6 +477,8 @@ enum Outcome {
     Created(String, Result<IndexEntry, ApiError>),
     Deleted(String, Result<(), ApiError>),
     Updated(Result<KeySummary, ApiError>),
+    /// The key's id, the grace asked for, the new secret's hash, and what the roll answered.
+    Rolled(String, i64, String, Result<KeySummary, ApiError>),
     Verified(Option<KeyRecord>),
     Other,
 }
@@ -453,8 +494,12 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
             let event = key::event_id().unwrap();
             Outcome::Updated(update(store, user, id, wanted, &event, now))
         }
+        Request::Roll { user, id, grace } => {
+            let (hash, result) = roll_with(store, user, id, *grace, now);
+            Outcome::Rolled(id.clone(), *grace, hash, result)
+        }
         Request::List { user } => {
-            let _ = list(store, user);
+            let _ = list(store, user, now);
             Outcome::Other
         }
         Request::Verify { hash } => Outcome::Verified(verify(store, hash, now).ok().flatten()),
@@ -545,6 +590,58 @@ fn assert_outcomes(store: &MemoryStore, outcomes: &[Outcome], deleted_hashes: &[
                     .expect("known id")
                     .1;
                 assert!(!verifies(store, hash), "a deleted key still verifies");
+                // Every secret a roll gave it too.
+                for outcome in outcomes {
+                    if let Outcome::Rolled(rolled, _, new, _) = outcome {
+                        if rolled == id {
+                            assert!(!verifies(store, new), "a deleted key's new secret verifies");
+                        }
+                    }
+                }
+            }
+            Outcome::Rolled(id, grace, new, Ok(summary)) => {
+                assert_eq!((&summary.entry.id, &summary.entry.hash), (id, new));
+                let deleted = outcomes
+                    .iter()
+                    .any(|o| matches!(o, Outcome::Deleted(d, Ok(())) if d == id));
+                let other_rolls = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Outcome::Rolled(r, _, n, Ok(_)) if r == id && n != new))
+                    .count();
+                if !deleted && other_rolls == 0 {
+                    assert!(
+                        verifies(store, new),
+                        "a roll answered 201 but its secret fails"
+                    );
+                }
+                let original = deleted_hashes.iter().find(|(i, _)| i == id).map(|k| &k.1);
+                if let (Some(original), false) = (original, deleted) {
+                    if other_rolls == 0 {
+                        assert_eq!(
+                            verifies(store, original),
+                            *grace > 0,
+                            "the replaced secret, grace {grace}"
+                        );
+                    }
+                    let longest = outcomes
+                        .iter()
+                        .filter_map(|o| match o {
+                            Outcome::Rolled(r, g, _, Ok(_)) if r == id => Some(*g),
+                            _ => None,
+                        })
+                        .max()
+                        .unwrap_or(0);
+                    assert!(
+                        !verifies_at(store, original, NOW + longest),
+                        "the replaced secret verifies after its grace"
+                    );
+                }
+            }
+            Outcome::Rolled(_, _, new, Err(e)) => {
+                assert!(
+                    !verifies(store, new),
+                    "a roll answered {e:?} but its secret verifies"
+                );
             }
             _ => {}
         }
@@ -767,7 +864,9 @@ fn check_failure_at_every_operation(
         let n = format!("{n}{}", if after_effect { " (after effect)" } else { "" });
         let outcome = perform(&request, &store, MAX, NOW);
         match &outcome {
-            Outcome::Created(_, Err(e)) | Outcome::Deleted(_, Err(e)) => {
+            Outcome::Created(_, Err(e))
+            | Outcome::Deleted(_, Err(e))
+            | Outcome::Rolled(_, _, _, Err(e)) => {
                 assert_eq!(*e, ApiError::StoreUnavailable, "op {n}")
             }
             _ => {}
@@ -779,7 +878,7 @@ fn check_failure_at_every_operation(
             if !verifies(&store, hash) {
                 // Its key never went live: no event may say it was created. (Every other shown
                 // `created` is a listed key's, or a removed one's with its removal shown.)
-                let shown = events(&store, "alice").unwrap();
+                let shown = events(&store, "alice", NOW).unwrap();
                 let count = |kind| shown.iter().filter(|e| e.kind == kind).count();
                 assert_eq!(
                     count(EventKind::Created),
@@ -808,6 +907,15 @@ fn check_failure_at_every_operation(
                     matches!(retry, Outcome::Deleted(_, Ok(()))),
                     "retry after op {n}: {retry:?}"
                 );
+            }
+            (Request::Roll { .. }, Outcome::Rolled(_, _, _, Err(_))) => {
+                let retry = perform(&request, &store, MAX, NOW);
+                assert!(
+                    matches!(retry, Outcome::Rolled(_, _, _, Ok(_))),
+                    "retry after op {n}: {retry:?}"
+                );
+                assert_outcomes(&store, std::slice::from_ref(&retry), &known);
+                assert_settings_carried(&store, &["alice"]);
             }
             (Request::Update { .. }, Outcome::Updated(Err(_))) => {
                 let retry = perform(&request, &store, MAX, NOW);
@@ -871,7 +979,7 @@ fn list_answers_503_when_the_store_fails(answers: SwapAnswers) {
     for n in 1..=3 {
         store.fail_nth(n);
         assert_eq!(
-            list(&store, "alice"),
+            list(&store, "alice", NOW),
             Err(ApiError::StoreUnavailable),
             "op {n}"
         );
@@ -1077,7 +1185,7 @@ fn an_expiring_key_verifies_until_its_expiry_and_is_never_written_after(answers:
     let store = MemoryStore::with_answers(answers);
     let made = new_key();
     create_expiring(&store, "alice", &made, MAX, NOW, Some(NOW + 60)).unwrap();
-    let listed = list(&store, "alice").unwrap();
+    let listed = list(&store, "alice", NOW).unwrap();
     assert_eq!(listed[0].expires_at, Some(NOW + 60));
     assert!(listed[0].counts_toward_limit(NOW + 59));
     let record = verify(&store, &made.hash, NOW + 59)
@@ -1092,7 +1200,7 @@ fn an_expiring_key_verifies_until_its_expiry_and_is_never_written_after(answers:
         .expect("found");
     assert!(record.is_expired(NOW + 60));
     assert_eq!(store.ops() - before, 1);
-    assert!(!list(&store, "alice").unwrap()[0].counts_toward_limit(NOW + 60));
+    assert!(!list(&store, "alice", NOW).unwrap()[0].counts_toward_limit(NOW + 60));
     // Delete still removes it.
     delete(&store, "alice", &made.id, NOW).unwrap();
     assert!(verify(&store, &made.hash, NOW + 60).unwrap().is_none());
@@ -1188,7 +1296,7 @@ fn an_update_changes_the_settings_and_the_next_verify_sees_them(answers: SwapAns
         (record.scopes.as_slice(), record.enabled),
         (&["write".to_string()][..], false)
     );
-    let listed = list(&store, "alice").unwrap();
+    let listed = list(&store, "alice", NOW).unwrap();
     assert_eq!(
         (listed[0].entry.scopes.clone(), listed[0].entry.enabled),
         (vec!["write".to_string()], false)
@@ -1228,6 +1336,24 @@ fn an_update_changes_the_settings_and_the_next_verify_sees_them(answers: SwapAns
     );
     assert_invariants(&store, &["alice"], MAX as usize);
     assert_settings_carried(&store, &["alice"]);
+}
+
+/// Rolls `id` to a fresh secret with `grace` seconds for the old one: the new hash and answer.
+fn roll_with<S: KeyValue>(
+    store: &S,
+    user: &str,
+    id: &str,
+    grace: i64,
+    now: i64,
+) -> (String, Result<KeySummary, ApiError>) {
+    let fresh = key::generate("ak").unwrap();
+    let new = NewSecret {
+        hash: &fresh.hash,
+        preview: &fresh.preview,
+    };
+    let event = key::event_id().unwrap();
+    let result = roll(store, user, id, &new, grace, &event, now);
+    (fresh.hash, result)
 }
 
 fn current_index(store: &MemoryStore, user: &str) -> Index {
@@ -1390,12 +1516,12 @@ fn the_index_keeps_the_latest_hundred_events(answers: SwapAnswers) {
 
 fn events_record_creates_updates_and_deletes_newest_first_without_secrets(answers: SwapAnswers) {
     let store = MemoryStore::with_answers(answers);
-    assert!(events(&store, "alice").unwrap().is_empty());
+    assert!(events(&store, "alice", NOW).unwrap().is_empty());
     let first = create_one(&store, "alice");
     let second = create_one(&store, "alice");
     update_one(&store, "alice", &first.id, &write_only()).unwrap();
     delete(&store, "alice", &second.id, NOW + 5).unwrap();
-    let shown = events(&store, "alice").unwrap();
+    let shown = events(&store, "alice", NOW).unwrap();
     let summary: Vec<(EventKind, &str)> =
         shown.iter().map(|e| (e.kind, e.key_id.as_str())).collect();
     assert_eq!(
@@ -1416,12 +1542,12 @@ fn events_record_creates_updates_and_deletes_newest_first_without_secrets(answer
         (NOW + 5, "name", None)
     );
     // Each user sees only their own history; a refused request is not in it.
-    assert!(events(&store, "bob").unwrap().is_empty());
+    assert!(events(&store, "bob", NOW).unwrap().is_empty());
     assert_eq!(
         delete(&store, "bob", &first.id, NOW),
         Err(ApiError::KeyNotFound)
     );
-    assert_eq!(events(&store, "alice").unwrap().len(), 4);
+    assert_eq!(events(&store, "alice", NOW).unwrap().len(), 4);
     let text = serde_json::to_string(&shown).unwrap();
     for secret in [&first.secret, &second.secret, &first.hash, &second.hash] {
         assert!(!text.contains(secret.as_str()));
@@ -1434,7 +1560,7 @@ fn an_expired_key_removed_by_a_create_is_a_deleted_event(answers: SwapAnswers) {
     let made = keys_with_expired(&store, MAX - 1, 1);
     let expired = &made[MAX as usize - 1];
     create_one(&store, "alice");
-    let shown = events(&store, "alice").unwrap();
+    let shown = events(&store, "alice", NOW).unwrap();
     assert_eq!(shown[0].kind, EventKind::Created);
     let removal = &shown[1];
     assert_eq!(
@@ -1446,4 +1572,324 @@ fn an_expired_key_removed_by_a_create_is_a_deleted_event(answers: SwapAnswers) {
         (EventKind::Deleted, expired.id.as_str(), Some("expired"))
     );
     assert_history_matches_keys(&store, "alice");
+}
+
+const HOUR: i64 = 3600;
+
+fn roll_one(store: &MemoryStore, id: &str, grace: i64) -> (String, KeySummary) {
+    let (hash, result) = roll_with(store, "alice", id, grace, NOW);
+    (hash, result.expect("roll"))
+}
+
+fn a_roll_gives_a_new_secret_and_the_old_one_verifies_until_its_grace_ends(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let old = create_one(&store, "alice");
+    let before = list(&store, "alice", NOW).unwrap().remove(0);
+    let (new, rolled) = roll_one(&store, &old.id, HOUR);
+    // Same key: id, name, scopes and creation; a new secret and preview.
+    assert_eq!(rolled.entry.id, old.id);
+    assert_eq!(
+        (
+            &rolled.entry.name,
+            &rolled.entry.scopes,
+            rolled.entry.created_at
+        ),
+        (
+            &before.entry.name,
+            &before.entry.scopes,
+            before.entry.created_at
+        )
+    );
+    assert_eq!(rolled.entry.hash, new);
+    assert_eq!(rolled.previous_expires_at, Some(NOW + HOUR));
+    let listed = list(&store, "alice", NOW).unwrap();
+    assert_eq!(listed.len(), 1, "the limit counts keys, not secrets");
+    assert_eq!(listed[0].entry.hash, new);
+    assert_eq!(listed[0].previous_expires_at, Some(NOW + HOUR));
+    // Both verify as the same key until the grace ends; then only the new one, forever.
+    for hash in [&old.hash, &new] {
+        let record = verify(&store, hash, NOW).unwrap().expect("valid");
+        assert_eq!(
+            (record.key_id.as_str(), record.user_id.as_str()),
+            (old.id.as_str(), "alice")
+        );
+    }
+    assert!(verifies_at(&store, &old.hash, NOW + HOUR - 1));
+    assert!(!verifies_at(&store, &old.hash, NOW + HOUR));
+    assert!(!verifies_at(&store, &old.hash, NOW + 100 * HOUR));
+    assert!(verifies_at(&store, &new, NOW + 100 * HOUR));
+    let later = list(&store, "alice", NOW + HOUR).unwrap();
+    assert_eq!(later[0].previous_expires_at, None);
+    // The history: a `rolled` event with the grace end, and no secret or hash.
+    let shown = events(&store, "alice", NOW).unwrap();
+    assert_eq!(
+        (
+            shown[0].kind,
+            shown[0].key_id.as_str(),
+            shown[0].previous_key_expires_at
+        ),
+        (EventKind::Rolled, old.id.as_str(), Some(NOW + HOUR))
+    );
+    let text = serde_json::to_string(&shown).unwrap();
+    assert!(!text.contains(&old.hash) && !text.contains(&new));
+    assert_invariants(&store, &["alice"], MAX as usize);
+    assert_settings_carried(&store, &["alice"]);
+    assert_no_pending(&store);
+}
+
+fn a_roll_without_grace_ends_the_old_secret_at_once(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let old = create_one(&store, "alice");
+    let (new, rolled) = roll_one(&store, &old.id, 0);
+    assert!(verifies(&store, &new));
+    assert!(!verifies(&store, &old.hash));
+    assert_eq!(rolled.previous_expires_at, None);
+    // Nothing of the old secret is left at rest.
+    assert!(store.get(&record_key(&old.hash)).unwrap().is_none());
+    assert_eq!(listed_ids(&store, "alice"), [old.id.clone()]);
+    assert_invariants(&store, &["alice"], MAX as usize);
+}
+
+fn deleting_a_rolled_key_kills_every_secret(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let old = create_one(&store, "alice");
+    let (middle, _) = roll_one(&store, &old.id, HOUR);
+    let (new, _) = roll_one(&store, &old.id, HOUR);
+    for hash in [&old.hash, &middle, &new] {
+        assert!(verifies(&store, hash));
+    }
+    delete(&store, "alice", &old.id, NOW).unwrap();
+    for hash in [&old.hash, &middle, &new] {
+        assert!(!verifies(&store, hash));
+        assert!(store.get(&record_key(hash)).unwrap().is_none());
+    }
+    assert!(listed_ids(&store, "alice").is_empty());
+    assert_invariants(&store, &["alice"], MAX as usize);
+}
+
+fn rolling_again_keeps_older_secrets_until_their_own_grace_ends_three_at_most(
+    answers: SwapAnswers,
+) {
+    let store = MemoryStore::with_answers(answers);
+    let original = create_one(&store, "alice");
+    // A roll whose answer was lost, then its retry: the secret in use keeps its own grace.
+    let (lost, _) = roll_one(&store, &original.id, 2 * HOUR);
+    let (retried, _) = roll_one(&store, &original.id, HOUR);
+    assert!(verifies_at(&store, &original.hash, NOW + 2 * HOUR - 1));
+    assert!(verifies_at(&store, &lost, NOW + HOUR - 1));
+    assert!(!verifies_at(&store, &lost, NOW + HOUR));
+    assert!(verifies_at(&store, &retried, NOW + 100 * HOUR));
+    let listed = list(&store, "alice", NOW).unwrap();
+    assert_eq!(listed[0].previous_expires_at, Some(NOW + 2 * HOUR));
+    // Beyond three older secrets, the one ending first ends at once.
+    let (fourth, _) = roll_one(&store, &original.id, 3 * HOUR);
+    for hash in [&original.hash, &lost, &retried, &fourth] {
+        assert!(verifies(&store, hash));
+    }
+    let (fifth, _) = roll_one(&store, &original.id, 3 * HOUR);
+    assert!(!verifies(&store, &lost), "the secret ending first goes");
+    for hash in [&original.hash, &retried, &fourth, &fifth] {
+        assert!(verifies(&store, hash));
+    }
+    let entry = &list(&store, "alice", NOW).unwrap()[0].entry;
+    let in_grace = entry.previous.iter().filter(|p| p.until > NOW).count();
+    assert_eq!(in_grace, MAX_PREVIOUS_SECRETS);
+    assert_invariants(&store, &["alice"], MAX as usize);
+    // Once their grace is over, the next roll stops listing them.
+    let (hash, result) = roll_with(&store, "alice", &original.id, 0, NOW + 4 * HOUR);
+    result.unwrap();
+    let entry = &list(&store, "alice", NOW + 4 * HOUR).unwrap()[0].entry;
+    assert_eq!(entry.hash, hash);
+    assert_eq!(
+        entry.previous.len(),
+        1,
+        "only the secret just replaced: {entry:?}"
+    );
+    for old in [&original.hash, &lost, &retried, &fourth, &fifth] {
+        assert!(store.get(&record_key(old)).unwrap().is_none());
+    }
+}
+
+fn an_update_reaches_every_live_secret_of_a_rolled_key(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let old = create_one(&store, "alice");
+    let (new, _) = roll_one(&store, &old.id, HOUR);
+    update_one(&store, "alice", &old.id, &write_only()).unwrap();
+    for hash in [&old.hash, &new] {
+        let record = verify(&store, hash, NOW).unwrap().expect("found");
+        assert_eq!(
+            (record.scopes.clone(), record.enabled),
+            (vec!["write".to_string()], false)
+        );
+    }
+    // A roll of a disabled key gives a disabled secret, with the same settings.
+    let (newest, rolled) = roll_one(&store, &old.id, HOUR);
+    assert!(!rolled.entry.enabled);
+    let record = verify(&store, &newest, NOW).unwrap().expect("found");
+    assert_eq!(
+        (record.scopes.clone(), record.enabled),
+        (vec!["write".to_string()], false)
+    );
+    assert_settings_carried(&store, &["alice"]);
+}
+
+fn a_roll_of_a_key_that_is_not_the_users_or_has_expired_is_key_not_found_and_changes_nothing(
+    answers: SwapAnswers,
+) {
+    let store = MemoryStore::with_answers(answers);
+    let alices = create_one(&store, "alice");
+    let expiring = new_key();
+    create_expiring(&store, "alice", &expiring, MAX, NOW - HOUR, Some(NOW)).unwrap();
+    create_one(&store, "bob");
+    let before = store.snapshot();
+    for (user, id) in [
+        ("bob", alices.id.as_str()),
+        ("carol", alices.id.as_str()),
+        ("alice", "key_0000000000000000000000"),
+        ("alice", expiring.id.as_str()),
+    ] {
+        let (hash, result) = roll_with(&store, user, id, HOUR, NOW);
+        assert_eq!(result.map(|_| ()), Err(ApiError::KeyNotFound));
+        assert!(!verifies(&store, &hash));
+    }
+    assert_eq!(store.snapshot(), before);
+    delete(&store, "alice", &alices.id, NOW).unwrap();
+    let (_, result) = roll_with(&store, "alice", &alices.id, 0, NOW);
+    assert_eq!(result.map(|_| ()), Err(ApiError::KeyNotFound));
+}
+
+fn roll_request(made: &[Made], grace: i64) -> Request {
+    Request::Roll {
+        user: "alice",
+        id: made[0].id.clone(),
+        grace,
+    }
+}
+
+fn two_rolls_of_one_key_in_every_interleaving(answers: SwapAnswers) {
+    check_all_interleavings(answers, 2, |made| {
+        [roll_request(made, HOUR), roll_request(made, 2 * HOUR)]
+    });
+}
+
+fn two_rolls_without_grace_in_every_interleaving(answers: SwapAnswers) {
+    check_all_interleavings(answers, 1, |made| {
+        [roll_request(made, 0), roll_request(made, 0)]
+    });
+}
+
+fn a_roll_racing_a_delete_leaves_no_secret_alive(answers: SwapAnswers) {
+    for grace in [0, HOUR] {
+        check_all_interleavings(answers, 2, |made| {
+            [
+                roll_request(made, grace),
+                Request::Delete {
+                    user: "alice",
+                    id: made[0].id.clone(),
+                },
+            ]
+        });
+    }
+}
+
+fn a_roll_racing_an_update_keeps_every_secret_in_line(answers: SwapAnswers) {
+    check_all_interleavings(answers, 1, |made| {
+        [
+            roll_request(made, HOUR),
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+        ]
+    });
+}
+
+fn a_verify_racing_a_roll_sees_the_old_secret_valid_throughout_its_grace(answers: SwapAnswers) {
+    for plan in plans(14) {
+        let store = MemoryStore::with_answers(answers);
+        let made = create_one(&store, "alice");
+        let requests = [
+            roll_request(std::slice::from_ref(&made), HOUR),
+            Request::Verify {
+                hash: made.hash.clone(),
+            },
+        ];
+        let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
+        assert!(
+            matches!(outcomes[1], Outcome::Verified(Some(_))),
+            "plan {plan:?}: {outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[0], Outcome::Rolled(_, _, _, Ok(_))),
+            "plan {plan:?}: {outcomes:?}"
+        );
+        assert_invariants(&store, &["alice"], MAX as usize);
+    }
+}
+
+fn a_roll_racing_a_create_at_the_limit_changes_no_count(answers: SwapAnswers) {
+    check_all_interleavings(answers, MAX - 1, |made| {
+        [roll_request(made, HOUR), Request::Create { user: "alice" }]
+    });
+}
+
+fn check_roll_failures(answers: SwapAnswers, grace: i64) {
+    check_failure_at_every_operation(answers, |store| {
+        let made: Vec<Made> = (0..2).map(|_| create_one(store, "alice")).collect();
+        let known = made
+            .iter()
+            .map(|m| (m.id.clone(), m.hash.clone()))
+            .collect();
+        (roll_request(&made, grace), known)
+    });
+}
+
+fn a_store_failure_at_any_operation_of_a_roll_leaves_a_retry_that_succeeds(answers: SwapAnswers) {
+    check_roll_failures(answers, HOUR);
+}
+
+fn a_store_failure_at_any_operation_of_a_roll_without_grace_leaves_a_retry_that_succeeds(
+    answers: SwapAnswers,
+) {
+    check_roll_failures(answers, 0);
+}
+
+fn a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_grace_once_retried(
+    answers: SwapAnswers,
+) {
+    for grace in [0, HOUR] {
+        let setup = |store: &MemoryStore| {
+            let made = vec![create_one(store, "alice")];
+            let request = roll_request(&made, grace);
+            (made, request)
+        };
+        let operations = operations_of(answers, |store| setup(store).1);
+        for died_after in 0..operations {
+            let store = MemoryStore::with_answers(answers);
+            let (made, request) = setup(&store);
+            let original = &made[0];
+            run_plan(&store, &[request], vec![], &[Some(died_after)], MAX);
+            // Every live secret is listed, so delete can kill it.
+            assert_invariants(&store, &["alice"], MAX as usize);
+            assert_eq!(
+                listed_ids(&store, "alice"),
+                [original.id.clone()],
+                "died after {died_after}"
+            );
+            // The client's retry gives a working secret, and the old one ends with its grace.
+            let (new, result) = roll_with(&store, "alice", &original.id, grace, NOW);
+            let rolled = result.unwrap_or_else(|e| panic!("died after {died_after}: {e:?}"));
+            assert_eq!(rolled.entry.hash, new);
+            assert!(verifies_at(&store, &new, NOW + grace));
+            assert_eq!(
+                verifies(&store, &original.hash),
+                grace > 0,
+                "died after {died_after}"
+            );
+            assert!(!verifies_at(&store, &original.hash, NOW + grace));
+            assert_invariants(&store, &["alice"], MAX as usize);
+            assert_settings_carried(&store, &["alice"]);
+        }
+    }
 }
