@@ -1646,7 +1646,7 @@ fn a_roll_without_grace_ends_the_old_secret_at_once(answers: SwapAnswers) {
     assert_eq!(rolled.previous_expires_at, None);
     // Nothing of the old secret is left at rest.
     assert!(store.get(&record_key(&old.hash)).unwrap().is_none());
-    assert_eq!(listed_ids(&store, "alice"), [old.id.clone()]);
+    assert_eq!(listed_ids(&store, "alice"), vec![old.id.clone()]);
     assert_invariants(&store, &["alice"], MAX as usize);
 }
 
@@ -1874,7 +1874,7 @@ fn a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_gra
             assert_invariants(&store, &["alice"], MAX as usize);
             assert_eq!(
                 listed_ids(&store, "alice"),
-                [original.id.clone()],
+                vec![original.id.clone()],
                 "died after {died_after}"
             );
             // The client's retry gives a working secret, and the old one ends with its grace.
