@@ -19,6 +19,8 @@ pub enum ApiError {
     InvalidScopes(String),
     /// `expires_at` is not an RFC 3339 time, not in the future, or over ten years ahead.
     InvalidExpiresAt(String),
+    /// `grace_seconds` is not a whole number from 0 to 604,800 (seven days).
+    InvalidGraceSeconds,
     /// `id` is missing or not of the key-id format.
     InvalidId,
     /// No key with this id belongs to the caller (also when it belongs to someone else).
@@ -46,6 +48,7 @@ impl ApiError {
             ApiError::InvalidName(_) => "invalid_name",
             ApiError::InvalidScopes(_) => "invalid_scopes",
             ApiError::InvalidExpiresAt(_) => "invalid_expires_at",
+            ApiError::InvalidGraceSeconds => "invalid_grace_seconds",
             ApiError::InvalidId => "invalid_id",
             ApiError::KeyNotFound => "key_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -65,6 +68,7 @@ impl ApiError {
             | ApiError::InvalidName(_)
             | ApiError::InvalidScopes(_)
             | ApiError::InvalidExpiresAt(_)
+            | ApiError::InvalidGraceSeconds
             | ApiError::InvalidId => 400,
             ApiError::KeyNotFound => 404,
             ApiError::MethodNotAllowed(_) => 405,
@@ -85,6 +89,10 @@ impl ApiError {
             | ApiError::InvalidName(detail)
             | ApiError::InvalidScopes(detail)
             | ApiError::InvalidExpiresAt(detail) => detail.clone(),
+            ApiError::InvalidGraceSeconds => format!(
+                "`grace_seconds` must be a whole number from 0 to {}.",
+                crate::protocol::MAX_GRACE_SECS
+            ),
             ApiError::InvalidId => "`id` must be a key id such as the one create returned.".into(),
             ApiError::KeyNotFound => "No such key.".into(),
             ApiError::MethodNotAllowed(allow) => format!("Use {allow} on this path."),
@@ -141,6 +149,7 @@ mod tests {
                 400,
                 "invalid_expires_at",
             ),
+            (ApiError::InvalidGraceSeconds, 400, "invalid_grace_seconds"),
             (ApiError::InvalidId, 400, "invalid_id"),
             (ApiError::KeyNotFound, 404, "key_not_found"),
             (

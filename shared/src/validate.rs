@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::key;
-use crate::protocol::Settings;
+use crate::protocol::{Settings, MAX_GRACE_SECS};
 use serde_json::{Map, Value};
 
 /// Longest key name, in characters, after trimming.
@@ -53,6 +53,21 @@ pub fn create_input(
 pub fn delete_input(body: &[u8]) -> Result<String, ApiError> {
     let object = json_object(body)?;
     id(object.get("id"))
+}
+
+/// Parses `{"id": "key_...", "grace_seconds"?: n}`: the key to roll and how long its current
+/// secret keeps verifying, 0 (the default, also for `null`) to [`MAX_GRACE_SECS`] seconds.
+pub fn roll_input(body: &[u8]) -> Result<(String, i64), ApiError> {
+    let object = json_object(body)?;
+    let id = id(object.get("id"))?;
+    let grace = match object.get("grace_seconds") {
+        None | Some(Value::Null) => 0,
+        Some(value) => value
+            .as_i64()
+            .filter(|secs| (0..=MAX_GRACE_SECS).contains(secs))
+            .ok_or(ApiError::InvalidGraceSeconds)?,
+    };
+    Ok((id, grace))
 }
 
 /// Parses `{"id": "key_...", "name"?: ..., "scopes"?: [...], "enabled"?: bool}`: the id and at
@@ -234,6 +249,36 @@ mod tests {
                 scopes: vec!["write".into(), "read".into()],
                 expires_at: None,
             }
+        );
+    }
+
+    #[test]
+    fn a_roll_names_the_key_and_a_grace_of_up_to_seven_days() {
+        let id = "key_0123456789ABCDEFGHIJKL";
+        let roll = |rest: &str| roll_input(format!(r#"{{"id": "{id}"{rest}}}"#).as_bytes());
+        assert_eq!(roll(""), Ok((id.to_owned(), 0)));
+        assert_eq!(roll(r#", "grace_seconds": null"#), Ok((id.to_owned(), 0)));
+        assert_eq!(roll(r#", "grace_seconds": 0"#), Ok((id.to_owned(), 0)));
+        assert_eq!(
+            roll(r#", "grace_seconds": 604800"#),
+            Ok((id.to_owned(), 604_800))
+        );
+        for grace in [
+            "-1", "604801", "1.5", "60.0", "\"60\"", "true", "1e3", "[60]",
+        ] {
+            assert_eq!(
+                roll(&format!(r#", "grace_seconds": {grace}"#)),
+                Err(ApiError::InvalidGraceSeconds),
+                "{grace}"
+            );
+        }
+        assert_eq!(
+            roll_input(br#"{"grace_seconds": 60}"#),
+            Err(ApiError::InvalidId)
+        );
+        assert_eq!(
+            roll_input(b"[]").map(|_| ()).unwrap_err().code(),
+            "invalid_json"
         );
     }
 

@@ -76,13 +76,13 @@ ensure_artifacts() {
         fi
     fi
     local c missing=()
-    for c in create list delete update events verify console; do
+    for c in create list delete update roll events verify console; do
         [[ -f $ROOT/target/wasm32-wasip2/wasm/$c.wasm ]] || missing+=("$c")
     done
     if ((${#missing[@]})); then
         log "building the components (${missing[*]} missing)"
         (cd "$ROOT" && cargo build --profile wasm --target wasm32-wasip2 \
-            -p create -p list -p delete -p update -p events -p verify -p console) || return 1
+            -p create -p list -p delete -p update -p roll -p events -p verify -p console) || return 1
     fi
 }
 

@@ -107,6 +107,11 @@ fn main() -> Result<()> {
         "update, changing nothing",
         &server.update(owner, id_of(&ops)?, json!({"enabled": false}))?,
     );
+    report.operations(
+        "roll, with a grace period",
+        &server.roll(owner, id_of(&ops)?, 3600)?,
+    );
+    report.operations("roll again", &server.roll(owner, id_of(&ops)?, 0)?);
     report.operations("events", &server.events(owner)?);
     report.operations("verify, valid key (first use of the hour)", &first_verify);
     report.operations("verify, valid key", &server.verify(&valid_key)?);
@@ -254,8 +259,8 @@ impl Server {
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args([
-                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "events",
-                    "-p", "verify", "-p", "console", "-p", "empty", "-p", "floor",
+                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "roll",
+                    "-p", "events", "-p", "verify", "-p", "console", "-p", "empty", "-p", "floor",
                 ])
                 .status()?;
         if !status.success() {
@@ -390,6 +395,11 @@ impl Server {
 
     fn events(&self, user: &str) -> Result<Answer> {
         self.send("GET", "/v1/keys.events", Some(user), &[], None)
+    }
+
+    fn roll(&self, user: &str, id: &str, grace_seconds: u32) -> Result<Answer> {
+        let body = json!({"id": id, "grace_seconds": grace_seconds});
+        self.send("POST", "/v1/keys.roll", Some(user), &[], Some(body))
     }
 
     fn update(&self, user: &str, id: &str, settings: Value) -> Result<Answer> {
@@ -530,7 +540,8 @@ impl Report {
 
     fn sizes(&mut self, root: &Path) {
         for name in [
-            "create", "list", "delete", "update", "events", "verify", "console", "empty", "floor",
+            "create", "list", "delete", "update", "roll", "events", "verify", "console", "empty",
+            "floor",
         ] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {

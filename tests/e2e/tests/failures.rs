@@ -1,5 +1,6 @@
-//! The store failing at each operation of create and delete: `503 store_unavailable`, nothing
-//! half-made, and the user can go on — after a dead request, at worst after the stated wait.
+//! The store failing at each operation of create, delete and roll: `503 store_unavailable`,
+//! nothing half-made, and the user can go on — after a dead request, at worst after the stated
+//! wait.
 
 use e2e::{assert_error, on_every_store, unique_user, App, Store};
 use serde_json::json;
@@ -10,6 +11,7 @@ use std::time::Duration;
 on_every_store!(
     a_store_failure_at_any_operation_of_create_is_503_and_a_retry_succeeds,
     a_store_failure_at_any_operation_of_delete_is_503_and_a_retry_succeeds,
+    a_store_failure_at_any_operation_of_roll_is_503_and_a_retry_succeeds,
     an_unavailable_store_is_503_everywhere_and_changes_nothing,
     a_create_that_dies_midway_holds_its_slot_only_for_the_stated_time,
 );
@@ -112,6 +114,62 @@ fn a_store_failure_at_any_operation_of_delete_is_503_and_a_retry_succeeds(store:
     }
 }
 
+fn a_store_failure_at_any_operation_of_roll_is_503_and_a_retry_succeeds(store: Store) {
+    let app = App::start_on(store);
+    let user = unique_user("unlucky-roller");
+    let roll = |id: &str| {
+        let body = json!({"id": id, "grace_seconds": 600}).to_string();
+        app.as_user(&user, "POST", "/v1/keys.roll", Some(&body))
+    };
+    let probe = app.create_ok(&user, "probe", &["read"]);
+    let total = operations(&roll(probe["id"].as_str().unwrap()));
+    assert!(total >= 8, "a roll makes {total} store operations");
+    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
+    for n in 1..=total {
+        let created = app.create_ok(&user, "rolled", &["read"]);
+        let (id, original) = (
+            created["id"].as_str().unwrap(),
+            created["key"].as_str().unwrap(),
+        );
+        app.store.fail_nth(n);
+        let reply = roll(id);
+        app.store.disarm();
+        let mut secrets = vec![original.to_owned()];
+        if reply.status == 201 {
+            secrets.push(reply.body["key"].as_str().unwrap().to_owned());
+        } else {
+            assert_error(&reply, 503, "store_unavailable");
+            // The key is still there, and its secret still verifies (within the grace).
+            assert_eq!(app.listed_ids(&user), vec![id.to_owned()], "operation {n}");
+            assert!(app.verifies(original), "operation {n}");
+            let retry = roll(id);
+            assert_eq!(
+                retry.status, 201,
+                "retry after operation {n}: {}",
+                retry.text
+            );
+            secrets.push(retry.body["key"].as_str().unwrap().to_owned());
+        }
+        // The last secret given out is the one list previews; the original ends with its
+        // grace; deleting the key kills every secret.
+        let current = secrets.last().unwrap();
+        let listed = app.list(&user).body;
+        let preview = listed["keys"][0]["preview"].as_str().unwrap();
+        assert!(
+            current.ends_with(&preview[preview.len() - 4..]),
+            "operation {n}"
+        );
+        assert!(
+            app.verifies(current) && app.verifies(original),
+            "operation {n}"
+        );
+        assert_eq!(app.delete(&user, id).status, 200);
+        for secret in &secrets {
+            assert!(!app.verifies(secret), "operation {n}");
+        }
+    }
+}
+
 fn an_unavailable_store_is_503_everywhere_and_changes_nothing(store: Store) {
     let app = App::start_on(store);
     let user = unique_user("outage");
@@ -190,7 +248,7 @@ fn a_stopped_redis_is_503_everywhere() {
     assert_every_function_answers_503(&app, &user, &created);
 }
 
-/// Create, list, delete and verify (of `created`, `user`'s key) all answer 503
+/// Create, list, roll, delete and verify (of `created`, `user`'s key) all answer 503
 /// `store_unavailable`, with `Retry-After`.
 fn assert_every_function_answers_503(app: &App, user: &str, created: &serde_json::Value) {
     assert_error(
@@ -199,6 +257,13 @@ fn assert_every_function_answers_503(app: &App, user: &str, created: &serde_json
         "store_unavailable",
     );
     assert_error(&app.list(user), 503, "store_unavailable");
+    let id = created["id"].as_str().unwrap();
+    let roll = json!({"id": id}).to_string();
+    assert_error(
+        &app.as_user(user, "POST", "/v1/keys.roll", Some(&roll)),
+        503,
+        "store_unavailable",
+    );
     assert_error(
         &app.delete(user, created["id"].as_str().unwrap()),
         503,
