@@ -1327,6 +1327,9 @@ fn roll_steps<S: KeyValue>(
         let mut keep: Vec<PreviousSecret> = Vec::new();
         let mut drop: Vec<String> = Vec::new();
         superseded = None;
+        // When the secret this roll replaces stops verifying, for its event: the grace end, or
+        // for a key mid-roll the latest end of the older secrets it keeps.
+        let mut replaced_until = grace_end;
         let template = match Standing::of(store, entry, user_id, now)? {
             Standing::Active(current) if !current.is_expired(now) => {
                 // Latest grace end first (the latest replaced first among equal ends): beyond
@@ -1377,6 +1380,7 @@ fn roll_steps<S: KeyValue>(
                     continue;
                 }
                 superseded = Some(entry.hash.clone());
+                replaced_until = keep.iter().map(|p| p.until).max().unwrap_or(now);
                 let Some(template) = live.or(current).filter(|r| !r.is_expired(now)) else {
                     versions.sweep(store, user, head.version);
                     return Err(ApiError::KeyNotFound);
@@ -1421,10 +1425,9 @@ fn roll_steps<S: KeyValue>(
         let entry = &mut index.keys[position];
         entry.hash = new.hash.to_owned();
         entry.preview = new.preview.to_owned();
-        let ends = keep.iter().map(|p| p.until).max();
         entry.previous = keep;
         let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
-        event.previous_key_expires_at = ends;
+        event.previous_key_expires_at = Some(replaced_until);
         index.record(event);
         if let Some(record) = written.as_mut() {
             record.proposed = true;
