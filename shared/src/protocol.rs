@@ -5,10 +5,10 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, settings (name, scopes, enabled), last use, expiry | create, delete, update; verify at most hourly |
-//! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete |
-//! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete |
-//! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys, oldest first, and their latest changes | create, delete, update |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, settings (name, scopes, enabled), last use, expiry, end of grace (an old secret of a rolled key) | create, delete, update, roll; verify at most hourly |
+//! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete, update, roll |
+//! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete, update, roll |
+//! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys (each with its current secret's hash and its older secrets' in their grace), oldest first, and their latest changes | create, delete, update, roll |
 //!
 //! Only SHA-256 hashes of keys are at rest. Nothing reads the whole store.
 //!
@@ -60,8 +60,8 @@
 //!    revoked as abandoned), the swap is not attempted and the create fails: k never becomes live.
 //!
 //! # Delete (id, user u)
-//! Read head and index; find the id (else `key_not_found`); `delete key/k` — from this write on
-//! k no longer verifies; then publish an index without k as in create, until the index `head`
+//! Read head and index; find the id (else `key_not_found`); delete the records of its secrets,
+//! older ones first — from these writes on the key no longer verifies; then publish an index without k as in create, until the index `head`
 //! names no longer lists the id (whoever removed it). A retry after a failure finds the id still
 //! listed and finishes the job.
 //!
@@ -70,11 +70,13 @@
 //! 1. Read head and index; find the id (else `key_not_found`). If the index already holds
 //!    event e, the update landed: go to 3. If nothing would change, go to 3 too (no event).
 //! 2. Check the key's record is active (else `key_not_found`: a key in flight is not the user's
-//!    to change, and a refusal is no change). Write index version `n = increment(seq)` with the
+//!    to change, and a refusal is no change; a key mid-roll is `store_unavailable` until its
+//!    roll activates the new secret, written with the settings it published). Write index version `n = increment(seq)` with the
 //!    entry's settings changed, its `settings_version = n`, and event e appended (the last
 //!    [`MAX_EVENTS`] kept); swap `head` to `n`; start over from the head.
 //! 3. Carry the settings of the entry at the head (this update's or a later one's) onto the
-//!    record by compare-and-swap, only if the record's `settings_version` is lower, reading it
+//!    record of each of its live secrets (and each older secret's grace end, see [`retire`]) by
+//!    compare-and-swap, only if the record's `settings_version` is lower, reading it
 //!    back until it is not. Then answer: from here on every verify sees these settings.
 //!
 //! Version numbers grow along the chain of published versions, so `settings_version` orders
@@ -85,16 +87,27 @@
 //! update of that key, or its retry, carries them; it answered no 200, so no client relies on
 //! it yet.
 //!
+//! # Roll (id, user u, new secret k', grace g, a fresh random event id e)
+//! A key can have several secrets: the current one and older ones a roll replaced, each in its
+//! grace period, all listed in the key's index entry (hash and grace end). Each has its own
+//! record, so verify still reads one. The steps, and why each is safe, are at [`roll`]: the new
+//! record is written pending, published with the older secrets and event e, then the older
+//! secrets are retired (`retire_at` on their records, or deleted if the grace is over) and only
+//! then is k' activated, so a roll that stops half way fails closed. Delete kills the older
+//! secrets before the current one, so the entry stays listed while any of its secrets lives.
+//!
 //! # Verify
-//! One `get key/k`: valid iff the record is `active`, enabled and not expired. If its last use
+//! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired. If its last use
 //! is over [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
 //! (a blind write could resurrect a key deleted since the read); that costs a second read and a
 //! write at most once per key and hour, and its failure is ignored. (Not `get_many`: Spin's
 //! Redis backend implements it with `KEYS`, which fails; every read here is a plain `get`.)
 //!
 //! # Invariants, for every interleaving and any failed operation
-//! - **Live ⇒ listed.** A record turns `active` only in step 3, after the index holding k was
-//!   published. k leaves an index only after its record was deleted (delete) or revoked / found
+//! - **Live ⇒ listed.** Every live secret is the current or an older secret of an entry list
+//!   shows, so delete can kill it. A record turns `active` only in step 3, after the index
+//!   holding k was published (a roll's likewise, and an older secret stays in the entry until
+//!   its grace is over, or until it is deleted, older secrets first). k leaves an index only after its record was deleted (delete) or revoked / found
 //!   absent (reclaim), and the step-3 swap fails against either, because it compares with the
 //!   present pending bytes. An active record is never revoked or dropped before it expires:
 //!   reclaim only takes records that are absent, revoked, expired or pending (expiry is final,
@@ -103,7 +116,7 @@
 //! - **The limit holds.** Index versions form a chain through compare-and-swap on `head`, each
 //!   derived from the one it replaces; every version that adds a key has fewer than `max`
 //!   entries before it, and live keys ⊆ entries of the current version.
-//! - **Deleted means dead at once.** Delete removes the record before it answers.
+//! - **Deleted means dead at once.** Delete removes every secret's record before it answers.
 //! - **Failures leave nothing half-made.** A failed create deletes its record (best effort);
 //!   whatever remains is an index entry whose record is absent or pending: not live, not shown by
 //!   list, and reclaimed as soon as the slot is needed — at once if absent, after
