@@ -2,6 +2,8 @@
 //! the body limit, method checks, header lookup and the JSON reply.
 
 use crate::error::ApiError;
+use serde::Serialize;
+#[cfg(test)]
 use serde_json::Value;
 
 /// Largest accepted request body (16 KiB); larger bodies get `413 payload_too_large`.
@@ -77,16 +79,32 @@ impl CappedBody {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Value,
+    /// The JSON body, serialised.
+    pub body: Vec<u8>,
+    /// The stable code of a refusal, for the component log (see [`log_line`]).
+    pub code: Option<&'static str>,
 }
 
 impl Reply {
-    /// A JSON reply with no extra headers.
-    pub fn json(status: u16, body: Value) -> Reply {
+    /// A JSON reply with no extra headers. `body` is serialised at once: verify answers with
+    /// plain structs, so it carries no `serde_json::Value` code.
+    pub fn json(status: u16, body: impl Serialize) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body,
+            // Cannot fail: every body is a `Value` or a struct of strings, numbers and lists.
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            code: None,
+        }
+    }
+
+    /// A refusal with a stable `code` (logged if it is a 5xx), its JSON `body` as for [`json`].
+    ///
+    /// [`json`]: Reply::json
+    pub fn refusal(status: u16, code: &'static str, body: impl Serialize) -> Reply {
+        Reply {
+            code: Some(code),
+            ..Reply::json(status, body)
         }
     }
 
@@ -99,15 +117,15 @@ impl Reply {
     /// The one mapping from an [`ApiError`] to what the client sees.
     pub fn from_error(error: &ApiError) -> Reply {
         Reply {
-            status: error.status(),
             headers: error.headers(),
-            body: error.body(),
+            ..Reply::refusal(error.status(), error.code(), error.body())
         }
     }
 
-    /// Serialised body bytes.
-    pub fn body_bytes(&self) -> Vec<u8> {
-        self.body.to_string().into_bytes()
+    /// The body as JSON, for tests.
+    #[cfg(test)]
+    pub fn body_json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
     }
 }
 
@@ -123,15 +141,15 @@ pub fn log_line(route: &str, result: &Result<Reply, ApiError>) -> Option<String>
         Err(error) if error.status() >= 500 => {
             Some(format!("{route}: {} {}", error.status(), error.code()))
         }
-        Ok(reply) if reply.status >= 500 => {
-            let code = reply.body["code"]
-                .as_str()
-                .or_else(|| reply.body["error"]["code"].as_str())
-                .unwrap_or("error");
-            Some(format!("{route}: {} {code}", reply.status))
-        }
+        Ok(reply) => reply_log_line(route, reply),
         _ => None,
     }
+}
+
+/// [`log_line`] for an answer that is a reply already (verify's refusals are replies).
+pub fn reply_log_line(route: &str, reply: &Reply) -> Option<String> {
+    let code = reply.code.unwrap_or("error");
+    (reply.status >= 500).then(|| format!("{route}: {} {code}", reply.status))
 }
 
 impl From<Result<Reply, ApiError>> for Reply {
@@ -252,8 +270,9 @@ mod tests {
             log_line(route, &Err(ApiError::Configuration)).as_deref(),
             Some("/v1/keys.list: 500 configuration_error")
         );
-        let verify_503 = Reply::json(
+        let verify_503 = Reply::refusal(
             503,
+            "store_unavailable",
             serde_json::json!({"valid": false, "code": "store_unavailable"}),
         );
         assert_eq!(

@@ -182,6 +182,15 @@ pub fn answer(route: &str, result: Result<Reply, ApiError>) -> Response {
     respond(result.into())
 }
 
+/// Answers `reply` on `route` as [`answer`] does. For verify, whose refusals are replies of
+/// their own: it never builds a management error, so none of that code is in `verify.wasm`.
+pub fn answer_reply(route: &str, reply: Reply) -> Response {
+    if let Some(line) = crate::http::reply_log_line(route, &reply) {
+        eprintln!("{line}");
+    }
+    respond(reply)
+}
+
 /// Turns a [`Reply`] into spin-sdk's response, with a JSON content type and `no-store`.
 fn respond(reply: Reply) -> Response {
     let mut builder = Response::builder();
@@ -194,5 +203,5 @@ fn respond(reply: Reply) -> Response {
     for (name, value) in &reply.headers {
         builder.header(*name, value.as_str());
     }
-    builder.body(reply.body_bytes()).build()
+    builder.body(reply.body).build()
 }

@@ -9,7 +9,7 @@ use crate::key;
 use crate::protocol::{self, KeyRecord};
 use crate::store::{KeyValue, StoreError};
 use crate::validate;
-use serde_json::json;
+use serde::Serialize;
 
 /// A key presented for verification and the scopes the caller requires (all of them).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -96,17 +96,36 @@ pub fn answer<S: KeyValue>(
     }
 }
 
+/// The body of a `200`: whose the key is and what it may do. A plain struct, not a
+/// `serde_json::Value`, so that verify carries none of `Value`'s code.
+#[derive(Serialize)]
+struct Valid<'a> {
+    valid: bool,
+    user_id: &'a str,
+    key_id: &'a str,
+    name: &'a str,
+    scopes: &'a [String],
+    expires_at: Option<String>,
+}
+
+/// The body of every refusal: `{"valid": false, "code": …}`.
+#[derive(Serialize)]
+struct Refusal {
+    valid: bool,
+    code: &'static str,
+}
+
 fn valid(record: &KeyRecord) -> Reply {
     Reply::json(
         200,
-        json!({
-            "valid": true,
-            "user_id": record.user_id,
-            "key_id": record.key_id,
-            "name": record.name,
-            "scopes": record.scopes,
-            "expires_at": record.expires_at.map(crate::rfc3339),
-        }),
+        Valid {
+            valid: true,
+            user_id: &record.user_id,
+            key_id: &record.key_id,
+            name: &record.name,
+            scopes: &record.scopes,
+            expires_at: record.expires_at.map(crate::rfc3339),
+        },
     )
     .with_header("x-api-key-user", header_safe(&record.user_id))
     .with_header("x-api-key-id", record.key_id.clone())
@@ -118,8 +137,8 @@ fn invalid_key() -> Reply {
     refusal(401, "invalid_key").with_header("www-authenticate", "Bearer")
 }
 
-fn refusal(status: u16, code: &str) -> Reply {
-    Reply::json(status, json!({ "valid": false, "code": code }))
+fn refusal(status: u16, code: &'static str) -> Reply {
+    Reply::refusal(status, code, Refusal { valid: false, code })
 }
 
 /// User ids may hold any Unicode; header values may not. Bytes outside visible ASCII, and `%`
@@ -139,6 +158,7 @@ pub fn header_safe(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn present(
         method: &str,
@@ -229,13 +249,13 @@ mod tests {
     fn bad_bodies_are_refused_with_a_code() {
         let bad = present("POST", None, None, "", b"{nope").unwrap_err();
         assert_eq!(
-            (bad.status, bad.body["code"].as_str()),
+            (bad.status, bad.body_json()["code"].as_str()),
             (400, Some("invalid_json"))
         );
         let big = vec![b' '; crate::http::MAX_BODY_BYTES + 1];
         let too_big = present("POST", None, None, "", &big).unwrap_err();
         assert_eq!(
-            (too_big.status, too_big.body["code"].as_str()),
+            (too_big.status, too_big.body_json()["code"].as_str()),
             (413, Some("payload_too_large"))
         );
     }
@@ -269,10 +289,10 @@ mod tests {
         };
         let valid = ask(1_800_000_059);
         assert_eq!(valid.status, 200);
-        assert_eq!(valid.body["expires_at"], "2027-01-15T08:01:00Z");
+        assert_eq!(valid.body_json()["expires_at"], "2027-01-15T08:01:00Z");
         let expired = ask(1_800_000_060);
         assert_eq!(
-            (expired.status, &expired.body),
+            (expired.status, &expired.body_json()),
             (401, &json!({"valid": false, "code": "key_expired"}))
         );
         assert!(expired
@@ -302,7 +322,7 @@ mod tests {
         };
         let disabled = ask(&[false]);
         assert_eq!(
-            (disabled.status, &disabled.body),
+            (disabled.status, &disabled.body_json()),
             (401, &json!({"valid": false, "code": "key_disabled"}))
         );
         assert_eq!(ask(&[false, true]).status, 200);
@@ -318,7 +338,10 @@ mod tests {
             let reply =
                 answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0);
             assert_eq!(reply.status, 401);
-            assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
+            assert_eq!(
+                reply.body_json(),
+                json!({"valid": false, "code": "invalid_key"})
+            );
             assert!(reply
                 .headers
                 .contains(&("www-authenticate", "Bearer".into())));
@@ -351,7 +374,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            (refused.status, refused.body["code"].as_str()),
+            (refused.status, refused.body_json()["code"].as_str()),
             (400, Some("invalid_json"))
         );
     }

@@ -22,5 +22,5 @@ fn handle(request: IncomingRequest) -> Response {
         Ok(presented) => verification::answer(presented, SpinStore::open, spin::now()),
         Err(refusal) => refusal,
     };
-    spin::answer("/v1/keys.verify", Ok(reply))
+    spin::answer_reply("/v1/keys.verify", reply)
 }
