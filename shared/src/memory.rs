@@ -53,6 +53,8 @@ pub struct MemoryStore {
 struct Faults {
     ops: u64,
     fail_at: Option<u64>,
+    /// How many operations from `fail_at` on fail (0 counts as 1).
+    failing: u64,
     /// Whether the chosen operation takes effect before it reports its failure.
     after_effect: bool,
 }
@@ -88,9 +90,22 @@ impl MemoryStore {
         self.arm(n, true);
     }
 
+    /// The `n`-th operation from now (1-based) and the `count - 1` after it fail and change
+    /// nothing: a store down for a moment, longer than a retry of one read covers.
+    pub fn fail_from_nth(&self, n: u64, count: u64) {
+        self.arm(n, false);
+        self.faults.lock().unwrap().failing = count;
+    }
+
+    /// No more failures: what an armed fault has not reached yet is called off.
+    pub fn disarm(&self) {
+        self.faults.lock().unwrap().fail_at = None;
+    }
+
     fn arm(&self, n: u64, after_effect: bool) {
         let mut faults = self.faults.lock().unwrap();
         faults.fail_at = Some(faults.ops + n);
+        faults.failing = 1;
         faults.after_effect = after_effect;
     }
 
@@ -110,7 +125,10 @@ impl MemoryStore {
         let after_effect = {
             let mut faults = self.faults.lock().unwrap();
             faults.ops += 1;
-            if faults.fail_at != Some(faults.ops) {
+            let failing = faults
+                .fail_at
+                .is_some_and(|at| (at..at + faults.failing.max(1)).contains(&faults.ops));
+            if !failing {
                 return Ok(effect());
             }
             faults.after_effect

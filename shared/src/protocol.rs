@@ -70,8 +70,9 @@
 //! 1. Read head and index; find the id (else `key_not_found`). If the index already holds
 //!    event e, the update landed: go to 3. If nothing would change, go to 3 too (no event).
 //! 2. Check the key's record is active (else `key_not_found`: a key in flight is not the user's
-//!    to change, and a refusal is no change; a key mid-roll is `store_unavailable` until its
-//!    roll activates the new secret, written with the settings it published). Write index version `n = increment(seq)` with the
+//!    to change, and a refusal is no change). A key mid-roll is `store_unavailable` while the
+//!    roll is in flight (it activates a secret written with the settings it published); after
+//!    a roll that failed or died, the update goes ahead on the secrets the key still has. Write index version `n = increment(seq)` with the
 //!    entry's settings changed, its `settings_version = n`, and event e appended (the last
 //!    [`MAX_EVENTS`] kept); swap `head` to `n`; start over from the head.
 //! 3. Carry the settings of the entry at the head (this update's or a later one's) onto the
@@ -93,8 +94,10 @@
 //! record, so verify still reads one. The steps, and why each is safe, are at [`roll`]: the new
 //! record is written pending, published with the older secrets and event e, then the older
 //! secrets are retired (`retire_at` on their records, or deleted if the grace is over) and only
-//! then is k' activated, so a roll that stops half way fails closed. Delete kills the older
-//! secrets before the current one, so the entry stays listed while any of its secrets lives.
+//! then is k' activated; a roll that fails after publishing still retires the older secrets
+//! and revokes k', which nobody was shown (one that dies there leaves the old secret live
+//! until the key's next roll, update or delete: see [`roll`]). Delete kills the older secrets
+//! before the current one, so the entry stays listed while any of its secrets lives.
 //!
 //! # Verify
 //! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired. If its last use
@@ -250,7 +253,8 @@ pub struct IndexEntry {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub settings_version: u64,
     /// Older secrets of this key, replaced by a roll and verifying until their grace ends
-    /// (at most [`MAX_PREVIOUS_SECRETS`]). Listed here so that delete can kill them too.
+    /// (at most [`MAX_PREVIOUS_SECRETS`] in their grace, and until the next roll those whose
+    /// grace just ended). Listed here so that delete can kill them too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<PreviousSecret>,
 }
@@ -829,16 +833,13 @@ fn reclaimable<S: KeyValue>(
 ) -> Result<Vec<(String, bool)>, StoreError> {
     let mut dead = Vec::new();
     for entry in &index.keys {
-        // An older secret in its grace period may verify whatever the current one's state (a
-        // roll in flight, or one that died): the key keeps its slot until that grace ends.
-        if entry.previous_expires_at(now).is_some() {
-            continue;
-        }
         let record = store.get(&record_key(&entry.hash))?;
         let (reclaim, expired) = match record.as_deref().map(parse_record) {
             None => (true, false),
             Some(None) => (false, false),
-            // A key mid-roll is shown (see [`Standing`]): it keeps its slot.
+            // A key mid-roll is shown (see [`Standing`]): it keeps its slot. (A key that is
+            // active keeps it too, older secrets and all, unless it expired: its older secrets
+            // carry the same expiry, so then none of them verifies either.)
             Some(Some(r)) if r.state != KeyState::Active && !entry.previous.is_empty() => {
                 (false, false)
             }
@@ -925,7 +926,7 @@ pub fn events<S: KeyValue>(store: &S, user_id: &str, now: i64) -> Result<Vec<Eve
 
 /// The index `head` names and its live keys, oldest first: head, index and one record per key
 /// (more only for a key whose current secret is not active because a roll is in flight or died:
-/// then its older secrets' records too, at most [`MAX_PREVIOUS_SECRETS`]).
+/// then its older secrets' records too).
 fn current_keys<S: KeyValue>(
     store: &S,
     user_id: &str,
@@ -1089,32 +1090,47 @@ pub fn update<S: KeyValue>(
             versions.sweep(store, &user, head.version);
             // The entry at the head: these settings, or newer ones of a later update.
             let entry = index.keys.swap_remove(position);
-            return match carry(store, &entry, now)? {
-                Some(record) if record.state == KeyState::Active => Ok(KeySummary {
-                    last_used_at: record.last_used_at,
-                    expires_at: record.expires_at,
-                    previous_expires_at: entry.previous_expires_at(now),
-                    entry,
-                }),
-                // A roll published after this update and is activating its new secret, which
-                // it wrote with these settings: answered once that is done (or given up).
-                Some(record) if record.state == KeyState::Pending => {
-                    Err(ApiError::StoreUnavailable)
-                }
-                _ => Err(ApiError::KeyNotFound),
+            // The key as list shows it: by its current secret's record; while a roll is mid-way,
+            // by the secret it lives on in. (A roll in flight published after this update, so
+            // it wrote its new secret with these settings or newer ones.)
+            let shown = match carry(store, &entry, now)? {
+                Some(record) if record.state == KeyState::Active => Some(record),
+                _ => Standing::of(store, &entry, user_id, now)?.shown(),
             };
+            let Some(record) = shown else {
+                return Err(ApiError::KeyNotFound);
+            };
+            return Ok(KeySummary {
+                last_used_at: record.last_used_at,
+                expires_at: record.expires_at,
+                previous_expires_at: entry.previous_expires_at(now),
+                entry,
+            });
         }
         // A key that is not live (a create in flight or failed, a delete in flight) is not the
-        // user's to change: refused, and so not a change. A key mid-roll waits for the roll to
-        // activate its new secret (the roll wrote it with the settings it published).
+        // user's to change: refused, and so not a change. A key mid-roll: a roll in flight is
+        // waited for (503), since it activates a secret written with the settings it
+        // published; one that failed (its secret revoked) or died (pending past
+        // [`ABANDONED_AFTER_SECS`], revoked here as create's reclaim would) is not: the
+        // settings go to the secrets the key still has.
         match Standing::of(store, &index.keys[position], user_id, now)? {
             Standing::Active(_) => {}
-            standing => {
+            Standing::MidRoll {
+                current: Some(current),
+                ..
+            } if current.state == KeyState::Pending => {
+                if now - current.created_at < ABANDONED_AFTER_SECS {
+                    versions.sweep(store, &user, head.version);
+                    return Err(ApiError::StoreUnavailable);
+                }
+                if !revoke_pending(store, &index.keys[position].hash)? {
+                    continue; // It finished after all: start over with it active.
+                }
+            }
+            Standing::MidRoll { .. } => {}
+            Standing::Dead => {
                 versions.sweep(store, &user, head.version);
-                return Err(match standing {
-                    Standing::MidRoll { .. } => ApiError::StoreUnavailable,
-                    _ => ApiError::KeyNotFound,
-                });
+                return Err(ApiError::KeyNotFound);
             }
         }
         let version = next_version(store, &user)?;
@@ -1178,14 +1194,16 @@ fn carry_settings<S: KeyValue>(
 /// come, else its record's `retire_at` set to it by compare-and-swap and read back. The end is
 /// only ever moved earlier, so requests carrying different ends in any order leave the
 /// earliest, and a grace is never extended. A record seen absent is never written.
+///
+/// It runs only after a roll was published, when the old secret's end is due: a failed store
+/// operation is retried a few times (as a read-back is) before the caller gives up.
 fn retire<S: KeyValue>(store: &S, previous: &PreviousSecret, now: i64) -> Result<(), StoreError> {
     let key = record_key(&previous.hash);
     if previous.until <= now {
-        return store.delete(&key);
+        return read_back(true, || store.delete(&key));
     }
-    let mut swapped = false;
     for _ in 0..MAX_ATTEMPTS {
-        let (cas, current) = read_back(swapped, || store.watch(&key))?;
+        let (cas, current) = read_back(true, || store.watch(&key))?;
         let Some(mut record) = current.as_deref().and_then(parse_record) else {
             return Ok(());
         };
@@ -1195,7 +1213,6 @@ fn retire<S: KeyValue>(store: &S, previous: &PreviousSecret, now: i64) -> Result
         }
         record.retire_at = Some(previous.until);
         swap_unconfirmed(store, cas, &to_json(&record)?);
-        swapped = true;
     }
     Err(StoreError("a record kept changing".into()))
 }
@@ -1214,11 +1231,14 @@ pub struct NewSecret<'a> {
 /// 1. Read head and index; find the id (else `key_not_found`). If the index holds event
 ///    `event_id`, the roll was published: go to 4.
 /// 2. Decide which secrets stay: if the current one is active, it joins the older ones with
-///    its grace end, and older ones whose grace is over (or beyond [`MAX_PREVIOUS_SECRETS`])
-///    are dropped. If it is not active (an earlier roll is in flight or died before activating
-///    its secret), that earlier roll's secret is revoked by compare-and-swap, so it can never
-///    activate, and the older secrets still live stay, their grace capped by this one.
-///    No live secret: `key_not_found`.
+///    its grace end; older ones whose grace is over are dropped, and beyond
+///    [`MAX_PREVIOUS_SECRETS`] in their grace the ones ending first end now (they stay listed
+///    until step 4 deletes them). If the current one is not active (an earlier roll is in
+///    flight, or failed or died before activating its secret), that roll's secret is revoked
+///    by compare-and-swap, so it can never activate, and the older secrets still live stay,
+///    their grace capped by this one. An expired key, or an entry that is no key (a create
+///    or delete in flight): `key_not_found`. (A key mid-roll with no live secret left, after
+///    a failed roll without grace, is rolled: that is how its user gets a working secret.)
 /// 3. Write the new secret's record as `pending` (nobody else knows its hash), delete the
 ///    records of dropped secrets (before the index stops listing them: live ⇒ listed), then
 ///    publish the entry with the new hash and preview, the older secrets with their grace
@@ -1226,12 +1246,15 @@ pub struct NewSecret<'a> {
 /// 4. Retire the older secrets (see [`retire`]), then activate the new one from exactly the
 ///    pending bytes (a later roll that revoked it, or a delete, wins). Retiring first means a
 ///    roll that stops between the two leaves the old secret ending on time and the new one
-///    never live: it fails closed.
+///    never live.
 ///
-/// While a roll is in flight the key stays listed (see [`Standing`]), so delete can always
-/// kill every secret. A roll that dies between 3 and 4
-/// leaves the old secret verifying past its grace until the next roll, update or delete of
-/// that key carries the end onto its record; it answered no 201.
+/// A roll that fails after proposing (503) is cleaned up by [`withdraw`]: if it was published,
+/// the old secrets still end on time and the new secret is revoked; its `rolled` event stays in
+/// the history, since the old secrets' grace was set. While a roll is in flight, or after one
+/// failed, the key stays listed (see [`Standing`]), so delete can always kill every secret.
+/// The one window: a roll that *dies* (or whose store stays down) between 3 and 4 leaves the
+/// old secret verifying past its grace until the key is rolled again, updated (after
+/// [`ABANDONED_AFTER_SECS`]) or deleted; it answered no 201, so its client retries.
 pub fn roll<S: KeyValue>(
     store: &S,
     user_id: &str,
@@ -1258,15 +1281,41 @@ pub fn roll<S: KeyValue>(
     );
     if let (Err(error), Some(record)) = (&result, &written) {
         // Best effort. Never proposed, or the key is gone: no entry lists the record, so
-        // delete it. Maybe published: revoke it, so that it never activates and the entry
-        // goes on showing its older secrets (deleting it would look like a delete in flight).
-        let _ = if record.proposed && *error != ApiError::KeyNotFound {
-            revoke_pending(store, new.hash).map(|_| ())
+        // delete it. Maybe published: withdraw the roll's new secret but keep its promise on
+        // the old one (see [`withdraw`]).
+        if record.proposed && *error != ApiError::KeyNotFound {
+            withdraw(store, &user, id, new.hash, event_id, now);
         } else {
-            store.delete(&record_key(new.hash))
-        };
+            let _ = store.delete(&record_key(new.hash));
+        }
     }
     result
+}
+
+/// Cleans up after a roll that failed having proposed its index: if it was published, its
+/// older secrets still end when it said (retired, as its step 4 would have), so that a 503 never
+/// leaves an old secret verifying past its grace; and its new secret, which the client never
+/// saw, is revoked, so that it never goes live. The key stays listed (see [`Standing`]): by its
+/// old secret while that is in its grace, else with no live secret until it is rolled again.
+/// Best effort: a store still failing leaves the state the roll stopped in.
+fn withdraw<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    id: &str,
+    new_hash: &str,
+    event_id: &str,
+    now: i64,
+) {
+    if let Ok(Some((_, _, index))) = watch_index(store, user, true) {
+        let published = index.events.iter().any(|e| e.id == event_id);
+        let entry = index.keys.iter().find(|e| e.id == id);
+        if let (true, Some(entry)) = (published, entry) {
+            for previous in &entry.previous {
+                let _ = retire(store, previous, now);
+            }
+        }
+    }
+    let _ = revoke_pending(store, new_hash);
 }
 
 /// The new secret's record as a roll last wrote it: activation swaps from exactly `pending`.
@@ -1372,12 +1421,13 @@ fn roll_steps<S: KeyValue>(
                 // (that roll loses, and answers 503). If it turned active meanwhile, that roll
                 // finished: start over from there.
                 for previous in &entry.previous {
+                    // A record this version cannot read may be a newer version's, maybe live:
+                    // kept, as reclaim keeps it.
                     let record = store.get(&record_key(&previous.hash))?;
-                    if record
+                    let kept = record
                         .as_deref()
-                        .and_then(parse_record)
-                        .is_some_and(|r| r.is_live(now))
-                    {
+                        .is_some_and(|bytes| parse_record(bytes).is_none_or(|r| r.is_live(now)));
+                    if kept {
                         keep.push(PreviousSecret {
                             hash: previous.hash.clone(),
                             until: previous.until.min(grace_end),

@@ -94,6 +94,8 @@ under_every_swap_answer!(
     a_store_failure_at_any_operation_of_a_roll_leaves_a_retry_that_succeeds,
     a_store_failure_at_any_operation_of_a_roll_without_grace_leaves_a_retry_that_succeeds,
     a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_grace_once_retried,
+    an_expired_rolled_key_gives_its_slot_to_the_next_create,
+    a_roll_failing_for_a_while_after_publishing_still_ends_the_old_secret_on_time,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -480,7 +482,8 @@ enum Request {
 enum Outcome {
     Created(String, Result<IndexEntry, ApiError>),
     Deleted(String, Result<(), ApiError>),
-    Updated(Result<KeySummary, ApiError>),
+    /// The update's event id, and what it answered.
+    Updated(String, Result<KeySummary, ApiError>),
     /// The key's id, the grace asked for, the new secret's hash, and what the roll answered.
     Rolled(String, i64, String, Result<KeySummary, ApiError>),
     Verified(Option<KeyRecord>),
@@ -496,7 +499,8 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
         Request::Delete { user, id } => Outcome::Deleted(id.clone(), delete(store, user, id, now)),
         Request::Update { user, id, wanted } => {
             let event = key::event_id().unwrap();
-            Outcome::Updated(update(store, user, id, wanted, &event, now))
+            let result = update(store, user, id, wanted, &event, now);
+            Outcome::Updated(event, result)
         }
         Request::Roll { user, id, grace } => {
             let (hash, result) = roll_with(store, user, id, *grace, now);
@@ -696,6 +700,22 @@ fn check_all_interleavings_with_expired(
             .collect();
         let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
         assert_outcomes(&store, &outcomes, &known);
+        // With no store failure, an update answers an error only if its change did not happen
+        // (or the key was deleted after it: then 404).
+        for outcome in &outcomes {
+            if let Outcome::Updated(event, Err(e)) = outcome {
+                let index = current_index(&store, "alice");
+                let deleted = *e == ApiError::KeyNotFound
+                    && index
+                        .events
+                        .iter()
+                        .any(|shown| shown.kind == EventKind::Deleted);
+                assert!(
+                    deleted || index.events.iter().all(|shown| &shown.id != event),
+                    "plan {plan:?}: an update answered {e:?} but its change is in the history"
+                );
+            }
+        }
         assert_invariants(&store, &["alice", "bob"], MAX as usize);
         assert_settings_carried(&store, &["alice", "bob"]);
         assert_no_pending(&store);
@@ -907,7 +927,7 @@ fn check_failure_at_every_operation(
                 );
             }
         }
-        if !matches!(outcome, Outcome::Updated(Err(_))) {
+        if !matches!(outcome, Outcome::Updated(_, Err(_))) {
             assert_settings_carried(&store, &["alice"]);
         }
         // The user can go on: the same request again succeeds.
@@ -928,7 +948,23 @@ fn check_failure_at_every_operation(
                     "retry after op {n}: {retry:?}"
                 );
             }
-            (Request::Roll { .. }, Outcome::Rolled(_, _, _, Err(_))) => {
+            (Request::Roll { .. }, Outcome::Rolled(id, grace, _, Err(_))) => {
+                // If it was published, the old secret still ends with its grace; if not, it is
+                // untouched. Either way the key can still be changed (tried on a copy).
+                let original = &known.iter().find(|(i, _)| i == id).expect("known").1;
+                let published = current_index(&store, "alice")
+                    .events
+                    .iter()
+                    .any(|e| e.kind == EventKind::Rolled && &e.key_id == id);
+                if published {
+                    assert!(!verifies_at(&store, original, NOW + grace), "op {n}");
+                } else {
+                    assert!(verifies_at(&store, original, NOW + 100 * HOUR), "op {n}");
+                }
+                let copy = copy_of(&store, answers);
+                let disabled = update_one(&copy, "alice", id, &write_only());
+                assert!(disabled.is_ok(), "update after op {n}: {disabled:?}");
+                assert_settings_carried(&copy, &["alice"]);
                 let retry = perform(&request, &store, MAX, NOW);
                 assert!(
                     matches!(retry, Outcome::Rolled(_, _, _, Ok(_))),
@@ -937,10 +973,10 @@ fn check_failure_at_every_operation(
                 assert_outcomes(&store, std::slice::from_ref(&retry), &known);
                 assert_settings_carried(&store, &["alice"]);
             }
-            (Request::Update { .. }, Outcome::Updated(Err(_))) => {
+            (Request::Update { .. }, Outcome::Updated(_, Err(_))) => {
                 let retry = perform(&request, &store, MAX, NOW);
                 assert!(
-                    matches!(retry, Outcome::Updated(Ok(_))),
+                    matches!(retry, Outcome::Updated(_, Ok(_))),
                     "retry after op {n}: {retry:?}"
                 );
                 assert_settings_carried(&store, &["alice"]);
@@ -1467,7 +1503,7 @@ fn a_verify_racing_an_update_sees_the_old_or_the_new_settings_whole(answers: Swa
             "plan {plan:?}: verify saw {settings:?}"
         );
         assert!(
-            matches!(outcomes[0], Outcome::Updated(Ok(_))),
+            matches!(outcomes[0], Outcome::Updated(_, Ok(_))),
             "plan {plan:?}: {outcomes:?}"
         );
         assert_settings_carried(&store, &["alice"]);
@@ -1897,6 +1933,12 @@ fn a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_gra
                 vec![original.id.clone()],
                 "died after {died_after}"
             );
+            // A roll that died does not block updates past the time a request may take.
+            let copy = copy_of(&store, answers);
+            let later = NOW + ABANDONED_AFTER_SECS;
+            let event = key::event_id().unwrap();
+            let disabled = update(&copy, "alice", &original.id, &write_only(), &event, later);
+            assert!(disabled.is_ok(), "died after {died_after}: {disabled:?}");
             // The client's retry gives a working secret, and the old one ends with its grace.
             let (new, result) = roll_with(&store, "alice", &original.id, grace, NOW);
             let rolled = result.unwrap_or_else(|e| panic!("died after {died_after}: {e:?}"));
@@ -1910,6 +1952,73 @@ fn a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_gra
             assert!(!verifies_at(&store, &original.hash, NOW + grace));
             assert_invariants(&store, &["alice"], MAX as usize);
             assert_settings_carried(&store, &["alice"]);
+        }
+    }
+}
+
+/// A store holding what `store` holds, to try something on without changing it.
+fn copy_of(store: &MemoryStore, answers: SwapAnswers) -> MemoryStore {
+    let copy = MemoryStore::with_answers(answers);
+    for (key, value) in store.snapshot() {
+        copy.set(&key, &value).unwrap();
+    }
+    copy
+}
+
+fn an_expired_rolled_key_gives_its_slot_to_the_next_create(answers: SwapAnswers) {
+    let store = MemoryStore::with_answers(answers);
+    let expiring = new_key();
+    create_expiring(&store, "alice", &expiring, 2, NOW, Some(NOW + 10)).unwrap();
+    create_with(&store, "alice", &new_key(), 2, NOW).unwrap();
+    let (new, _) = roll_with(&store, "alice", &expiring.id, HOUR, NOW);
+    // Its older secret is in its grace, but carries the key's expiry: nothing of it verifies.
+    let later = NOW + 20;
+    assert!(!verifies_at(&store, &expiring.hash, later) && !verifies_at(&store, &new, later));
+    let created = create_with(&store, "alice", &new_key(), 2, later);
+    assert!(created.is_ok(), "{created:?}");
+    for hash in [&expiring.hash, &new] {
+        assert!(store.get(&record_key(hash)).unwrap().is_none());
+    }
+}
+
+fn a_roll_failing_for_a_while_after_publishing_still_ends_the_old_secret_on_time(
+    answers: SwapAnswers,
+) {
+    for grace in [0, HOUR] {
+        let setup = |store: &MemoryStore| create_one(store, "alice");
+        let operations = operations_of(answers, |store| roll_request(&[setup(store)], grace));
+        // Longer than a read is retried: the roll gives up, then cleans up once the store is back.
+        let outage = READ_BACK_RETRIES as u64 + 1;
+        for n in 1..=operations {
+            let store = MemoryStore::with_answers(answers);
+            let original = setup(&store);
+            store.fail_from_nth(n, outage);
+            let (new, result) = roll_with(&store, "alice", &original.id, grace, NOW);
+            store.disarm();
+            let published = current_index(&store, "alice")
+                .events
+                .iter()
+                .any(|e| e.kind == EventKind::Rolled);
+            if result.is_err() && verifies(&store, &new) {
+                // The outage came after its activation landed: the roll happened, only its
+                // answer was lost. Its secret is the key's current one (nobody holds it).
+                let index = current_index(&store, "alice");
+                assert_eq!(index.keys[0].hash, new, "op {n}");
+            }
+            if published {
+                assert!(
+                    !verifies_at(&store, &original.hash, NOW + grace),
+                    "op {n}, grace {grace}"
+                );
+            } else {
+                assert!(
+                    verifies_at(&store, &original.hash, NOW + 100 * HOUR),
+                    "op {n}"
+                );
+            }
+            // (A cleanup the outage also hit may leave the new secret's record pending and
+            // unlisted: garbage, never live.)
+            assert_invariants(&store, &["alice"], MAX as usize);
         }
     }
 }
