@@ -61,9 +61,9 @@
 //!
 //! # Delete (id, user u)
 //! Read head and index; find the id (else `key_not_found`); delete the records of its secrets,
-//! older ones first — from these writes on the key no longer verifies; then publish an index without k as in create, until the index `head`
-//! names no longer lists the id (whoever removed it). A retry after a failure finds the id still
-//! listed and finishes the job.
+//! older ones first — from these writes on the key no longer verifies; then publish an index
+//! without it as in create, until the index `head` names no longer lists the id (whoever
+//! removed it). A retry after a failure finds the id still listed and finishes the job.
 //!
 //! # Update (id, user u, wanted settings, a fresh random event id e)
 //! The index is where an update happens; the record follows it.
@@ -72,9 +72,10 @@
 //! 2. Check the key's record is active (else `key_not_found`: a key in flight is not the user's
 //!    to change, and a refusal is no change). A key mid-roll is `store_unavailable` while the
 //!    roll is in flight (it activates a secret written with the settings it published); after
-//!    a roll that failed or died, the update goes ahead on the secrets the key still has. Write index version `n = increment(seq)` with the
-//!    entry's settings changed, its `settings_version = n`, and event e appended (the last
-//!    [`MAX_EVENTS`] kept); swap `head` to `n`; start over from the head.
+//!    a roll that failed or died, the update goes ahead on the secrets the key still has.
+//!    Write index version `n = increment(seq)` with the entry's settings changed, its
+//!    `settings_version = n`, and event e appended (the last [`MAX_EVENTS`] kept); swap
+//!    `head` to `n`; start over from the head.
 //! 3. Carry the settings of the entry at the head (this update's or a later one's) onto the
 //!    record of each of its live secrets (and each older secret's grace end, see [`retire`]) by
 //!    compare-and-swap, only if the record's `settings_version` is lower, reading it
@@ -100,18 +101,20 @@
 //! before the current one, so the entry stays listed while any of its secrets lives.
 //!
 //! # Verify
-//! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired. If its last use
-//! is over [`USAGE_GRANULARITY_SECS`] old, the new time is written by compare-and-swap of the record
-//! (a blind write could resurrect a key deleted since the read); that costs a second read and a
-//! write at most once per key and hour, and its failure is ignored. (Not `get_many`: Spin's
-//! Redis backend implements it with `KEYS`, which fails; every read here is a plain `get`.)
+//! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired. If
+//! its last use is over [`USAGE_GRANULARITY_SECS`] old, the new time is written by
+//! compare-and-swap of the record (a blind write could resurrect a key deleted since the
+//! read); that costs a second read and a write at most once per key and hour, and its failure
+//! is ignored. (Not `get_many`: Spin's Redis backend implements it with `KEYS`, which fails;
+//! every read here is a plain `get`.)
 //!
 //! # Invariants, for every interleaving and any failed operation
 //! - **Live ⇒ listed.** Every live secret is the current or an older secret of an entry list
 //!   shows, so delete can kill it. A record turns `active` only in step 3, after the index
 //!   holding k was published (a roll's likewise, and an older secret stays in the entry until
-//!   its grace is over, or until it is deleted, older secrets first). k leaves an index only after its record was deleted (delete) or revoked / found
-//!   absent (reclaim), and the step-3 swap fails against either, because it compares with the
+//!   its grace is over, or until it is deleted, older secrets first). k leaves an index only
+//!   after its record was deleted (delete) or revoked / found absent (reclaim), and the step-3
+//!   swap fails against either, because it compares with the
 //!   present pending bytes. An active record is never revoked or dropped before it expires:
 //!   reclaim only takes records that are absent, revoked, expired or pending (expiry is final,
 //!   and verify refuses an expired record by itself). Verify's last-use swap compares with the
@@ -1264,27 +1267,25 @@ pub fn roll<S: KeyValue>(
     event_id: &str,
     now: i64,
 ) -> Result<KeySummary, ApiError> {
-    let user = UserSpace::of(user_id);
-    let mut versions = Versions::default();
-    let mut written: Option<NewSecretRecord> = None;
-    let result = roll_steps(
+    let mut rolling = Rolling {
         store,
-        &user,
+        user: UserSpace::of(user_id),
         user_id,
         id,
         new,
         grace_secs,
         event_id,
         now,
-        &mut versions,
-        &mut written,
-    );
-    if let (Err(error), Some(record)) = (&result, &written) {
+        versions: Versions::default(),
+        written: None,
+    };
+    let result = rolling.steps();
+    if let (Err(error), Some(record)) = (&result, &rolling.written) {
         // Best effort. Never proposed, or the key is gone: no entry lists the record, so
         // delete it. Maybe published: withdraw the roll's new secret but keep its promise on
-        // the old one (see [`withdraw`]).
+        // the old one (see [`Rolling::withdraw`]).
         if record.proposed && *error != ApiError::KeyNotFound {
-            withdraw(store, &user, id, new.hash, event_id, now);
+            rolling.withdraw();
         } else {
             let _ = store.delete(&record_key(new.hash));
         }
@@ -1292,30 +1293,19 @@ pub fn roll<S: KeyValue>(
     result
 }
 
-/// Cleans up after a roll that failed having proposed its index: if it was published, its
-/// older secrets still end when it said (retired, as its step 4 would have), so that a 503 never
-/// leaves an old secret verifying past its grace; and its new secret, which the client never
-/// saw, is revoked, so that it never goes live. The key stays listed (see [`Standing`]): by its
-/// old secret while that is in its grace, else with no live secret until it is rolled again.
-/// Best effort: a store still failing leaves the state the roll stopped in.
-fn withdraw<S: KeyValue>(
-    store: &S,
-    user: &UserSpace,
-    id: &str,
-    new_hash: &str,
-    event_id: &str,
+/// One roll in progress: what it was asked, and what it has done so far.
+struct Rolling<'a, S> {
+    store: &'a S,
+    user: UserSpace,
+    user_id: &'a str,
+    id: &'a str,
+    new: &'a NewSecret<'a>,
+    grace_secs: i64,
+    event_id: &'a str,
     now: i64,
-) {
-    if let Ok(Some((_, _, index))) = watch_index(store, user, true) {
-        let published = index.events.iter().any(|e| e.id == event_id);
-        let entry = index.keys.iter().find(|e| e.id == id);
-        if let (true, Some(entry)) = (published, entry) {
-            for previous in &entry.previous {
-                let _ = retire(store, previous, now);
-            }
-        }
-    }
-    let _ = revoke_pending(store, new_hash);
+    versions: Versions,
+    /// The new secret's record as last written, if it was.
+    written: Option<NewSecretRecord>,
 }
 
 /// The new secret's record as a roll last wrote it: activation swaps from exactly `pending`.
@@ -1326,179 +1316,195 @@ struct NewSecretRecord {
     proposed: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn roll_steps<S: KeyValue>(
-    store: &S,
-    user: &UserSpace,
-    user_id: &str,
-    id: &str,
-    new: &NewSecret,
-    grace_secs: i64,
-    event_id: &str,
-    now: i64,
-    versions: &mut Versions,
-    written: &mut Option<NewSecretRecord>,
-) -> Result<KeySummary, ApiError> {
-    // The never-activated secret of an earlier roll this one replaced, if it did: garbage once
-    // this roll is published.
-    let mut superseded: Option<String> = None;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some((cas, head, mut index)) = watch_index(store, user, versions.unconfirmed())? else {
-            continue;
-        };
-        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
-            // Never ours, or deleted (whether before or after this roll landed).
-            versions.sweep(store, user, head.version);
-            return Err(ApiError::KeyNotFound);
-        };
-        // Only this request writes this event id, so seeing it means one of its proposals
-        // landed, whatever the swap answered: the roll is never published twice.
-        if index.events.iter().any(|e| e.id == event_id) {
-            versions.sweep(store, user, head.version);
-            let entry = index.keys.swap_remove(position);
-            let Some(record) = written.as_ref() else {
-                return Err(ApiError::StoreUnavailable);
-            };
-            if entry.hash != new.hash {
-                // A later roll replaced this one before it activated, and revoked its secret.
-                return Err(ApiError::StoreUnavailable);
+impl<S: KeyValue> Rolling<'_, S> {
+    /// Cleans up after a roll that failed having proposed its index: if it was published, its
+    /// older secrets still end when it said (retired, as its step 4 would have), so that a 503
+    /// never leaves an old secret verifying past its grace; and its new secret, which the
+    /// client never saw, is revoked, so that it never goes live. The key stays listed (see
+    /// [`Standing`]): by its old secret while that is in its grace, else with no live secret
+    /// until it is rolled again. Best effort: a store still failing leaves the state the roll
+    /// stopped in.
+    fn withdraw(&self) {
+        if let Ok(Some((_, _, index))) = watch_index(self.store, &self.user, true) {
+            let published = index.events.iter().any(|e| e.id == self.event_id);
+            let entry = index.keys.iter().find(|e| e.id == self.id);
+            if let (true, Some(entry)) = (published, entry) {
+                for previous in &entry.previous {
+                    let _ = retire(self.store, previous, self.now);
+                }
             }
-            // Older secrets first: see step 4. Their settings are the entry's already (any
-            // update since published after this roll, and carries them itself).
-            for previous in &entry.previous {
-                retire(store, previous, now)?;
-            }
-            activate(store, new.hash, &record.pending, &record.active)?;
-            if let Some(hash) = &superseded {
-                // Revoked, and no longer listed. Failing to delete it only leaves garbage.
-                let _ = store.delete(&record_key(hash));
-            }
-            let expires_at = parse_record(&record.active).and_then(|r| r.expires_at);
-            return Ok(KeySummary {
-                last_used_at: None,
-                expires_at,
-                previous_expires_at: entry.previous_expires_at(now),
-                entry,
-            });
         }
-        let entry = &index.keys[position];
-        let grace_end = now + grace_secs;
-        // The older secrets the rolled key lists, each with its grace end (an end that has
-        // come is carried out by retiring it once this is published); those it stops listing,
-        // whose grace is over already; and a record of the key, to copy its expiry from.
-        let mut keep: Vec<PreviousSecret> = Vec::new();
-        let mut drop: Vec<String> = Vec::new();
-        superseded = None;
-        // When the secret this roll replaces stops verifying, for its event: the grace end, or
-        // for a key mid-roll the latest end of the older secrets it keeps.
-        let mut replaced_until = grace_end;
-        let template = match Standing::of(store, entry, user_id, now)? {
-            Standing::Active(current) if !current.is_expired(now) => {
-                // Latest grace end first (the latest replaced first among equal ends): beyond
-                // the limit, the ones ending first end now.
-                let mut older: Vec<_> = entry.previous.iter().cloned().enumerate().collect();
-                older.sort_by_key(|(at, p)| std::cmp::Reverse((p.until, *at)));
-                for (_, mut previous) in older {
-                    if previous.until <= now {
-                        drop.push(previous.hash);
+        let _ = revoke_pending(self.store, self.new.hash);
+    }
+
+    /// The steps of [`roll`], as its docs number them.
+    fn steps(&mut self) -> Result<KeySummary, ApiError> {
+        let (store, user, user_id, id, new) =
+            (self.store, &self.user, self.user_id, self.id, self.new);
+        let (grace_secs, event_id, now) = (self.grace_secs, self.event_id, self.now);
+        // The never-activated secret of an earlier roll this one replaced, if it did: garbage
+        // once this roll is published.
+        let mut superseded: Option<String> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((cas, head, mut index)) =
+                watch_index(store, user, self.versions.unconfirmed())?
+            else {
+                continue;
+            };
+            let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+                // Never ours, or deleted (whether before or after this roll landed).
+                self.versions.sweep(store, user, head.version);
+                return Err(ApiError::KeyNotFound);
+            };
+            // Only this request writes this event id, so seeing it means one of its proposals
+            // landed, whatever the swap answered: the roll is never published twice.
+            if index.events.iter().any(|e| e.id == event_id) {
+                self.versions.sweep(store, user, head.version);
+                let entry = index.keys.swap_remove(position);
+                let Some(record) = self.written.as_ref() else {
+                    return Err(ApiError::StoreUnavailable);
+                };
+                if entry.hash != new.hash {
+                    // A later roll replaced this one before it activated, and revoked its secret.
+                    return Err(ApiError::StoreUnavailable);
+                }
+                // Older secrets first: see step 4. Their settings are the entry's already (any
+                // update since published after this roll, and carries them itself).
+                for previous in &entry.previous {
+                    retire(store, previous, now)?;
+                }
+                activate(store, new.hash, &record.pending, &record.active)?;
+                if let Some(hash) = &superseded {
+                    // Revoked, and no longer listed. Failing to delete it only leaves garbage.
+                    let _ = store.delete(&record_key(hash));
+                }
+                let expires_at = parse_record(&record.active).and_then(|r| r.expires_at);
+                return Ok(KeySummary {
+                    last_used_at: None,
+                    expires_at,
+                    previous_expires_at: entry.previous_expires_at(now),
+                    entry,
+                });
+            }
+            let entry = &index.keys[position];
+            let grace_end = now + grace_secs;
+            // The older secrets the rolled key lists, each with its grace end (an end that has
+            // come is carried out by retiring it once this is published); those it stops listing,
+            // whose grace is over already; and a record of the key, to copy its expiry from.
+            let mut keep: Vec<PreviousSecret> = Vec::new();
+            let mut drop: Vec<String> = Vec::new();
+            superseded = None;
+            // When the secret this roll replaces stops verifying, for its event: the grace end, or
+            // for a key mid-roll the latest end of the older secrets it keeps.
+            let mut replaced_until = grace_end;
+            let template = match Standing::of(store, entry, user_id, now)? {
+                Standing::Active(current) if !current.is_expired(now) => {
+                    // Latest grace end first (the latest replaced first among equal ends): beyond
+                    // the limit, the ones ending first end now.
+                    let mut older: Vec<_> = entry.previous.iter().cloned().enumerate().collect();
+                    older.sort_by_key(|(at, p)| std::cmp::Reverse((p.until, *at)));
+                    for (_, mut previous) in older {
+                        if previous.until <= now {
+                            drop.push(previous.hash);
+                            continue;
+                        }
+                        if keep.len() + 1 >= MAX_PREVIOUS_SECRETS {
+                            previous.until = now;
+                        }
+                        keep.push(previous);
+                    }
+                    keep.push(PreviousSecret {
+                        hash: entry.hash.clone(),
+                        until: grace_end,
+                    });
+                    current
+                }
+                Standing::MidRoll { live, current } => {
+                    // An earlier roll's secret never went live (that roll is in flight, or failed
+                    // or died after publishing). The secrets the key still has stay, their grace
+                    // capped by this roll's; that secret is revoked, so that it can never activate
+                    // (that roll loses, and answers 503). If it turned active meanwhile, that roll
+                    // finished: start over from there.
+                    for previous in &entry.previous {
+                        // A record this version cannot read may be a newer version's, maybe live:
+                        // kept, as reclaim keeps it.
+                        let record = store.get(&record_key(&previous.hash))?;
+                        let kept = record.as_deref().is_some_and(|bytes| {
+                            parse_record(bytes).is_none_or(|r| r.is_live(now))
+                        });
+                        if kept {
+                            keep.push(PreviousSecret {
+                                hash: previous.hash.clone(),
+                                until: previous.until.min(grace_end),
+                            });
+                        } else {
+                            drop.push(previous.hash.clone());
+                        }
+                    }
+                    let pending = current
+                        .as_ref()
+                        .is_some_and(|r| r.state == KeyState::Pending);
+                    if pending && !revoke_pending(store, &entry.hash)? {
                         continue;
                     }
-                    if keep.len() + 1 >= MAX_PREVIOUS_SECRETS {
-                        previous.until = now;
-                    }
-                    keep.push(previous);
+                    superseded = Some(entry.hash.clone());
+                    replaced_until = keep.iter().map(|p| p.until).max().unwrap_or(now);
+                    let Some(template) = live.or(current).filter(|r| !r.is_expired(now)) else {
+                        self.versions.sweep(store, user, head.version);
+                        return Err(ApiError::KeyNotFound);
+                    };
+                    template
                 }
-                keep.push(PreviousSecret {
-                    hash: entry.hash.clone(),
-                    until: grace_end,
-                });
-                current
-            }
-            Standing::MidRoll { live, current } => {
-                // An earlier roll's secret never went live (that roll is in flight, or failed
-                // or died after publishing). The secrets the key still has stay, their grace
-                // capped by this roll's; that secret is revoked, so that it can never activate
-                // (that roll loses, and answers 503). If it turned active meanwhile, that roll
-                // finished: start over from there.
-                for previous in &entry.previous {
-                    // A record this version cannot read may be a newer version's, maybe live:
-                    // kept, as reclaim keeps it.
-                    let record = store.get(&record_key(&previous.hash))?;
-                    let kept = record
-                        .as_deref()
-                        .is_some_and(|bytes| parse_record(bytes).is_none_or(|r| r.is_live(now)));
-                    if kept {
-                        keep.push(PreviousSecret {
-                            hash: previous.hash.clone(),
-                            until: previous.until.min(grace_end),
-                        });
-                    } else {
-                        drop.push(previous.hash.clone());
-                    }
-                }
-                let pending = current
-                    .as_ref()
-                    .is_some_and(|r| r.state == KeyState::Pending);
-                if pending && !revoke_pending(store, &entry.hash)? {
-                    continue;
-                }
-                superseded = Some(entry.hash.clone());
-                replaced_until = keep.iter().map(|p| p.until).max().unwrap_or(now);
-                let Some(template) = live.or(current).filter(|r| !r.is_expired(now)) else {
-                    versions.sweep(store, user, head.version);
+                // Expired (final: there is no key left to roll), or not a key of the user's.
+                _ => {
+                    self.versions.sweep(store, user, head.version);
                     return Err(ApiError::KeyNotFound);
-                };
-                template
+                }
+            };
+            let record = |state| KeyRecord {
+                state,
+                user_id: user_id.to_owned(),
+                key_id: entry.id.clone(),
+                name: entry.name.clone(),
+                scopes: entry.scopes.clone(),
+                created_at: now,
+                last_used_at: None,
+                expires_at: template.expires_at,
+                enabled: entry.enabled,
+                settings_version: entry.settings_version,
+                retire_at: None,
+            };
+            let pending = to_json(&record(KeyState::Pending))?;
+            let active = to_json(&record(KeyState::Active))?;
+            // Nobody else knows this hash; and nobody can have revoked it yet, since this roll's
+            // proposals did not land (it would have seen its event above). Noted first: a write
+            // that fails may still have landed, and is cleaned up then.
+            let proposed = self.written.as_ref().is_some_and(|w| w.proposed);
+            let record = self.written.insert(NewSecretRecord {
+                pending,
+                active,
+                proposed,
+            });
+            store.set(&record_key(new.hash), &record.pending)?;
+            for hash in &drop {
+                store.delete(&record_key(hash))?;
             }
-            // Expired (final: there is no key left to roll), or not a key of the user's.
-            _ => {
-                versions.sweep(store, user, head.version);
-                return Err(ApiError::KeyNotFound);
+            let version = next_version(store, user)?;
+            let entry = &mut index.keys[position];
+            entry.hash = new.hash.to_owned();
+            entry.preview = new.preview.to_owned();
+            entry.previous = keep;
+            let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
+            event.previous_key_expires_at = Some(replaced_until);
+            index.record(event);
+            if let Some(record) = self.written.as_mut() {
+                record.proposed = true;
             }
-        };
-        let record = |state| KeyRecord {
-            state,
-            user_id: user_id.to_owned(),
-            key_id: entry.id.clone(),
-            name: entry.name.clone(),
-            scopes: entry.scopes.clone(),
-            created_at: now,
-            last_used_at: None,
-            expires_at: template.expires_at,
-            enabled: entry.enabled,
-            settings_version: entry.settings_version,
-            retire_at: None,
-        };
-        let pending = to_json(&record(KeyState::Pending))?;
-        let active = to_json(&record(KeyState::Active))?;
-        // Nobody else knows this hash; and nobody can have revoked it yet, since this roll's
-        // proposals did not land (it would have seen its event above). Noted first: a write
-        // that fails may still have landed, and is cleaned up then.
-        let proposed = written.as_ref().is_some_and(|w| w.proposed);
-        let record = written.insert(NewSecretRecord {
-            pending,
-            active,
-            proposed,
-        });
-        store.set(&record_key(new.hash), &record.pending)?;
-        for hash in &drop {
-            store.delete(&record_key(hash))?;
+            publish(store, user, cas, head, version, &index)?;
+            self.versions.note(head, version);
         }
-        let version = next_version(store, user)?;
-        let entry = &mut index.keys[position];
-        entry.hash = new.hash.to_owned();
-        entry.preview = new.preview.to_owned();
-        entry.previous = keep;
-        let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
-        event.previous_key_expires_at = Some(replaced_until);
-        index.record(event);
-        if let Some(record) = written.as_mut() {
-            record.proposed = true;
-        }
-        publish(store, user, cas, head, version, &index)?;
-        versions.note(head, version);
+        Err(ApiError::StoreUnavailable)
     }
-    Err(ApiError::StoreUnavailable)
 }
 
 /// Looks a presented key up by its hash: the active record, or `None`. One read; at most once
