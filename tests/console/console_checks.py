@@ -5,10 +5,12 @@ CONSOLE_BASE (the app's URL), JWT_SECRET, AXE_JS (axe-core's axe.min.js), SCREEN
 folder), CHROMIUM (default /usr/bin/chromium). Each check runs in a fresh browser context as a
 user of its own, prints `PASS name` or `FAIL name: why`, and a failure in one does not stop the
 others. Every state the checks pass through is also checked by axe-core (zero serious or
-critical violations) and most are saved as screenshots.
+critical violations; zero of any impact for the states of a roll) and most are saved as
+screenshots.
 """
 
 import base64
+import calendar
 import hashlib
 import hmac
 import http.client
@@ -150,8 +152,9 @@ class Watch:
             self.problems.append(f"request to another origin: {request.url}")
 
 
-def axe(page, state):
-    """Runs axe-core on the page as it is; fails on any serious or critical violation."""
+def axe(page, state, any_impact=False):
+    """Runs axe-core on the page as it is; fails on any serious or critical violation, or with
+    `any_impact` on any violation at all."""
     if not page.evaluate("typeof axe !== 'undefined'"):
         page.evaluate(AXE_SOURCE)
     violations = page.evaluate(
@@ -159,7 +162,7 @@ def axe(page, state):
             .map(v => ({ id: v.id, impact: v.impact, targets: v.nodes.map(n => n.target.join(" ")) }))"""
     )
     AXE_STATES.append((state, violations))
-    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    bad = [v for v in violations if any_impact or v["impact"] in ("serious", "critical")]
     assert not bad, f"axe, {state}: {bad}"
 
 
@@ -207,6 +210,31 @@ def save_edit(page, dialog):
     return sent.value.post_data_json
 
 
+def open_roll(page, name):
+    page.get_by_role("button", name=f"Roll {name}", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Roll API key")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def submit_roll(page, dialog):
+    """Clicks Roll key; answers the JSON body the page sent to /v1/keys.roll."""
+    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.roll" and r.method == "POST") as sent:
+        dialog.get_by_role("button", name="Roll key").click()
+    return sent.value.post_data_json
+
+
+def roll_key(user, key_id, grace_seconds):
+    status, body = api("POST", "/v1/keys.roll", make_jwt(user), {"id": key_id, "grace_seconds": grace_seconds})
+    assert status == 201, (status, body)
+    return body
+
+
+def epoch(rfc3339):
+    """Seconds since the epoch of an RFC 3339 UTC timestamp as the API writes them."""
+    return calendar.timegm(time.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def generate_in_ui(page, name, scopes):
     page.get_by_role("button", name="Generate API Key").click()
     dialog = page.get_by_role("dialog", name="Generate API Key")
@@ -251,15 +279,20 @@ def focused_name(page):
     )
 
 
+def assert_focus_ring(page, name):
+    """The focused control shows a focus ring."""
+    outline = page.evaluate(
+        "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert outline[0] != "none" and outline[1] != "0px", f"{name}: no visible focus {outline}"
+
+
 def tab_to(page, name, most=40):
     """Presses Tab until the control named `name` has focus, and checks it shows a focus ring."""
     for _ in range(most):
         page.keyboard.press("Tab")
         if focused_name(page) == name:
-            outline = page.evaluate(
-                "() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; }"
-            )
-            assert outline[0] != "none" and outline[1] != "0px", f"{name}: no visible focus {outline}"
+            assert_focus_ring(page, name)
             return
     raise AssertionError(f"Tab never reached {name!r} (last: {focused_name(page)!r})")
 
@@ -981,17 +1014,329 @@ def history_errors_show_and_a_401_signs_out(page):
     expect(history(page)).to_have_count(0)
 
 
+# ---- Roll --------------------------------------------------------------------------------------
+
+
+# Kolkata (UTC+05:30, no daylight saving): the grace end shown is local time, not UTC.
+@check(timezone_id="Asia/Kolkata", locale="en-US")
+def roll_with_a_grace_shows_the_new_secret_once_and_both_verify(page):
+    user = new_user("roll")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
+    key = create_key(user, "CI deploy", ["read", "write"])
+    other = create_key(user, "untouched", ["read"])
+    sign_in(page, user)
+    item = key_item(page, "CI deploy")
+    expect(item.locator(".old-key")).to_have_count(0)
+    dialog = open_roll(page, "CI deploy")
+    expect(dialog).to_contain_text("“CI deploy”")
+    expect(dialog).to_contain_text(key["preview"])
+    expect(dialog).to_contain_text("new secret")
+    grace = dialog.get_by_label("Old key keeps working for")
+    expect(grace).to_be_focused()
+    expect(grace).to_have_value("86400")  # 24 hours unless chosen otherwise
+    expect(grace.locator("option")).to_have_text(["Stop at once", "1 hour", "24 hours", "7 days"])
+    values = [option.get_attribute("value") for option in grace.locator("option").all()]
+    assert values == ["0", "3600", "86400", "604800"], values
+    shot(page, "roll")
+    axe(page, "roll dialog", any_impact=True)
+    before = time.time()
+    sent = submit_roll(page, dialog)
+    assert sent == {"id": key["id"], "grace_seconds": 86400}, sent
+    secret_dialog, secret = read_secret(page)
+    expect(dialog).to_be_hidden()
+    assert secret != key["key"]
+    expect(secret_dialog).to_contain_text("will not be shown again")
+    expect(page.locator("#secret-note")).to_have_text(
+        f"It replaces the key {key['preview']}, which keeps working for 24 hours.")
+    shot(page, "roll-secret")
+    axe(page, "dialog with the secret of a roll", any_impact=True)
+    secret_dialog.get_by_role("button", name="Copy").click()
+    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    # The new secret verifies, as the same key; the old one too, for its grace.
+    status, body = verify_status(secret, "write")
+    assert status == 200 and (body["key_id"], body["name"]) == (key["id"], "CI deploy"), (status, body)
+    status, body = verify_status(key["key"], "write")
+    assert status == 200 and body["key_id"] == key["id"], (status, body)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(secret_dialog).to_be_hidden()
+    assert focused_name(page) == "Roll CI deploy", focused_name(page)
+    assert not secret_anywhere(page, secret), "the secret is still in the page after Done"
+    expect(page.locator("#keys-status")).to_have_text("Rolled “CI deploy”.")
+    # The list: the new preview, and until when the old key works, in local time.
+    new_preview = f"ak_...{secret[-4:]}"
+    expect(fact(item, "Key").locator("code")).to_have_text(new_preview)
+    listed = listed_key(user, key["id"])
+    ends = listed["previous_key_expires_at"]
+    assert listed["preview"] == new_preview and ends is not None, listed
+    assert before + 86400 - 5 <= epoch(ends) <= time.time() + 86400 + 5, (before, ends)
+    old = item.locator(".old-key")
+    expect(old).to_have_text(re.compile(r"^Old key works until \S"))
+    expect(old.locator("time")).to_have_attribute("datetime", ends)
+    local = time.gmtime(epoch(ends) + 5 * 3600 + 30 * 60)
+    expect(old.locator("time")).to_have_text(re.compile(
+        rf"^{time.strftime('%b', local)} {local.tm_mday}, {local.tm_year}\D+{(local.tm_hour % 12) or 12}:{local.tm_min:02d}\D"))
+    expect(page.locator("#count")).to_have_text("2 of 20 keys")
+    # The other key is as it was.
+    untouched = listed_key(user, other["id"])
+    assert (untouched["preview"], untouched["previous_key_expires_at"]) == (other["preview"], None), untouched
+    expect(key_item(page, "untouched").locator(".old-key")).to_have_count(0)
+    assert verify_status(other["key"])[0] == 200
+    axe(page, "list with a rolled key", any_impact=True)
+
+
+@check
+def roll_with_stop_at_once_ends_the_old_key_at_once(page):
+    user = new_user("roll-now")
+    key = create_key(user, "rotated now", ["read"])
+    sign_in(page, user)
+    dialog = open_roll(page, "rotated now")
+    dialog.get_by_label("Old key keeps working for").select_option(label="Stop at once")
+    sent = submit_roll(page, dialog)
+    assert sent == {"id": key["id"], "grace_seconds": 0}, sent
+    secret_dialog, secret = read_secret(page)
+    expect(page.locator("#secret-note")).to_have_text(
+        f"It replaces the key {key['preview']}, which stopped working at once.")
+    status, body = verify_status(key["key"])
+    assert (status, body) == (401, {"valid": False, "code": "invalid_key"}), (status, body)
+    status, body = verify_status(secret)
+    assert status == 200 and body["key_id"] == key["id"], (status, body)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(secret_dialog).to_be_hidden()
+    assert not secret_anywhere(page, secret), "the secret is still in the page after Done"
+    item = key_item(page, "rotated now")
+    expect(fact(item, "Key").locator("code")).to_have_text(f"ak_...{secret[-4:]}")
+    expect(item.locator(".old-key")).to_have_count(0)
+    assert listed_key(user, key["id"])["previous_key_expires_at"] is None
+    expect(history(page).first.locator(".event-head")).to_have_text(re.compile(r"Rolled “rotated now”$"))
+    expect(history(page).first.locator(".event-detail")).to_have_text("old key stopped at once")
+    # Escape forgets a roll's secret too.
+    dialog = open_roll(page, "rotated now")
+    submit_roll(page, dialog)
+    secret_dialog, second = read_secret(page)
+    page.keyboard.press("Escape")
+    expect(secret_dialog).to_be_hidden()
+    assert not secret_anywhere(page, second), "the secret is still in the page after Escape"
+    expect(page.locator("#secret-note")).to_be_hidden()
+    assert verify_status(second)[0] == 200
+
+
+@check
+def rolling_by_keyboard_alone(page):
+    user = new_user("keyboard-roll")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=BASE)
+    key = create_key(user, "typed roll", ["read"])
+    sign_in(page, user)
+    page.evaluate("document.activeElement.blur()")
+    # Escape leaves the key as it was and gives focus back.
+    tab_to(page, "Roll typed roll")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Roll API key")
+    expect(dialog).to_be_visible()
+    assert focused_name(page) == "Old key keeps working for", focused_name(page)
+    assert_focus_ring(page, "Old key keeps working for")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert focused_name(page) == "Roll typed roll", focused_name(page)
+    assert listed_key(user, key["id"])["preview"] == key["preview"]
+    assert [e["type"] for e in api_events(user)] == ["created"]
+    # Roll with a grace of one hour, chosen with the arrow keys.
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    grace = dialog.get_by_label("Old key keeps working for")
+    expect(grace).to_be_focused()
+    assert_focus_ring(page, "Old key keeps working for")
+    page.keyboard.press("ArrowUp")
+    expect(grace).to_have_value("3600")
+    tab_to(page, "Roll key")
+    axe(page, "roll dialog, by keyboard", any_impact=True)
+    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.roll") as request:
+        page.keyboard.press("Enter")
+    assert request.value.post_data_json == {"id": key["id"], "grace_seconds": 3600}, request.value.post_data_json
+    secret_dialog, secret = read_secret(page)
+    assert focused_name(page) == "Copy", focused_name(page)
+    page.keyboard.press("Enter")
+    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+    tab_to(page, "Done")
+    page.keyboard.press("Enter")
+    expect(secret_dialog).to_be_hidden()
+    assert not secret_anywhere(page, secret)
+    # Back on the key's Roll button, as the list is drawn after the roll.
+    expect(key_item(page, "typed roll").locator(".old-key")).to_contain_text("Old key works until")
+    assert focused_name(page) == "Roll typed roll", focused_name(page)
+    assert page.evaluate("document.activeElement.isConnected")
+    assert verify_status(secret)[0] == 200
+    assert verify_status(key["key"])[0] == 200  # in its hour of grace
+
+
+@check
+def a_roll_dialog_opened_again_at_once_still_rolls(page):
+    # Escape, then Enter at once on the same Roll button: the browser fires the first closing's
+    # close event a task later, and a key press can come before it. Done here in one task, so
+    # that the order is certain.
+    user = new_user("reopen-roll")
+    key = create_key(user, "quick hands")
+    sign_in(page, user)
+    dialog = open_roll(page, "quick hands")
+    page.evaluate("""() => { document.querySelector("#roll-dialog").close();
+                             document.activeElement.click(); }""")
+    expect(dialog).to_be_visible()
+    assert submit_roll(page, dialog) == {"id": key["id"], "grace_seconds": 86400}
+    secret_dialog, secret = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(secret_dialog).to_be_hidden()
+    assert focused_name(page) == "Roll quick hands", focused_name(page)
+    assert verify_status(secret)[0] == 200
+
+
+@check
+def a_refused_roll_shows_the_servers_message_and_changes_nothing(page):
+    user = new_user("bad-roll")
+    doomed = create_key(user, "deleted elsewhere")
+    kept = create_key(user, "kept", ["read", "write"])
+    token = make_jwt(user)
+    before = listed_key(user, kept["id"])
+    sign_in(page, user)
+    dialog = open_roll(page, "deleted elsewhere")
+    # Another tab (here: the API) deletes the key while the dialog is open.
+    status, body = api("POST", "/v1/keys.delete", token, {"id": doomed["id"]})
+    assert status == 200, (status, body)
+    status, refusal = api("POST", "/v1/keys.roll", token, {"id": doomed["id"], "grace_seconds": 86400})
+    assert status == 404 and refusal["error"]["code"] == "key_not_found", (status, refusal)
+    submit_roll(page, dialog)
+    expect(dialog.get_by_role("alert")).to_have_text(f"{refusal['error']['message']} (key_not_found)")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_role("dialog", name="Your new API key")).to_be_hidden()
+    shot(page, "roll-refused")
+    axe(page, "roll refused", any_impact=True)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "deleted elsewhere")).to_have_count(0)
+    expect(page.locator("#count")).to_have_text("1 of 20 keys")
+    # A store failure: its message, and the key as it was.
+    message = "The key-value store is unavailable; nothing was changed. Retry."
+    body = json.dumps({"error": {"code": "store_unavailable", "message": message}})
+    page.route(f"{BASE}/v1/keys.roll", lambda route: route.fulfill(
+        status=503, content_type="application/json", body=body))
+    dialog = open_roll(page, "kept")
+    dialog.get_by_label("Old key keeps working for").select_option(label="7 days")
+    assert submit_roll(page, dialog) == {"id": kept["id"], "grace_seconds": 604800}
+    expect(dialog.get_by_role("alert")).to_have_text(f"{message} (store_unavailable)")
+    expect(page.get_by_role("dialog", name="Your new API key")).to_be_hidden()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    # Opened again, the dialog starts afresh.
+    dialog = open_roll(page, "kept")
+    expect(page.locator("#roll-error")).to_have_text("")
+    expect(dialog.get_by_label("Old key keeps working for")).to_have_value("86400")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert listed_key(user, kept["id"]) == before, (listed_key(user, kept["id"]), before)
+    expect(fact(key_item(page, "kept"), "Key").locator("code")).to_have_text(kept["preview"])
+    expect(key_item(page, "kept").locator(".old-key")).to_have_count(0)
+    assert verify_status(kept["key"], "write")[0] == 200
+    assert "rolled" not in [e["type"] for e in api_events(user)]
+    expect(history(page).locator(".event-head", has_text="Rolled")).to_have_count(0)
+
+
+@check
+def history_shows_rolls_and_how_long_the_old_key_works(page):
+    user = new_user("history-roll")
+    key = create_key(user, "rolled twice", ["read"])
+    sign_in(page, user)
+    expect(history(page)).to_have_count(1)
+    dialog = open_roll(page, "rolled twice")
+    dialog.get_by_label("Old key keeps working for").select_option(label="1 hour")
+    assert submit_roll(page, dialog) == {"id": key["id"], "grace_seconds": 3600}
+    secret_dialog, _ = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    # The history follows without a reload.
+    expect(history(page)).to_have_count(2)
+    first = history(page).first
+    expect(first.locator(".event-head")).to_have_text(re.compile(r"Rolled “rolled twice”$"))
+    events = api_events(user)
+    assert events[0]["type"] == "rolled", events
+    ends = events[0]["previous_key_expires_at"]
+    assert epoch(ends) - epoch(events[0]["at"]) == 3600, events[0]
+    expect(first.locator(".event-detail")).to_have_text(re.compile(r"^old key until \S"))
+    expect(first.locator(".event-detail time")).to_have_attribute("datetime", ends)
+    expect(first.locator(".event-when")).to_have_attribute("datetime", events[0]["at"])
+    # Rolled again at once: this roll's old key stopped, the first one's keeps its hour.
+    dialog = open_roll(page, "rolled twice")
+    dialog.get_by_label("Old key keeps working for").select_option(label="Stop at once")
+    assert submit_roll(page, dialog) == {"id": key["id"], "grace_seconds": 0}
+    secret_dialog, _ = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(history(page)).to_have_count(3)
+    expect(history(page).first.locator(".event-head")).to_have_text(re.compile(r"Rolled “rolled twice”$"))
+    expect(history(page).first.locator(".event-detail")).to_have_text("old key stopped at once")
+    expect(history(page).nth(1).locator(".event-detail time")).to_have_attribute("datetime", ends)
+    expect(history(page).nth(2).locator(".event-head")).to_have_text(re.compile(r"Created “rolled twice”$"))
+    expect(history(page).nth(2).locator(".event-detail")).to_have_count(0)
+    events = api_events(user)
+    assert [e["type"] for e in events] == ["rolled", "rolled", "created"], events
+    assert events[0]["previous_key_expires_at"] == events[0]["at"], events[0]
+    assert verify_status(key["key"])[0] == 200, "the first roll's old key lost its hour"
+    expect(key_item(page, "rolled twice").locator(".old-key time")).to_have_attribute("datetime", ends)
+    shot(page, "history-rolled", full_page=True)
+    axe(page, "history with rolls", any_impact=True)
+
+
+@check
+def rolling_at_320_px(page):
+    user = new_user("narrow-roll")
+    name = "W" * 64
+    key = create_key(user, name, ["read", "write", "admin"])
+    rolled = roll_key(user, key["id"], 604800)
+    create_key(user, "A key with a long name that has to wrap on a phone", ["read"])
+    page.set_viewport_size({"width": 320, "height": 640})
+    sign_in(page, user)
+    item = key_item(page, name)
+    expect(item.locator(".old-key time")).to_have_attribute("datetime", rolled["previous_key_expires_at"])
+    expect(history(page)).to_have_count(3)
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 320, f"the page is {overflow} px wide at 320 px"
+    for control in page.get_by_role("button").all() + [item.locator(".old-key")]:
+        if control.is_visible():
+            box = control.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow-rolled", full_page=True)
+    axe(page, "list with a rolled key at 320 px", any_impact=True)
+    dialog = open_roll(page, name)
+    widths = dialog.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert widths[0] <= widths[1], f"the roll dialog's content is wider than it: {widths}"
+    for control in [dialog] + dialog.get_by_role("button").all() + [dialog.get_by_label("Old key keeps working for")]:
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    shot(page, "narrow-roll")
+    axe(page, "roll dialog at 320 px", any_impact=True)
+    submit_roll(page, dialog)
+    secret_dialog, secret = read_secret(page)
+    widths = secret_dialog.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert widths[0] <= widths[1], f"the secret dialog's content is wider than it: {widths}"
+    box = secret_dialog.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    axe(page, "secret of a roll at 320 px", any_impact=True)
+    secret_dialog.get_by_role("button", name="Done").click()
+    expect(fact(item, "Key").locator("code")).to_have_text(f"ak_...{secret[-4:]}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
 @check
 def readable_on_a_desktop(page):
     user = "alice@example.com"  # no other check uses it; this screenshot is the README's
     used = create_key(user, "Production gateway", ["read", "write"])
     create_key(user, "Nightly export", ["read"])
     create_key(user, "Admin scripts", ["read", "write", "admin"])
+    # Rolled with a day's grace, its new secret already in use: the list shows both.
+    used = roll_key(user, used["id"], 86400)
     assert verify_status(used["key"])[0] == 200  # so one key shows when it was last used
     page.set_viewport_size({"width": 960, "height": 640})
     sign_in(page, user)
     expect(page.locator("#keys li")).to_have_count(3)
     expect(fact(page.locator("#keys li").first, "Last used")).not_to_have_text("Never")
+    expect(page.locator("#keys li").first.locator(".old-key")).to_contain_text("Old key works until")
     shot(page, "list")
     axe(page, "list of three keys, desktop")
 

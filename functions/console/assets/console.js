@@ -1,5 +1,5 @@
-// The console's script: signs in with a management JWT, lists, creates, edits and deletes the
-// person's API keys through the public HTTP API, and shows the history of those changes. Every server string goes into the page as text
+// The console's script: signs in with a management JWT, lists, creates, edits, rolls and deletes
+// the person's API keys through the public HTTP API, and shows the history of those changes. Every server string goes into the page as text
 // (textContent), never as HTML; the CSP's Trusted Types make an HTML sink throw anyway.
 "use strict";
 
@@ -9,6 +9,7 @@
   const LIST = "/v1/keys.list";
   const CREATE = "/v1/keys.create";
   const UPDATE = "/v1/keys.update";
+  const ROLL = "/v1/keys.roll";
   const DELETE = "/v1/keys.delete";
   const EVENTS = "/v1/keys.events";
 
@@ -46,6 +47,7 @@
     createSubmit: $("create-submit"),
     secretDialog: $("secret-dialog"),
     secretValue: $("secret-value"),
+    secretNote: $("secret-note"),
     copyStatus: $("copy-status"),
     secretCopy: $("secret-copy"),
     secretDone: $("secret-done"),
@@ -59,6 +61,14 @@
     editError: $("edit-error"),
     editCancel: $("edit-cancel"),
     editSubmit: $("edit-submit"),
+    rollDialog: $("roll-dialog"),
+    rollForm: $("roll-form"),
+    rollName: $("roll-name"),
+    rollPreview: $("roll-preview"),
+    rollGrace: $("roll-grace"),
+    rollError: $("roll-error"),
+    rollCancel: $("roll-cancel"),
+    rollSubmit: $("roll-submit"),
     deleteDialog: $("delete-dialog"),
     deleteName: $("delete-name"),
     deleteError: $("delete-error"),
@@ -73,6 +83,7 @@
     events: null, // the last events answer's events
     secret: null, // the new key, only while its dialog is open
     editing: null, // the key the edit dialog is about, as the list showed it
+    rolling: null, // the key the roll dialog is about
     deleting: null, // the key the confirmation is about
     returnFocus: null,
   };
@@ -275,14 +286,22 @@
     el.empty.hidden = keys.length > 0;
     // A control of the list that has focus keeps it across the redraw (e.g. "Edit" after a save,
     // even when the key's name, and so the button's name, changed).
-    const focused = el.keys.contains(document.activeElement) ? document.activeElement.dataset : null;
+    const focused = el.keys.contains(document.activeElement) ? document.activeElement : null;
     el.keys.replaceChildren(...keys.map(keyItem));
-    if (focused?.action && focused?.keyId) {
-      const again = [...el.keys.querySelectorAll("button")].find(
-        (button) => button.dataset.action === focused.action && button.dataset.keyId === focused.keyId,
-      );
-      again?.focus();
+    if (focused !== null) {
+      keyButtonLike(focused)?.focus();
     }
+  }
+
+  /** The list's button for the same action on the same key as `button` (of an earlier drawing). */
+  function keyButtonLike(button) {
+    const { action, keyId } = button.dataset;
+    if (!action || !keyId) {
+      return null;
+    }
+    return [...el.keys.querySelectorAll("button")].find(
+      (again) => again.dataset.action === action && again.dataset.keyId === keyId,
+    ) ?? null;
   }
 
   // ---- The history ----------------------------------------------------------------------------
@@ -311,7 +330,7 @@
     el.historyList.replaceChildren(...events.map(eventItem));
   }
 
-  const EVENT_WORDS = { created: "Created", updated: "Updated", deleted: "Deleted" };
+  const EVENT_WORDS = { created: "Created", updated: "Updated", rolled: "Rolled", deleted: "Deleted" };
   // The fields of an update, in the order the edit dialog shows them; any other after these.
   const CHANGE_ORDER = ["name", "scopes", "enabled"];
 
@@ -350,6 +369,9 @@
     when.className = "event-when";
     head.append(when, " ", what, " “", name, "”");
     item.append(head);
+    if (event.type === "rolled" && typeof event.previous_key_expires_at === "string") {
+      item.append(rollDetail(event));
+    }
     const changes = event.changes !== null && typeof event.changes === "object" ? event.changes : {};
     const fields = Object.keys(changes).sort((a, b) => {
       const rank = (field) => (CHANGE_ORDER.includes(field) ? CHANGE_ORDER.indexOf(field) : CHANGE_ORDER.length);
@@ -367,6 +389,22 @@
       item.append(list);
     }
     return item;
+  }
+
+  /**
+   * What a roll did to the secret it replaced: it works until its grace ends, or (no grace: the
+   * grace end is the roll's own time) it stopped at once.
+   */
+  function rollDetail(event) {
+    const detail = document.createElement("p");
+    detail.className = "event-detail";
+    const ends = new Date(event.previous_key_expires_at).getTime();
+    if (ends === new Date(event.at).getTime()) {
+      detail.textContent = "old key stopped at once";
+    } else {
+      detail.append("old key until ", timeElement(event.previous_key_expires_at));
+    }
+    return detail;
   }
 
   /** Whether the key's `expires_at` has come. */
@@ -414,6 +452,7 @@
     actions.className = "key-actions";
     actions.append(
       keyButton(key, "edit", "Edit", "secondary", () => openEdit(key)),
+      keyButton(key, "roll", "Roll", "secondary", () => openRoll(key)),
       keyButton(key, "delete", "Delete", "delete", () => askDelete(key)),
     );
     head.append(title, actions);
@@ -439,7 +478,15 @@
     }));
     const preview = document.createElement("code");
     preview.textContent = key.preview;
-    fact("Key", preview);
+    const secrets = [preview];
+    // A rolled key's old secret in its grace period: until when whatever still uses it works.
+    if (typeof key.previous_key_expires_at === "string") {
+      const old = document.createElement("span");
+      old.className = "old-key";
+      old.append("Old key works until ", timeElement(key.previous_key_expires_at));
+      secrets.push(old);
+    }
+    fact("Key", ...secrets);
     fact("Created", timeElement(key.created_at));
     fact("Last used", key.last_used_at ? timeElement(key.last_used_at) : "Never");
     fact(expired ? "Expired" : "Expires", key.expires_at ? timeElement(key.expires_at) : "Never");
@@ -455,10 +502,17 @@
     focus.focus();
   }
 
-  /** Puts focus back where the dialog was opened from, or on the page's heading. */
+  /**
+   * Puts focus back where the dialog was opened from — that key's button as the list is drawn
+   * now, if it was redrawn meanwhile (a roll's secret dialog stays open across a refresh) — or on
+   * the page's heading.
+   */
   function restoreFocus() {
-    const back = state.returnFocus;
+    let back = state.returnFocus;
     state.returnFocus = null;
+    if (back instanceof HTMLElement && !back.isConnected) {
+      back = keyButtonLike(back);
+    }
     if (back instanceof HTMLElement && back.isConnected && !back.disabled && !el.keysView.hidden) {
       back.focus();
     } else if (!el.keysView.hidden) {
@@ -562,23 +616,34 @@
     }
   }
 
-  function showSecret(secret) {
+  /**
+   * Shows a new secret once, in place of the dialog that asked for it (create or roll), with an
+   * optional `note` under it (text).
+   */
+  function showSecret(secret, note = "") {
     state.secret = secret;
     el.secretValue.textContent = secret;
+    el.secretNote.textContent = note;
+    el.secretNote.hidden = note === "";
     el.copyStatus.textContent = "";
-    // Focus goes back to the Generate button, not to the closed create dialog.
+    // Focus goes back to the button that opened the asking dialog, not to that closed dialog.
     const back = state.returnFocus;
     openDialog(el.secretDialog, el.secretCopy);
     state.returnFocus = back;
   }
 
-  /** The secret leaves the page with its dialog, however it closes (Done or Escape). */
+  /**
+   * The secret leaves the page with its dialog, however it closes. Done and Escape (`cancel`)
+   * forget it before the dialog closes: the `close` event comes a task later, and the secret
+   * must not stay in a closed dialog meanwhile.
+   */
   function forgetSecret() {
     state.secret = null;
     el.secretValue.textContent = "";
+    el.secretNote.textContent = "";
+    el.secretNote.hidden = true;
     el.copyStatus.textContent = "";
     window.getSelection()?.removeAllRanges();
-    restoreFocus();
   }
 
   async function copySecret() {
@@ -666,6 +731,46 @@
     }
   }
 
+  function openRoll(key) {
+    state.rolling = key;
+    el.rollForm.reset(); // the grace back to its default, 24 hours
+    el.rollError.textContent = "";
+    el.rollSubmit.disabled = false;
+    el.rollName.textContent = key.name;
+    el.rollPreview.textContent = key.preview;
+    openDialog(el.rollDialog, el.rollGrace);
+  }
+
+  async function submitRoll(event) {
+    event.preventDefault();
+    const key = state.rolling;
+    if (key === null || el.rollSubmit.disabled) {
+      return;
+    }
+    el.rollError.textContent = "";
+    el.rollSubmit.disabled = true;
+    const grace = el.rollGrace.selectedOptions[0];
+    try {
+      const rolled = await api("POST", ROLL, { id: key.id, grace_seconds: Number(grace.value) });
+      el.rollDialog.close();
+      el.keysStatus.textContent = `Rolled “${rolled.name}”.`;
+      showSecret(
+        rolled.key,
+        grace.value === "0"
+          ? `It replaces the key ${key.preview}, which stopped working at once.`
+          : `It replaces the key ${key.preview}, which keeps working for ${grace.text}.`,
+      );
+      refresh();
+    } catch (error) {
+      report(error, el.rollError);
+      if (error instanceof ApiError && error.code === "key_not_found") {
+        refresh(); // deleted elsewhere meanwhile
+      }
+    } finally {
+      el.rollSubmit.disabled = false;
+    }
+  }
+
   function askDelete(key) {
     state.deleting = key;
     el.deleteName.textContent = key.name;
@@ -698,6 +803,29 @@
 
   // ---- Wiring ---------------------------------------------------------------------------------
 
+  /**
+   * Runs `then` when `dialog` has closed. The close event comes a task after the closing, and a
+   * key press can come first (Escape, then Enter on the same button at once): an event for a
+   * dialog open again by then is stale and must not forget what the new opening set up.
+   */
+  function whenClosed(dialog, then) {
+    dialog.addEventListener("close", () => {
+      if (!dialog.open) {
+        then();
+      }
+    });
+  }
+
+  /**
+   * Focus back after a dialog that ends in a secret (create, roll): on success the secret dialog
+   * is open by the time the close event comes, and takes over where focus goes back to.
+   */
+  function restoreFocusUnlessSecret() {
+    if (!el.secretDialog.open) {
+      restoreFocus();
+    }
+  }
+
   el.signInForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const token = el.token.value.trim();
@@ -712,23 +840,32 @@
   el.generate.addEventListener("click", openCreate);
   el.createForm.addEventListener("submit", submitCreate);
   el.createCancel.addEventListener("click", () => el.createDialog.close());
-  el.createDialog.addEventListener("close", () => {
-    if (!el.secretDialog.open) {
-      restoreFocus();
-    }
-  });
+  whenClosed(el.createDialog, restoreFocusUnlessSecret);
   el.secretCopy.addEventListener("click", copySecret);
-  el.secretDone.addEventListener("click", () => el.secretDialog.close());
-  el.secretDialog.addEventListener("close", forgetSecret);
+  el.secretDone.addEventListener("click", () => {
+    forgetSecret();
+    el.secretDialog.close();
+  });
+  el.secretDialog.addEventListener("cancel", forgetSecret);
+  whenClosed(el.secretDialog, () => {
+    forgetSecret();
+    restoreFocus();
+  });
   el.editForm.addEventListener("submit", submitEdit);
   el.editCancel.addEventListener("click", () => el.editDialog.close());
-  el.editDialog.addEventListener("close", () => {
+  whenClosed(el.editDialog, () => {
     state.editing = null;
     restoreFocus();
   });
+  el.rollForm.addEventListener("submit", submitRoll);
+  el.rollCancel.addEventListener("click", () => el.rollDialog.close());
+  whenClosed(el.rollDialog, () => {
+    state.rolling = null;
+    restoreFocusUnlessSecret();
+  });
   el.deleteCancel.addEventListener("click", () => el.deleteDialog.close());
   el.deleteConfirm.addEventListener("click", confirmDelete);
-  el.deleteDialog.addEventListener("close", () => {
+  whenClosed(el.deleteDialog, () => {
     state.deleting = null;
     restoreFocus();
   });
