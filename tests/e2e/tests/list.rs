@@ -57,6 +57,7 @@ fn list_never_shows_a_secret_or_a_hash() {
             "last_used_at",
             "name",
             "preview",
+            "previous_key_expires_at",
             "scopes"
         ]
     );
