@@ -196,32 +196,37 @@ def fact(item, label):
     return item.locator(f"xpath=.//dt[normalize-space()='{label}']/following-sibling::dd[1]")
 
 
-def open_edit(page, name):
-    page.get_by_role("button", name=f"Edit {name}", exact=True).click()
-    dialog = page.get_by_role("dialog", name="Edit key")
+def open_key_dialog(page, action, name, title):
+    """Clicks the key's "<action> <name>" button; answers the dialog `title` it opened."""
+    page.get_by_role("button", name=f"{action} {name}", exact=True).click()
+    dialog = page.get_by_role("dialog", name=title)
     expect(dialog).to_be_visible()
     return dialog
+
+
+def post_on_click(page, button, path):
+    """Clicks `button`; answers the JSON body the page then POSTed to `path`."""
+    with page.expect_request(lambda r: r.url == f"{BASE}{path}" and r.method == "POST") as sent:
+        button.click()
+    return sent.value.post_data_json
+
+
+def open_edit(page, name):
+    return open_key_dialog(page, "Edit", name, "Edit key")
 
 
 def save_edit(page, dialog):
     """Clicks Save; answers the JSON body the page sent to /v1/keys.update."""
-    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.update" and r.method == "POST") as sent:
-        dialog.get_by_role("button", name="Save").click()
-    return sent.value.post_data_json
+    return post_on_click(page, dialog.get_by_role("button", name="Save"), "/v1/keys.update")
 
 
 def open_roll(page, name):
-    page.get_by_role("button", name=f"Roll {name}", exact=True).click()
-    dialog = page.get_by_role("dialog", name="Roll API key")
-    expect(dialog).to_be_visible()
-    return dialog
+    return open_key_dialog(page, "Roll", name, "Roll API key")
 
 
 def submit_roll(page, dialog):
     """Clicks Roll key; answers the JSON body the page sent to /v1/keys.roll."""
-    with page.expect_request(lambda r: r.url == f"{BASE}/v1/keys.roll" and r.method == "POST") as sent:
-        dialog.get_by_role("button", name="Roll key").click()
-    return sent.value.post_data_json
+    return post_on_click(page, dialog.get_by_role("button", name="Roll key"), "/v1/keys.roll")
 
 
 def roll_key(user, key_id, grace_seconds):
