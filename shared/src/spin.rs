@@ -7,7 +7,10 @@ use crate::error::ApiError;
 use crate::http::{CappedBody, Reply};
 use crate::jwt;
 use crate::store::{KeyValue, StoreError, Swap};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{
+    ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use spin_sdk::wit::wasi::http0_2_0::types;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use std::cell::OnceCell;
 
@@ -175,33 +178,64 @@ pub fn now() -> i64 {
 
 /// Answers `result` on `route`, first writing to the component log (stderr) what an operator
 /// needs to know: why a token was refused, and every 5xx (see [`crate::http::log_line`]).
-pub fn answer(route: &str, result: Result<Reply, ApiError>) -> Response {
+pub fn answer(route: &str, result: Result<Reply, ApiError>, response_out: ResponseOutparam) {
     if let Some(line) = crate::http::log_line(route, &result) {
         eprintln!("{line}");
     }
-    respond(result.into())
+    send(result.into(), response_out)
 }
 
 /// Answers `reply` on `route` as [`answer`] does. For verify, whose refusals are replies of
 /// their own: it never builds a management error, so none of that code is in `verify.wasm`.
-pub fn answer_reply(route: &str, reply: Reply) -> Response {
+pub fn answer_reply(route: &str, reply: Reply, response_out: ResponseOutparam) {
     if let Some(line) = crate::http::reply_log_line(route, &reply) {
         eprintln!("{line}");
     }
-    respond(reply)
+    send(reply, response_out)
 }
 
-/// Turns a [`Reply`] into spin-sdk's response, with a JSON content type and `no-store`.
-fn respond(reply: Reply) -> Response {
-    let mut builder = Response::builder();
-    builder
-        .status(reply.status)
-        .header("content-type", "application/json")
-        // No answer may be replayed by a cache: a stored `200 valid:true` would outlive the
-        // key's deletion, and create's answer holds the secret.
-        .header("cache-control", "no-store");
-    for (name, value) in &reply.headers {
-        builder.header(*name, value.as_str());
+/// Sends `reply` with a JSON content type and `no-store`, straight through `wasi:http`.
+///
+/// Not through spin-sdk's `Response`: its builder keeps headers in a `HashMap` and lowercases
+/// each name with Unicode's case tables, about 20 KB of `verify.wasm` for names that are
+/// lowercase ASCII constants already.
+fn send(reply: Reply, response_out: ResponseOutparam) {
+    // No answer may be replayed by a cache: a stored `200 valid:true` would outlive the key's
+    // deletion, and create's answer holds the secret.
+    let fixed = [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
+    let headers: Vec<(String, Vec<u8>)> = fixed
+        .into_iter()
+        .map(|(name, value)| (name, value.to_owned()))
+        .chain(reply.headers)
+        .map(|(name, value)| (name.to_owned(), value.into_bytes()))
+        .collect();
+    let response = match Fields::from_list(&headers) {
+        Ok(fields) => OutgoingResponse::new(fields),
+        Err(error) => {
+            // Header values are built from validated text (see `verification::header_safe`).
+            eprintln!("response not sent: a header was refused: {error:?}");
+            let failed = Err(ErrorCode::InternalError(Some(
+                "invalid response header".into(),
+            )));
+            return types::ResponseOutparam::set(response_out.into_inner(), failed);
+        }
+    };
+    let _ = response.set_status_code(reply.status);
+    let Ok(body) = response.body() else {
+        return response_out.set(response);
+    };
+    response_out.set(response);
+    if let Ok(stream) = body.write() {
+        // `blocking-write-and-flush` takes at most 4096 bytes a call. An error means the
+        // client went away: nothing is left to tell it.
+        for chunk in reply.body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
     }
-    builder.body(reply.body).build()
+    let _ = OutgoingBody::finish(body, None);
 }

@@ -4,12 +4,13 @@
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, key, protocol, rfc3339, validate, ApiError, Reply};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    spin::answer("/v1/keys.create", create(&BoundedRequest::read(request)))
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let result = create(&BoundedRequest::read(request));
+    spin::answer("/v1/keys.create", result, response_out)
 }
 
 fn create(request: &BoundedRequest) -> Result<Reply, ApiError> {

@@ -4,12 +4,13 @@
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, protocol, validate, ApiError, Reply};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    spin::answer("/v1/keys.delete", delete(&BoundedRequest::read(request)))
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let result = delete(&BoundedRequest::read(request));
+    spin::answer("/v1/keys.delete", result, response_out)
 }
 
 fn delete(request: &BoundedRequest) -> Result<Reply, ApiError> {

@@ -3,12 +3,13 @@
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, protocol, view, ApiError, Reply};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    spin::answer("/v1/keys.list", list(&BoundedRequest::read(request)))
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let result = list(&BoundedRequest::read(request));
+    spin::answer("/v1/keys.list", result, response_out)
 }
 
 fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
@@ -35,5 +36,6 @@ fn list(request: &BoundedRequest) -> Result<Reply, ApiError> {
         "limit": config.max_keys_per_user,
         "allowed_scopes": config.allowed_scopes,
     });
-    Ok(Reply::json(200, body).with_header("cache-control", "no-store"))
+    // `no-store` is on every answer already (`spin::answer`).
+    Ok(Reply::json(200, body))
 }

@@ -5,12 +5,13 @@
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, key, protocol, validate, view, ApiError, Reply};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    spin::answer("/v1/keys.roll", roll(&BoundedRequest::read(request)))
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let result = roll(&BoundedRequest::read(request));
+    spin::answer("/v1/keys.roll", result, response_out)
 }
 
 fn roll(request: &BoundedRequest) -> Result<Reply, ApiError> {

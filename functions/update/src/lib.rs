@@ -3,12 +3,13 @@
 
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::{http, key, protocol, validate, view, ApiError, Reply};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
-    spin::answer("/v1/keys.update", update(&BoundedRequest::read(request)))
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let result = update(&BoundedRequest::read(request));
+    spin::answer("/v1/keys.update", result, response_out)
 }
 
 fn update(request: &BoundedRequest) -> Result<Reply, ApiError> {

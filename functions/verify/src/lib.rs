@@ -3,11 +3,11 @@
 
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::verification::{self, VerifyRequest};
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a cap.
     let request = BoundedRequest::read(request);
     let presented = verification::presentation(&VerifyRequest {
@@ -22,5 +22,5 @@ fn handle(request: IncomingRequest) -> Response {
         Ok(presented) => verification::answer(presented, SpinStore::open, spin::now()),
         Err(refusal) => refusal,
     };
-    spin::answer_reply("/v1/keys.verify", reply)
+    spin::answer_reply("/v1/keys.verify", reply, response_out)
 }

@@ -2,15 +2,18 @@
 //! the benchmark can put verify next to the least that any component reading the store once per
 //! request costs on the same host (verify must read once: nothing survives between requests).
 
-use spin_sdk::http::{IncomingRequest, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::store;
+
+#[path = "../../lib/json_ok.rs"]
+mod json_ok;
 
 /// The key the benchmark seeds with a copy of a real key's record.
 const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
 
 #[http_component]
-fn handle(_request: IncomingRequest) -> Response {
+fn handle(_request: IncomingRequest, response_out: ResponseOutparam) {
     // The same interface and call verify uses for its one read.
     let found = store::open("default").and_then(|bucket| bucket.get(FLOOR_KEY));
     let status = match found {
@@ -18,9 +21,5 @@ fn handle(_request: IncomingRequest) -> Response {
         Ok(None) => 404,
         Err(_) => 503,
     };
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body("{}")
-        .build()
+    json_ok::send(status, response_out)
 }
