@@ -91,8 +91,8 @@ pub fn config() -> Result<Config, ApiError> {
 
 /// The user id of the request's bearer token, checked against `config`.
 pub fn authenticate(request: &BoundedRequest, config: &Config) -> Result<String, ApiError> {
-    let token =
-        jwt::bearer_token(request.header("authorization")).map_err(ApiError::Unauthorized)?;
+    let authorization = request.header("authorization");
+    let token = jwt::bearer_token(authorization.as_deref()).map_err(ApiError::Unauthorized)?;
     let expectations = jwt::Expectations {
         secret: config.jwt_secret.as_bytes(),
         issuer: config.jwt_issuer.as_deref(),
@@ -110,10 +110,14 @@ pub fn authenticate(request: &BoundedRequest, config: &Config) -> Result<String,
 /// body is read one byte past the limit at most.
 ///
 /// The body is read on first use only: verify answers a key from a header without waiting for
-/// the body stream, a round trip through the host that the hot path does not need.
+/// the body stream, a round trip through the host that the hot path does not need. Headers are
+/// fetched by name: a gateway's forward-auth request carries all of its client's headers
+/// (cookies included), and none but two or three are ever looked at.
 pub struct BoundedRequest {
     method: String,
-    headers: Vec<(String, Vec<u8>)>,
+    // Declared before `request`, so dropped first: `wasi:http` wants a child resource gone
+    // before its parent.
+    headers: Fields,
     path_with_query: String,
     request: IncomingRequest,
     body: OnceCell<CappedBody>,
@@ -124,7 +128,7 @@ impl BoundedRequest {
     pub fn read(request: IncomingRequest) -> BoundedRequest {
         BoundedRequest {
             method: request.method().to_string(),
-            headers: request.headers().entries(),
+            headers: request.headers(),
             path_with_query: request.path_with_query().unwrap_or_default(),
             request,
             body: OnceCell::new(),
@@ -143,7 +147,9 @@ impl BoundedRequest {
                 return CappedBody::default();
             };
             // A read error (the client went away) ends the body like its end does.
-            CappedBody::read(declared, |most| stream.blocking_read(most as u64).ok())
+            CappedBody::read(declared.as_deref(), |most| {
+                stream.blocking_read(most as u64).ok()
+            })
         })
     }
 
@@ -152,12 +158,10 @@ impl BoundedRequest {
         &self.method
     }
 
-    /// The value of header `name` (any case) if it is present and valid UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    /// The first value of header `name` (any case) if it is present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let first = self.headers.get(name).into_iter().next()?;
+        String::from_utf8(first).ok()
     }
 
     /// The query string, without `?` (empty if none).
