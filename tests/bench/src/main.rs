@@ -133,6 +133,7 @@ fn main() -> Result<()> {
     let wrk = Wrk {
         duration,
         scratch: scratch.path(),
+        host_in_process: server.local_store.is_some(),
     };
     let verify_url = format!("{}/v1/keys.verify", server.url);
     let reference = |path: &str| {
@@ -159,13 +160,16 @@ fn main() -> Result<()> {
         rows.push((name, verify_url.clone(), Some(key.as_str())));
     }
     for connections in [1, 32] {
-        // Interleaved rounds: a slow spell of a noisy machine falls on every row alike.
+        // Interleaved rounds, each starting one row further on: a slow spell of a noisy machine,
+        // or whatever the row before leaves behind, falls on every row alike.
         let mut rounds: Vec<Vec<Load>> = vec![Vec::new(); rows.len()];
-        for _ in 0..args.rounds.max(1) {
-            for ((_, url, key), loads) in rows.iter().zip(&mut rounds) {
+        for round in 0..args.rounds.max(1) {
+            for turn in 0..rows.len() {
+                let row = (round + turn) % rows.len();
+                let (_, url, key) = &rows[row];
                 let headers: Vec<(&str, &str)> =
                     key.map(|k| ("X-API-Key", k)).into_iter().collect();
-                loads.push(wrk.get(url, &headers, connections)?);
+                rounds[row].push(wrk.get(url, &headers, connections)?);
             }
         }
         for ((name, _, _), loads) in rows.iter().zip(rounds) {
@@ -603,16 +607,18 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| requests | connections | req/s | ok req/s | p50 | p99 |\n|---|---|---|---|---|---|"
+            "| requests | connections | req/s | ok req/s | p50 | p99 | host CPU per request |\n\
+             |---|---|---|---|---|---|---|"
         );
         for (name, connections, load) in &self.loads {
             let _ = writeln!(
                 out,
-                "| {name} | {connections} | {:.0} | {:.0} | {} | {} |",
+                "| {name} | {connections} | {:.0} | {:.0} | {} | {} | {} |",
                 load.rps,
                 load.ok_rps,
                 ms(load.p50),
-                ms(load.p99)
+                ms(load.p99),
+                load.host_cpu.map_or("n/a".into(), micros)
             );
         }
         let _ = writeln!(
@@ -650,6 +656,25 @@ impl Report {
                 ) {
                     let ratio = m.rps / r.rps;
                     let _ = writeln!(out, "| {row} ≥ {target}× {reference} (req/s, {connections} conn.) | {ratio:.2}× | {} |", yes(ratio >= target));
+                }
+            }
+        }
+        // The same comparisons in the host's CPU time per request: what verify's own work costs
+        // the server, apart from the load generator's share of the machine.
+        for (_, measured, reference, _) in ratio_targets.iter().skip(1) {
+            for connections in [1, 32] {
+                let cpu = |name| self.find(name, connections).and_then(|l| l.host_cpu);
+                if let (Some(m), Some(r)) = (cpu(measured), cpu(reference)) {
+                    let extra = m.as_secs_f64() - r.as_secs_f64();
+                    let _ = writeln!(
+                        out,
+                        "| (measured, no target) {measured} next to {reference} (host CPU per \
+                         request, {connections} conn.) | {} vs {}: {:+.0} µs, {:.2}× | — |",
+                        micros(m),
+                        micros(r),
+                        extra * 1e6,
+                        r.as_secs_f64() / m.as_secs_f64()
+                    );
                 }
             }
         }
@@ -727,6 +752,10 @@ impl Report {
         }
         out
     }
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.0} µs", duration.as_secs_f64() * 1e6)
 }
 
 fn ms(duration: Duration) -> String {

@@ -13,8 +13,13 @@ pub struct Load {
     pub rps: f64,
     /// Requests per second that got a 2xx or 3xx answer.
     pub ok_rps: f64,
+    /// Requests answered in the run.
+    pub requests: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// CPU time the host spent per request (user and system, all its threads), when it runs in
+    /// this process: what a request costs the server, apart from wrk's share of the machine.
+    pub host_cpu: Option<Duration>,
 }
 
 const LISTED_SCRIPT: &str = r#"
@@ -44,6 +49,8 @@ end
 pub struct Wrk<'a> {
     pub duration: Duration,
     pub scratch: &'a Path,
+    /// Whether the server is the local host running in this process (its CPU time is ours).
+    pub host_in_process: bool,
 }
 
 impl Wrk<'_> {
@@ -53,7 +60,7 @@ impl Wrk<'_> {
         for (name, value) in headers {
             command.args(["-H", &format!("{name}: {value}")]);
         }
-        run(command.arg(url))
+        self.run(command.arg(url))
     }
 
     /// Requests given as lines (`METHOD\tPATH\tTOKEN\tBODY`), sent in turn and cycled
@@ -69,7 +76,7 @@ impl Wrk<'_> {
         command
             .env("BENCH_REQUESTS", &list)
             .env("BENCH_THREADS", threads(connections).to_string());
-        run(command.arg("-s").arg(&script).arg(url))
+        self.run(command.arg("-s").arg(&script).arg(url))
     }
 
     fn command(&self, connections: u32) -> Command {
@@ -79,6 +86,28 @@ impl Wrk<'_> {
         command.args(["-d", &format!("{}s", self.duration.as_secs().max(1))]);
         command
     }
+
+    fn run(&self, command: &mut Command) -> Result<Load> {
+        let cpu_before = process_cpu();
+        let mut load = run(command)?;
+        if self.host_in_process && load.requests > 0.0 {
+            let spent = process_cpu().saturating_sub(cpu_before);
+            load.host_cpu = Some(spent.div_f64(load.requests));
+        }
+        Ok(load)
+    }
+}
+
+/// User and system CPU time of this process so far, all threads.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given, which is plain data.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// wrk's threads: one per connection, at most two (the machine's cores are shared with the server).
@@ -125,8 +154,10 @@ fn parse(report: &str) -> Option<Load> {
     Some(Load {
         rps,
         ok_rps,
+        requests: total,
         p50: duration(field("50%")?)?,
         p99: duration(field("99%")?)?,
+        host_cpu: None,
     })
 }
 
