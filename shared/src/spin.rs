@@ -114,7 +114,7 @@ pub fn authenticate(request: &BoundedRequest, config: &Config) -> Result<String,
 /// fetched by name: a gateway's forward-auth request carries all of its client's headers
 /// (cookies included), and none but two or three are ever looked at.
 pub struct BoundedRequest {
-    method: String,
+    method: OnceCell<String>,
     // Declared before `request`, so dropped first: `wasi:http` wants a child resource gone
     // before its parent.
     headers: Fields,
@@ -127,7 +127,7 @@ impl BoundedRequest {
     /// Reads what the handlers need of `request`, except the body (see [`Self::body`]).
     pub fn read(request: IncomingRequest) -> BoundedRequest {
         BoundedRequest {
-            method: request.method().to_string(),
+            method: OnceCell::new(),
             headers: request.headers(),
             path_with_query: request.path_with_query().unwrap_or_default(),
             request,
@@ -153,9 +153,11 @@ impl BoundedRequest {
         })
     }
 
-    /// The request method as text (`GET`, `POST`, ...).
+    /// The request method as text (`GET`, `POST`, ...), asked of the host on first use: verify
+    /// needs it only for a key that came in no header.
     pub fn method(&self) -> &str {
-        &self.method
+        self.method
+            .get_or_init(|| self.request.method().to_string())
     }
 
     /// The first value of header `name` (any case) if it is present and valid UTF-8.

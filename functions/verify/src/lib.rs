@@ -10,11 +10,9 @@ use spin_sdk::http_component;
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a cap.
     let request = BoundedRequest::read(request);
-    let (x_api_key, authorization) = (request.header("x-api-key"), request.header("authorization"));
     let presented = verification::presentation(&VerifyRequest {
-        method: request.method(),
-        x_api_key: x_api_key.as_deref(),
-        authorization: authorization.as_deref(),
+        method: &|| request.method(),
+        header: &|name| request.header(name),
         query: request.query(),
         body: &|| request.body(),
     });
