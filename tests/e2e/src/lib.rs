@@ -188,6 +188,14 @@ impl App {
         String::from_utf8_lossy(&self.log.contents()).into_owned()
     }
 
+    /// Stops the app's clock at the current whole second, so that only the test moves it: a
+    /// test that advances to one second before a boundary must not cross it because a real
+    /// second went by meanwhile (timings are whole seconds).
+    pub fn freeze_clock(&self) {
+        self.clock
+            .set(UNIX_EPOCH + std::time::Duration::from_secs(self.now() as u64));
+    }
+
     /// Now on the app's clock, in Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock

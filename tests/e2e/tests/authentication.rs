@@ -71,6 +71,7 @@ fn a_token_signed_with_another_secret_is_401() {
 #[test]
 fn expiry_and_not_before_follow_the_clock_with_60_seconds_leeway() {
     let app = App::start();
+    app.freeze_clock();
     let token = sign(
         &json!({"sub": unique_user("clock"), "exp": app.now() + 600}),
         JWT_SECRET.as_bytes(),

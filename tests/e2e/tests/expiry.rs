@@ -24,6 +24,7 @@ fn create_expiring(app: &App, user: &str, name: &str, expires_at: &str) -> e2e::
 
 fn an_expiring_key_verifies_until_its_expiry_then_answers_key_expired(store: Store) {
     let app = App::start_on(store);
+    app.freeze_clock();
     let user = unique_user("expiring");
     let expires_at = in_seconds(&app, 120);
     let created = create_expiring(&app, &user, "temporary", &expires_at);

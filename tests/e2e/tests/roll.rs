@@ -19,6 +19,7 @@ fn roll(app: &App, user: &str, body: serde_json::Value) -> e2e::Reply {
 
 fn a_rolled_key_has_a_new_secret_and_the_old_one_ends_with_its_grace(store: Store) {
     let app = App::start_on(store);
+    app.freeze_clock();
     let user = unique_user("roller");
     let created = app.create_ok(&user, "deploy", &["read", "write"]);
     let (id, old) = (
