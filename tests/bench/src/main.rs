@@ -147,7 +147,7 @@ fn main() -> Result<()> {
         ("empty component", reference("/bench/empty")),
         ("floor component (one get)", reference("/bench/floor")),
     ];
-    // (row, URL, header): the rows the ratio targets compare.
+    // (row, URL, key sent in X-API-Key): the rows the ratio targets compare.
     let mut rows: Vec<(&str, String, Option<&str>)> = references
         .into_iter()
         .filter_map(|(name, url)| Some((name, url?, None)))
@@ -659,8 +659,9 @@ impl Report {
                 }
             }
         }
-        // The same comparisons in the host's CPU time per request: what verify's own work costs
-        // the server, apart from the load generator's share of the machine.
+        // Issue 10's comparisons (every target but the first, the older one against the empty
+        // component) in the host's CPU time per request: what verify's own work costs the
+        // server, apart from the load generator's share of the machine.
         for (_, measured, reference, _) in ratio_targets.iter().skip(1) {
             for connections in [1, 32] {
                 let cpu = |name| self.find(name, connections).and_then(|l| l.host_cpu);
