@@ -302,6 +302,22 @@ def tab_to(page, name, most=40):
     raise AssertionError(f"Tab never reached {name!r} (last: {focused_name(page)!r})")
 
 
+def open_by_keyboard(page, button, dialog_name):
+    """Tabs to `button` and presses Enter; answers the dialog it opened, checked visible."""
+    tab_to(page, button)
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name=dialog_name)
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def escape_back_to(page, dialog, button):
+    """Presses Escape: `dialog` closes and focus is back on `button`, which opened it."""
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert focused_name(page) == button, focused_name(page)
+
+
 # ---- The checks --------------------------------------------------------------------------------
 
 
@@ -567,12 +583,8 @@ def the_whole_flow_by_keyboard_alone(page):
     expect(page.locator("#account-sub")).to_have_text(user)
     expect(page.locator("#count")).to_have_text("0 of 20 keys")
     # Escape closes a dialog and gives focus back.
-    tab_to(page, "Generate API Key")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("dialog", name="Generate API Key")).to_be_visible()
-    page.keyboard.press("Escape")
-    expect(page.get_by_role("dialog", name="Generate API Key")).to_be_hidden()
-    assert focused_name(page) == "Generate API Key", focused_name(page)
+    generate = open_by_keyboard(page, "Generate API Key", "Generate API Key")
+    escape_back_to(page, generate, "Generate API Key")
     # Create.
     page.keyboard.press("Enter")
     assert focused_name(page) == "Name", focused_name(page)
@@ -841,15 +853,10 @@ def editing_by_keyboard_alone(page):
     sign_in(page, user)
     page.evaluate("document.activeElement.blur()")
     # Escape leaves everything as it was and gives focus back.
-    tab_to(page, "Edit typed edit")
-    page.keyboard.press("Enter")
-    dialog = page.get_by_role("dialog", name="Edit key")
-    expect(dialog).to_be_visible()
+    dialog = open_by_keyboard(page, "Edit typed edit", "Edit key")
     assert focused_name(page) == "Name", focused_name(page)
     page.keyboard.type(" changed")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
-    assert focused_name(page) == "Edit typed edit", focused_name(page)
+    escape_back_to(page, dialog, "Edit typed edit")
     assert listed_key(user, key["id"])["name"] == "typed edit"
     # Rename, add a scope and disable, all by keys.
     page.keyboard.press("Enter")
@@ -1134,15 +1141,10 @@ def rolling_by_keyboard_alone(page):
     sign_in(page, user)
     page.evaluate("document.activeElement.blur()")
     # Escape leaves the key as it was and gives focus back.
-    tab_to(page, "Roll typed roll")
-    page.keyboard.press("Enter")
-    dialog = page.get_by_role("dialog", name="Roll API key")
-    expect(dialog).to_be_visible()
+    dialog = open_by_keyboard(page, "Roll typed roll", "Roll API key")
     assert focused_name(page) == "Old key keeps working for", focused_name(page)
     assert_focus_ring(page, "Old key keeps working for")
-    page.keyboard.press("Escape")
-    expect(dialog).to_be_hidden()
-    assert focused_name(page) == "Roll typed roll", focused_name(page)
+    escape_back_to(page, dialog, "Roll typed roll")
     assert listed_key(user, key["id"])["preview"] == key["preview"]
     assert [e["type"] for e in api_events(user)] == ["created"]
     # Roll with a grace of one hour, chosen with the arrow keys.
