@@ -10,6 +10,7 @@ use crate::store::{KeyValue, StoreError, Swap};
 use spin_sdk::http::{
     ErrorCode, Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use spin_sdk::wit::wasi::clocks0_2_0::wall_clock;
 use spin_sdk::wit::wasi::http0_2_0::types;
 use spin_sdk::wit::wasi::keyvalue::{atomics, store};
 use std::cell::OnceCell;
@@ -175,11 +176,13 @@ impl BoundedRequest {
 }
 
 /// Now, in Unix seconds, from `wasi:clocks/wall-clock`.
+///
+/// Asked of the interface itself, not through `std::time::SystemTime`: std goes through
+/// wasi-libc's `clock_gettime`, which links `wasi:clocks/monotonic-clock` as well, and every
+/// import is wired up again for each instance, that is for each request.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    let time = wall_clock::now();
+    i64::try_from(time.seconds).unwrap_or(i64::MAX)
 }
 
 /// Answers `result` on `route`, first writing to the component log (stderr) what an operator
