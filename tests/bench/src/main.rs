@@ -72,6 +72,7 @@ struct Answer {
 }
 
 fn main() -> Result<()> {
+    spin_host::no_backtraces_for_errors();
     let mut args = Args::parse();
     if args.short {
         (args.seconds, args.rounds, args.users, args.many_users) = (1, 1, 100, 1_000);

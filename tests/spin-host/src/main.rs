@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    spin_host::no_backtraces_for_errors();
     let Command::Up {
         listen,
         manifest,
