@@ -137,22 +137,26 @@ fn main() -> Result<()> {
         host_in_process: server.local_store.is_some(),
     };
     let verify_url = format!("{}/v1/keys.verify", server.url);
-    let reference = |path: &str| {
-        let url = format!("{}{path}", server.url);
+    // A reference component's row, if the server has it (a remote one may not).
+    let reference = |name, path: &str, key: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
         let present = server
-            .send("GET", path, None, &[], None)
+            .send("GET", path, None, &headers, None)
             .is_ok_and(|a| a.status == 200);
-        present.then_some(url)
+        present.then(|| (name, format!("{}{path}", server.url), key))
     };
+    // The contract floor is sent a key as verify is; it only checks that one came.
     let references = [
-        ("empty component", reference("/bench/empty")),
-        ("floor component (one get)", reference("/bench/floor")),
+        reference("empty component", "/bench/empty", None),
+        reference(FLOOR, "/bench/floor", None),
+        reference(
+            CONTRACT_FLOOR,
+            "/bench/contract-floor",
+            Some(CONTRACT_FLOOR_KEY),
+        ),
     ];
     // (row, URL, key sent in X-API-Key): the rows the ratio targets compare.
-    let mut rows: Vec<(&str, String, Option<&str>)> = references
-        .into_iter()
-        .filter_map(|(name, url)| Some((name, url?, None)))
-        .collect();
+    let mut rows: Vec<(&str, String, Option<&str>)> = references.into_iter().flatten().collect();
     for (name, key) in [
         ("verify, valid key", &valid_key),
         ("verify, malformed key", &malformed_key),
@@ -274,7 +278,7 @@ impl Server {
         }
     }
 
-    /// The app of `spin.toml`, plus the empty component at `/bench/empty`, on the local host
+    /// The app of `spin.toml`, plus the reference components under `/bench/`, on the local host
     /// with the default SQLite store in `scratch`.
     fn local(root: &Path, scratch: &Path) -> Result<Server> {
         let status =
@@ -282,8 +286,28 @@ impl Server {
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
                 .args([
-                    "-p", "create", "-p", "list", "-p", "delete", "-p", "update", "-p", "roll",
-                    "-p", "events", "-p", "verify", "-p", "console", "-p", "empty", "-p", "floor",
+                    "-p",
+                    "create",
+                    "-p",
+                    "list",
+                    "-p",
+                    "delete",
+                    "-p",
+                    "update",
+                    "-p",
+                    "roll",
+                    "-p",
+                    "events",
+                    "-p",
+                    "verify",
+                    "-p",
+                    "console",
+                    "-p",
+                    "empty",
+                    "-p",
+                    "floor",
+                    "-p",
+                    "contract-floor",
                 ])
                 .status()?;
         if !status.success() {
@@ -295,7 +319,7 @@ impl Server {
             &format!("source = \"{}/", wasm_dir.display()),
         );
         manifest.push_str(&format!(
-            "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{0}/empty.wasm\"\n\n[[trigger.http]]\nroute = \"/bench/floor\"\ncomponent = \"floor\"\n\n[component.floor]\nsource = \"{0}/floor.wasm\"\nkey_value_stores = [\"default\"]\n",
+            "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{0}/empty.wasm\"\n\n[[trigger.http]]\nroute = \"/bench/floor\"\ncomponent = \"floor\"\n\n[component.floor]\nsource = \"{0}/floor.wasm\"\nkey_value_stores = [\"default\"]\n\n[[trigger.http]]\nroute = \"/bench/contract-floor\"\ncomponent = \"contract-floor\"\n\n[component.contract-floor]\nsource = \"{0}/contract_floor.wasm\"\nkey_value_stores = [\"default\"]\n",
             wasm_dir.display()
         ));
         std::fs::write(scratch.join("spin.toml"), manifest)?;
@@ -520,6 +544,13 @@ fn agent() -> ureq::Agent {
 /// Where the benchmark puts the record the floor component reads (tests/floor-component).
 const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
 
+/// The rows of the floor and the contract floor component (tests/contract-floor-component).
+const FLOOR: &str = "floor component (one get)";
+const CONTRACT_FLOOR: &str = "contract floor component (one get, the contract's headers)";
+
+/// What the contract floor component is sent in `X-API-Key`: any key (it parses none).
+const CONTRACT_FLOOR_KEY: &str = "ak_bench_contract_floor";
+
 /// The round with the median throughput.
 fn median_round(mut loads: Vec<Load>) -> Option<Load> {
     loads.sort_by(|a, b| a.rps.total_cmp(&b.rps));
@@ -569,8 +600,17 @@ impl Report {
 
     fn sizes(&mut self, root: &Path) {
         for name in [
-            "create", "list", "delete", "update", "roll", "events", "verify", "console", "empty",
+            "create",
+            "list",
+            "delete",
+            "update",
+            "roll",
+            "events",
+            "verify",
+            "console",
+            "empty",
             "floor",
+            "contract_floor",
         ] {
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {
@@ -599,7 +639,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "{} s per measurement (empty, floor and verify rows: {rounds}); {} users stored \
+            "{} s per measurement (reference and verify rows: {rounds}); {} users stored \
              (then {}); whole run {:.0} s.\n",
             args.seconds,
             args.users,
@@ -636,12 +676,7 @@ impl Report {
         // (row, measured, reference, target): throughput of `measured` ≥ target × `reference`.
         let ratio_targets = [
             ("verify", "verify, valid key", "empty component", 0.8),
-            (
-                "verify, valid key",
-                "verify, valid key",
-                "floor component (one get)",
-                0.97,
-            ),
+            ("verify, valid key", "verify, valid key", FLOOR, 0.97),
             (
                 "verify, malformed key",
                 "verify, malformed key",
@@ -678,6 +713,33 @@ impl Report {
                         r.as_secs_f64() / m.as_secs_f64()
                     );
                 }
+            }
+        }
+        // How close any verify can come to the floor: the contract floor component does what
+        // the contract makes every verify do, and nothing of verify's own work.
+        for (measured, reference) in [
+            (CONTRACT_FLOOR, FLOOR),
+            ("verify, valid key", CONTRACT_FLOOR),
+        ] {
+            for connections in [1, 32] {
+                let (Some(m), Some(r)) = (
+                    self.find(measured, connections),
+                    self.find(reference, connections),
+                ) else {
+                    continue;
+                };
+                let cpu = match (m.host_cpu, r.host_cpu) {
+                    (Some(m), Some(r)) => {
+                        format!("; host CPU per request {} vs {}", micros(m), micros(r))
+                    }
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "| (measured, no target) {measured} next to {reference} ({connections} \
+                     conn.) | {:.2}× req/s{cpu} | — |",
+                    m.rps / r.rps
+                );
             }
         }
         for connections in [1, 32] {
