@@ -4,6 +4,9 @@
 # spread by ±10% between rounds; the instructions the host executes for one request (wasmtime,
 # the component, the store, hyper — everything in user space) repeat to within about 1%.
 # What they leave out is the kernel's share (sockets, scheduling), the same for every row.
+# Under valgrind the host cannot reserve its instance pool's address space and falls back to
+# wasmtime's on-demand allocator (memory mapped afresh per request instead of a pooled slot
+# reset), so compare the rows of one run rather than them with a throughput run's CPU time.
 #
 #   bash tests/bench/instructions.sh [REQUESTS]      (default 300 per row; needs valgrind)
 #
