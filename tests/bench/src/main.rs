@@ -285,30 +285,7 @@ impl Server {
             std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(root)
                 .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
-                .args([
-                    "-p",
-                    "create",
-                    "-p",
-                    "list",
-                    "-p",
-                    "delete",
-                    "-p",
-                    "update",
-                    "-p",
-                    "roll",
-                    "-p",
-                    "events",
-                    "-p",
-                    "verify",
-                    "-p",
-                    "console",
-                    "-p",
-                    "empty",
-                    "-p",
-                    "floor",
-                    "-p",
-                    "contract-floor",
-                ])
+                .args(COMPONENTS.iter().flat_map(|package| ["-p", package]))
                 .status()?;
         if !status.success() {
             bail!("building the components failed");
@@ -541,6 +518,22 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
+/// The packages of the components the benchmark builds and reports the size of: the app's and
+/// the reference components (a `.wasm` file is named after its package, `-` as `_`).
+const COMPONENTS: [&str; 11] = [
+    "create",
+    "list",
+    "delete",
+    "update",
+    "roll",
+    "events",
+    "verify",
+    "console",
+    "empty",
+    "floor",
+    "contract-floor",
+];
+
 /// Where the benchmark puts the record the floor component reads (tests/floor-component).
 const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
 
@@ -599,19 +592,8 @@ impl Report {
     }
 
     fn sizes(&mut self, root: &Path) {
-        for name in [
-            "create",
-            "list",
-            "delete",
-            "update",
-            "roll",
-            "events",
-            "verify",
-            "console",
-            "empty",
-            "floor",
-            "contract_floor",
-        ] {
+        for package in COMPONENTS {
+            let name = package.replace('-', "_");
             let path = root.join(format!("target/wasm32-wasip2/wasm/{name}.wasm"));
             if let Ok(meta) = std::fs::metadata(path) {
                 self.sizes.push((name.to_owned(), meta.len()));
