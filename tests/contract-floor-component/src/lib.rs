@@ -5,6 +5,7 @@
 //! record decoded: the benchmark puts verify next to it to show what verify's own work costs,
 //! and how close to the floor any verify can come on the same host.
 
+use shared::http::CappedBody;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::wit::wasi::keyvalue::store;
@@ -14,9 +15,6 @@ mod json_ok;
 
 /// The key the benchmark seeds with a copy of a real key's record (as for the floor component).
 const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
-
-/// verify reads a body up to 16 KiB; so does this component, and throws it away.
-const BODY_LIMIT: u64 = 16 * 1024;
 
 /// A valid answer's body, the size of verify's for the benchmark's key.
 const VALID: &[u8] = br#"{"valid":true,"user_id":"bench-user","key_id":"key_0000000000000000000000","name":"valid","scopes":["read"],"expires_at":null}"#;
@@ -28,8 +26,8 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     drop(headers);
     // Fetched as verify fetches it for `?scope=`; what verify does with it is its own work.
     let _query = request.path_with_query();
-    let presented = in_header
-        || (matches!(request.method(), Method::Post) && read_and_discard_body(&request) > 0);
+    let presented =
+        in_header || (matches!(request.method(), Method::Post) && !read_body(&request).is_empty());
     let found = store::open("default").and_then(|bucket| bucket.get(FLOOR_KEY));
     let status = match found {
         Ok(Some(_)) if presented => 200,
@@ -45,20 +43,13 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     json_ok::send_with(status, &gateway_headers, VALID, response_out)
 }
 
-/// Reads the body up to the limit and returns how many bytes it had (at most one past it).
-fn read_and_discard_body(request: &IncomingRequest) -> u64 {
+/// Reads the body as verify does, with shared's cap (`CappedBody`), and keeps nothing of it.
+fn read_body(request: &IncomingRequest) -> CappedBody {
     let Ok(body) = request.consume() else {
-        return 0;
+        return CappedBody::default();
     };
     let Ok(stream) = body.stream() else {
-        return 0;
+        return CappedBody::default();
     };
-    let mut read = 0;
-    while read <= BODY_LIMIT {
-        match stream.blocking_read(BODY_LIMIT + 1 - read) {
-            Ok(chunk) => read += chunk.len() as u64,
-            Err(_) => break,
-        }
-    }
-    read
+    CappedBody::read(None, |most| stream.blocking_read(most as u64).ok())
 }
