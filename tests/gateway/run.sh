@@ -6,7 +6,9 @@
 #
 # Installs nginx from Debian's packages if it is missing (needs root), starts the local host
 # (SPIN_HOST_BIN, default target/debug/spin-host), tests/gateway/upstream.py and nginx, all on
-# free loopback ports, then checks with curl what a client gets and what the API behind sees.
+# free loopback ports, then checks with curl what a client gets and what the API behind sees:
+# which user, and the raw path, which must reach a handler the key's scopes cover however the
+# API reads it (upstream.py reads it three ways).
 # Prints `gateway: N passed, M failed`; exits non-zero if anything failed.
 
 # The checks below are conditions passed to `eval` in single quotes, on purpose.
@@ -104,9 +106,15 @@ API=http://127.0.0.1:$HOST_PORT
 
 start_local_host "$WORK" "$HOST_PORT" || abort "the local host starts"
 
-python3 "$ROOT/tests/gateway/upstream.py" "$UP_PORT" </dev/null >"$WORK/upstream.log" 2>&1 &
+# Every request the upstream gets is also a line of JSON in upstream.jsonl (see upstream.py).
+UP_RECORD=$WORK/upstream.jsonl
+python3 "$ROOT/tests/gateway/upstream.py" "$UP_PORT" "$UP_RECORD" </dev/null >"$WORK/upstream.log" 2>&1 &
 UPSTREAM_PID=$!
 wait_for_http "http://127.0.0.1:$UP_PORT/" 30 "$UPSTREAM_PID" || abort "the upstream starts"
+# upstream_count: how many requests the upstream has had. The readiness probes above came
+# straight, not through the gateway; the last check looks only at the requests after them.
+upstream_count() { if [[ -f $UP_RECORD ]]; then wc -l <"$UP_RECORD"; else echo 0; fi; }
+UP_BASE=$(upstream_count)
 
 # The committed config with its three default addresses replaced by the free ports.
 mkdir -p "$WORK/nginx"
@@ -182,8 +190,10 @@ req "$GW/admin/settings" -H "X-API-Key: $READ_KEY"
 check "read key on /admin/ (needs admin) → 403 insufficient_scope" \
     eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
 
-# Spellings of /admin that must not fall through to a weaker location.
-for path in /admin /ADMIN/settings /Admin /admin/ "/%61dmin/settings" "//admin/settings" "/read/../admin/settings"; do
+# Spellings of /admin that must not fall through to a weaker location. (/%61dmin/settings,
+# //admin/settings and /read/../admin/settings were here too: they are refused with 400 now,
+# with the other paths that normalise to another path, below.)
+for path in /admin /ADMIN/settings /Admin /admin/; do
     req --path-as-is "$GW$path" -H "X-API-Key: $READ_KEY"
     check "read key on $path → 403 insufficient_scope" \
         eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
@@ -193,6 +203,50 @@ check "read key on /READ → 200 (read paths match in any case, without the slas
 req "$GW/elsewhere" -H "X-API-Key: $READ_KEY"
 check "read key on a path no location names → 403 (the fallback needs the strictest scope)" \
     eval '[[ $STATUS == 403 && $(error_code) == insufficient_scope ]]'
+
+# ---- Raw paths ---------------------------------------------------------------------------------
+# nginx chooses the location (the scope) from the decoded, normalised path but forwards the raw
+# one; a path that reads differently decoded than written is refused before any key check.
+# Each is sent byte for byte (--request-target), with no key at all and then with the read key:
+# 400 both times (no key gets 400, not 401: refused before verify is asked), and nothing
+# reaches the API.
+refused_paths=(
+    # issue 19: checked as scope=read, reached the API as written
+    /admin/..%2Fread /admin%2F..%2Fread /admin/%2e%2e/read '/read/..;/admin/settings'
+    # were 403 before (nginx chose admin), refused now all the same
+    /%61dmin/settings //admin/settings /read/../admin/settings
+    # encoded slash, dot, backslash, semicolon, in either case, mixed with raw ones
+    /read/..%2Fadmin/settings /read%2F..%2Fadmin /read/%2E%2E/admin/settings /read/.%2e/admin
+    /read/..%5Cadmin/settings /read%5c..%5cadmin /read/..%3B/admin/settings
+    # raw backslash, semicolon, '#', '//', dot segments (also last, and before the query)
+    '/read\..\admin\settings' '/read/..\admin' '/read;a=b/items' '/read/a#/../../admin'
+    /read//admin/settings /read/./items /read/x/../../admin/settings /read/.. /read/. '/read/..?next=x'
+    # an encoded letter or other unreserved character: /%72ead matches as /read
+    /%72ead/items /%41DMIN/settings /read/%7Eadmin /read/%5Fx /read/%2d
+    # an encoded '%' (decoded twice it is ../) and overlong UTF-8 for '.'
+    /read/%252e%252e/admin/settings /read/%C0%AE%C0%AE/admin/settings
+    # the absolute form of the request line
+    "$GW/admin/..%2Fread"
+)
+for target in "${refused_paths[@]}"; do
+    before=$(upstream_count)
+    req --request-target "$target" "$GW/"
+    keyless="$STATUS $(error_code)"
+    req --request-target "$target" "$GW/" -H "X-API-Key: $READ_KEY"
+    check "read key on $target → 400 invalid_path (no key: 400 too), nothing reaches the API" \
+        eval '[[ $STATUS == 400 && $(error_code) == invalid_path && $keyless == "400 invalid_path" &&
+            $(upstream_count) == "$before" ]]'
+done
+
+# Paths that read the same decoded as written pass, and reach the API exactly as sent; its
+# reading of them, any of the three, needs no more than read. The query is not judged.
+for target in /read/items /READ/items /read/caf%C3%A9 /read/a%20b /read/a%3Fb /read/a%23b \
+    /read/.well-known /read/... /read/a..b '/read/items?next=/admin/..%2F..;//%2e%2e\x'; do
+    req --request-target "$target" "$GW/" -H "X-API-Key: $READ_KEY"
+    check "read key on $target → 200, the API gets $target and reaches a read handler" \
+        eval '[[ $STATUS == 200 && $(field path) == "$target" && $(field x_api_key_scopes) == read &&
+            $(field scope_ok) == true ]]'
+done
 
 req "$GW/read/items"
 check "no key → 401 invalid_key with one WWW-Authenticate: Bearer" \
@@ -242,5 +296,14 @@ req "$GW/admin/settings" -H "X-API-Key: $ADMIN_KEY"
 check "api-keys down → 503 auth_unavailable with Retry-After, nothing reaches the API" \
     eval '[[ $STATUS == 503 && $(error_code) == auth_unavailable && -n $(header Retry-After) &&
         $(grep -c "\"GET /admin/settings" "$WORK/upstream.log") == "$upstream_requests" ]]'
+
+# Over the whole run: every request the gateway let through reached, under all three of the
+# API's readings of its raw path, only handlers its key's scopes cover (no read key ever ran
+# an admin handler).
+through=$(tail -n +"$((UP_BASE + 1))" "$UP_RECORD" | wc -l)
+uncovered=$(tail -n +"$((UP_BASE + 1))" "$UP_RECORD" | python3 -c 'import json, sys
+print(" ".join(r["path"] for r in map(json.loads, sys.stdin) if not r["scope_ok"]))')
+check "all $through requests through the gateway reached only handlers their key covers${uncovered:+ (not: $uncovered)}" \
+    eval '[[ $through -gt 0 && -z $uncovered ]]'
 
 finish
