@@ -35,13 +35,18 @@ KEY_PATTERN = re.compile(r"^ak_[0-9A-Za-z]{49}$")
 CHECKS = []
 AXE_STATES = []  # (state, violations by impact)
 CONTEXT_OPTIONS = {}  # check name -> extra options of its browser context
+BACK_FORWARD_CACHE = set()  # names of the checks that run in a browser with the cache on
 
 
-def check(function=None, **context_options):
-    """Registers a check; `@check(timezone_id=...)` runs it in a context with those options."""
+def check(function=None, back_forward_cache=False, **context_options):
+    """Registers a check; `@check(timezone_id=...)` runs it in a context with those options,
+    `@check(back_forward_cache=True)` in a browser whose back-forward cache is on, as it is in
+    everyone's Chrome (Playwright turns it off by default)."""
     def register(function):
         CHECKS.append(function)
         CONTEXT_OPTIONS[function.__name__] = context_options
+        if back_forward_cache:
+            BACK_FORWARD_CACHE.add(function.__name__)
         return function
     return register(function) if function is not None else register
 
@@ -439,6 +444,36 @@ def escape_also_forgets_the_secret(page):
     expect(dialog).to_be_hidden()
     expect(key_heading(page, "closed with Escape")).to_be_visible()
     assert not secret_anywhere(page, secret), "the secret is still in the page after Escape"
+
+
+@check(back_forward_cache=True)
+def going_back_to_the_page_brings_no_secret_back(page):
+    """Left with a new key on screen (created, then rolled), then Back: the browser restores the
+    page from its back-forward cache, as Chrome does (this one even for a page served no-store),
+    and the secret is not in it."""
+    _, headers, _ = raw("GET", "/console")
+    assert headers.get("cache-control") == "no-store", headers
+    user = new_user("back")
+    create_key(user, "rolled then left")
+    sign_in(page, user)
+    for how in ("create", "roll"):
+        if how == "create":
+            generate_in_ui(page, "created then left", ["read"])
+        else:
+            submit_roll(page, open_roll(page, "rolled then left"))
+        _, secret = read_secret(page)
+        page.evaluate("window.__sameDocument = true")
+        page.goto(f"{BASE}/console/icon.svg")  # any other page; this one is of the same origin
+        page.go_back(wait_until="commit")  # a restored page fires no load event
+        expect(page.locator("#account-sub")).to_have_text(user)
+        assert page.evaluate("window.__sameDocument === true"), \
+            "the page was loaded again, not restored from the back-forward cache: nothing was tested"
+        expect(page.get_by_role("dialog", name="Your new API key")).to_be_hidden()
+        assert not secret_anywhere(page, secret), f"Back brought the secret of a {how} back"
+        expect(page.locator("#keys-status")).to_contain_text("hidden when you left this page")
+        expect(page.locator("#count")).to_have_text("2 of 20 keys")
+        assert verify_status(secret)[0] == 200, "the key itself should be unharmed"
+        axe(page, f"back after leaving with the secret of a {how}", any_impact=True)
 
 
 @check
@@ -1398,9 +1433,16 @@ def main():
     passed = failed = 0
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        cached = None  # the browser with the back-forward cache on, started when first needed
         for function in CHECKS:
             name = function.__name__
-            context = browser.new_context(viewport={"width": 1024, "height": 720},
+            runs_in = browser
+            if name in BACK_FORWARD_CACHE:
+                if cached is None:
+                    cached = playwright.chromium.launch(
+                        executable_path=CHROMIUM, ignore_default_args=["--disable-back-forward-cache"])
+                runs_in = cached
+            context = runs_in.new_context(viewport={"width": 1024, "height": 720},
                                           **CONTEXT_OPTIONS.get(name, {}))
             context.set_default_timeout(15_000)
             page = context.new_page()
@@ -1418,6 +1460,8 @@ def main():
                 traceback.print_exc(file=sys.stderr)
             finally:
                 context.close()
+        if cached is not None:
+            cached.close()
         browser.close()
     serious = sum(1 for _, vs in AXE_STATES for v in vs if v["impact"] in ("serious", "critical"))
     other = sorted({f"{v['id']} ({v['impact']})" for _, vs in AXE_STATES for v in vs

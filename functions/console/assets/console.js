@@ -82,6 +82,7 @@
     list: null, // the last list answer
     events: null, // the last events answer's events
     secret: null, // the new key, only while its dialog is open
+    secretHiddenOnLeaving: false, // the page was left with a new key shown (see pagehide)
     editing: null, // the key the edit dialog is about, as the list showed it
     rolling: null, // the key the roll dialog is about
     deleting: null, // the key the confirmation is about
@@ -868,6 +869,48 @@
   whenClosed(el.deleteDialog, () => {
     state.deleting = null;
     restoreFocus();
+  });
+
+  // ---- Leaving the page and coming back --------------------------------------------------------
+
+  /**
+   * The back-forward cache keeps a page that is left as it is, dialogs open and all, and shows it
+   * again on Back; some Chrome versions do so even for a page served `Cache-Control: no-store`.
+   * So the page forgets every secret when it is hidden: the new key (its dialog closes) and a
+   * token pasted but not yet submitted. `pagehide` comes before the page is frozen, and on every
+   * way out (navigation, Back, closing the tab).
+   */
+  window.addEventListener("pagehide", () => {
+    if (state.secret !== null) {
+      state.secretHiddenOnLeaving = true;
+    }
+    forgetSecret();
+    if (el.secretDialog.open) {
+      el.secretDialog.close();
+    }
+    el.token.value = "";
+  });
+
+  /**
+   * Back in a page restored from the back-forward cache (`persisted`): nothing secret is shown
+   * (`pagehide` saw to that), the person learns why the new key is gone, and the list, which may
+   * have changed meanwhile, is loaded again.
+   */
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) {
+      return;
+    }
+    forgetSecret();
+    const hidden = state.secretHiddenOnLeaving;
+    state.secretHiddenOnLeaving = false;
+    if (state.token === null) {
+      return;
+    }
+    if (hidden) {
+      el.keysStatus.textContent =
+        "The new key was hidden when you left this page: it is shown only once. If you did not copy it, roll the key to get a new secret.";
+    }
+    refresh();
   });
 
   const token = takeTokenFromFragment() ?? sessionStorage.getItem(TOKEN_STORAGE);
