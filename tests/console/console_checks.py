@@ -604,6 +604,94 @@ def a_token_refused_mid_session_returns_to_sign_in(page):
     assert page.locator("#keys li").count() == 0
 
 
+REFUSED = json.dumps({"error": {"code": "invalid_token", "message": "The token has expired."}})
+
+
+def refuse(page, path):
+    """From now on the API answers `path` with 401, as for a token that has expired meanwhile."""
+    page.route(f"{BASE}{path}", lambda route: route.fulfill(
+        status=401, content_type="application/json", body=REFUSED))
+
+
+def sign_in_again(page, user):
+    """Back to the sign-in screen's state of a new visit, the API answering again, and signed in."""
+    page.unroute_all()
+    page.goto("about:blank")
+    sign_in(page, user)
+
+
+def assert_signed_out_leaving_nothing(page, *texts):
+    """Signed out, no dialog open, focus in the token field, and none of `texts` (a secret, the
+    account, key names and previews) anywhere in the page."""
+    expect_signed_out(page)
+    still_open = page.evaluate("[...document.querySelectorAll('dialog')].filter(d => d.open).map(d => d.id)")
+    assert still_open == [], f"open after signing out: {still_open}"
+    for text in texts:
+        assert not secret_anywhere(page, text), f"{text!r} is still in the page after signing out"
+    page.wait_for_timeout(100)  # the closed dialogs' close events, which give focus back
+    assert focused_name(page) == "Management token", focused_name(page)
+
+
+@check
+def signing_out_forgets_a_new_secret_on_screen(page):
+    user = new_user("sign-out-secret")
+    key = create_key(user, "private key name", ["read", "write"])
+    private = [user, "private key name", key["preview"]]
+    # A new key's secret on screen when the API refuses the token (loading the list after it).
+    sign_in(page, user)
+    refuse(page, "/v1/keys.list")
+    with page.expect_response(f"{BASE}/v1/keys.create") as answer:
+        generate_in_ui(page, "created before sign-out", ["read"])
+    created = answer.value.json()
+    assert KEY_PATTERN.match(created["key"]), created
+    assert_signed_out_leaving_nothing(page, created["key"], created["preview"], "created before sign-out", *private)
+    axe(page, "signed out with a new key on screen")
+    # A rolled key's new secret on screen, then signed out (the Sign out button is behind the
+    # modal dialog for a person; a 401 anywhere, as above, signs out the same way).
+    sign_in_again(page, user)
+    submit_roll(page, open_roll(page, "private key name"))
+    _, secret = read_secret(page)
+    expect(page.locator("#keys-status")).to_have_text("Rolled “private key name”.")
+    page.evaluate("document.getElementById('sign-out').click()")
+    expect(page.locator("#sign-in-message")).to_have_text("You signed out.")
+    assert_signed_out_leaving_nothing(page, secret, f"ak_...{secret[-4:]}", *private)
+    assert verify_status(secret)[0] == 200, "the rolled key itself should be unharmed"
+
+
+@check
+def a_401_in_any_dialog_signs_out_and_closes_it(page):
+    user = new_user("sign-out-dialogs")
+    key = create_key(user, "private key name", ["read", "write"])
+    private = [user, "private key name", key["preview"]]
+    sign_in(page, user)
+    # Generate, with a name typed.
+    refuse(page, "/v1/keys.create")
+    generate_in_ui(page, "typed before sign-out", ["read"])
+    assert_signed_out_leaving_nothing(page, "typed before sign-out", *private)
+    # Edit, with a new name typed.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.update")
+    dialog = open_edit(page, "private key name")
+    dialog.get_by_label("Name").fill("renamed before sign-out")
+    save_edit(page, dialog)
+    assert_signed_out_leaving_nothing(page, "renamed before sign-out", *private)
+    # Roll.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.roll")
+    submit_roll(page, open_roll(page, "private key name"))
+    assert_signed_out_leaving_nothing(page, *private)
+    # Delete.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.delete")
+    open_key_dialog(page, "Delete", "private key name", "Delete API key").get_by_role(
+        "button", name="Delete key").click()
+    assert_signed_out_leaving_nothing(page, *private)
+    expect(page.locator("#sign-in-message")).to_contain_text("The token has expired.")
+    axe(page, "signed out from a dialog")
+    listed = listed_key(user, key["id"])
+    assert (listed["name"], listed["preview"]) == ("private key name", key["preview"]), listed
+
+
 @check
 def the_whole_flow_by_keyboard_alone(page):
     user = new_user("keyboard")

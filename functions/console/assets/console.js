@@ -87,6 +87,7 @@
     rolling: null, // the key the roll dialog is about
     deleting: null, // the key the confirmation is about
     returnFocus: null,
+    session: 0, // one more at every sign-in and sign-out: an answer for an earlier one is dropped
   };
 
   const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -192,15 +193,59 @@
     return token.trim() || null;
   }
 
-  function showSignIn(message) {
+  /**
+   * Forgets everything of the signed-in person the page holds: every dialog closed and emptied
+   * (a new key's secret first, at once rather than when the close event comes), whose account it
+   * is, the list, the history and every message about their keys. After sign-out (or switching
+   * to another account) nothing of theirs is left in the page.
+   */
+  function forgetAccount() {
+    forgetSecret();
+    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.rollDialog, el.deleteDialog]) {
+      if (dialog.open) {
+        dialog.close();
+      }
+    }
+    state.session += 1;
     state.token = null;
     state.claims = null;
     state.list = null;
     state.events = null;
+    state.editing = null;
+    state.rolling = null;
+    state.deleting = null;
+    state.returnFocus = null;
+    el.accountSub.textContent = "";
+    el.accountExpiry.replaceChildren();
+    el.generate.disabled = true;
+    el.count.textContent = "";
+    el.limitNote.hidden = true;
+    el.limitNote.textContent = "";
+    el.keysStatus.textContent = "";
+    el.keysError.textContent = "";
+    el.empty.hidden = true;
     el.keys.replaceChildren();
     el.historyList.replaceChildren();
     el.historyEmpty.hidden = true;
     el.historyError.textContent = "";
+    el.createForm.reset();
+    el.createScopes.replaceChildren();
+    el.createError.textContent = "";
+    el.editForm.reset();
+    el.editCurrentName.textContent = "";
+    el.editPreview.textContent = "";
+    el.editScopes.replaceChildren();
+    el.editError.textContent = "";
+    el.rollForm.reset();
+    el.rollName.textContent = "";
+    el.rollPreview.textContent = "";
+    el.rollError.textContent = "";
+    el.deleteName.textContent = "";
+    el.deleteError.textContent = "";
+  }
+
+  function showSignIn(message) {
+    forgetAccount();
     el.account.hidden = true;
     el.keysView.hidden = true;
     el.signIn.hidden = false;
@@ -216,6 +261,7 @@
       showSignIn("That is not a management token: a JWT has three parts separated by dots.");
       return;
     }
+    state.session += 1;
     state.token = token;
     state.claims = claims;
     sessionStorage.setItem(TOKEN_STORAGE, token);
@@ -240,13 +286,9 @@
     refresh();
   }
 
+  /** Ends the session; `showSignIn` forgets the person's every dialog, secret and key. */
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_STORAGE);
-    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.deleteDialog]) {
-      if (dialog.open) {
-        dialog.close();
-      }
-    }
     showSignIn(message);
   }
 
@@ -595,6 +637,7 @@
       return;
     }
     const scopes = checkedScopes(el.createScopes);
+    const session = state.session;
     el.createError.textContent = "";
     el.createSubmit.disabled = true;
     try {
@@ -604,10 +647,16 @@
         request.expires_at = expiresAt;
       }
       const created = await api("POST", CREATE, request);
+      if (state.session !== session) {
+        return; // signed out meanwhile: the new key is not shown over the sign-in screen
+      }
       el.createDialog.close();
       showSecret(created.key);
       refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.createError);
       if (error instanceof ApiError && error.code === "key_limit_reached") {
         refresh(); // the count changed elsewhere: the page shows the limit when this closes
@@ -717,12 +766,19 @@
       return;
     }
     el.editSubmit.disabled = true;
+    const session = state.session;
     try {
       const updated = await api("POST", UPDATE, { id: key.id, ...changes });
+      if (state.session !== session) {
+        return;
+      }
       el.editDialog.close();
       el.keysStatus.textContent = `Saved “${updated.name}”.`;
       await refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.editError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
@@ -751,8 +807,12 @@
     el.rollError.textContent = "";
     el.rollSubmit.disabled = true;
     const grace = el.rollGrace.selectedOptions[0];
+    const session = state.session;
     try {
       const rolled = await api("POST", ROLL, { id: key.id, grace_seconds: Number(grace.value) });
+      if (state.session !== session) {
+        return; // signed out meanwhile: the new secret is not shown over the sign-in screen
+      }
       el.rollDialog.close();
       el.keysStatus.textContent = `Rolled “${rolled.name}”.`;
       showSecret(
@@ -763,6 +823,9 @@
       );
       refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.rollError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
@@ -787,12 +850,19 @@
     }
     el.deleteError.textContent = "";
     el.deleteConfirm.disabled = true;
+    const session = state.session;
     try {
       await api("POST", DELETE, { id: key.id });
+      if (state.session !== session) {
+        return;
+      }
       el.deleteDialog.close();
       el.keysStatus.textContent = `Deleted “${key.name}”.`;
       await refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.deleteError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
