@@ -398,6 +398,140 @@ def sign_in_by_pasting_a_token_and_sign_out(page):
     expect(page.locator("#sign-in-message")).to_contain_text("not a management token")
 
 
+def follow_link(page, token, same_page=False):
+    """Opens the console from a link carrying `token` in its fragment, as a product (or anyone)
+    can make: from another page in this tab, or, `same_page`, while the console is open (only
+    the fragment changes, the page stays)."""
+    if not same_page:
+        page.goto("about:blank")
+    page.goto(f"{BASE}/console#token={token}")
+
+
+def switch_dialog(page):
+    return page.get_by_role("dialog", name="Switch account?")
+
+
+def open_dialogs(page):
+    return page.evaluate("[...document.querySelectorAll('dialog')].filter(d => d.open).map(d => d.id)")
+
+
+@check
+def a_link_for_another_account_asks_first_and_staying_keeps_the_session(page):
+    victim = new_user("signed-in")
+    other = new_user("link-maker")
+    create_key(victim, "my own key")
+    create_key(other, "the link maker's key")
+    victim_token, other_token = make_jwt(victim), make_jwt(other)
+    sent = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")))
+    sign_in(page, victim, victim_token)
+    for same_page in (False, True):
+        follow_link(page, other_token, same_page)
+        dialog = switch_dialog(page)
+        expect(dialog).to_be_visible()
+        assert page.url == f"{BASE}/console", f"the link's token is still in the address bar: {page.url}"
+        expect(page.locator("#switch-current")).to_have_text(victim)
+        expect(page.locator("#switch-new")).to_have_text(other)
+        expect(dialog).to_have_accessible_description(re.compile(
+            rf"^You are signed in as {re.escape(victim)}\. The link you opened would sign you in as "
+            rf"{re.escape(other)} instead\. Switch only if you expected this link\."))
+        expect(dialog.get_by_role("button", name="Stay signed in")).to_be_focused()
+        assert_focus_ring(page, "Stay signed in")
+        # Behind the question, the page is still the signed-in person's.
+        expect(page.locator("#account-sub")).to_have_text(victim)
+        expect(key_heading(page, "my own key")).to_be_visible()
+        if same_page:
+            shot(page, "switch-account")
+            axe(page, "switch account, link followed while open", any_impact=True)
+            dialog.get_by_role("button", name="Stay signed in").click()
+        else:
+            axe(page, "switch account, page opened from a link", any_impact=True)
+            page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#keys-status")).to_have_text(
+            f"You are still signed in as {victim}; the link's token was not used.")
+        assert focused_name(page) == "API Keys", focused_name(page)
+        expect(page.locator("#account-sub")).to_have_text(victim)
+        expect(key_heading(page, "my own key")).to_be_visible()
+        expect(key_heading(page, "the link maker's key")).to_have_count(0)
+        assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == victim_token
+    axe(page, "stayed signed in after a link for another account", any_impact=True)
+    # A key generated now is the signed-in person's, and the link's token was never used.
+    generate_in_ui(page, "made after staying", ["read"])
+    secret_dialog, secret = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    assert verify_status(secret)[1]["user_id"] == victim
+    assert f"Bearer {other_token}" not in sent, "the link's token was sent to the API"
+    assert not secret_anywhere(page, other_token), "the link's token stays in the page"
+    # A link whose token is no JWT at all changes nothing either, and says so.
+    follow_link(page, "not-a-token", same_page=True)
+    expect(page.locator("#keys-error")).to_have_text(
+        f"The link's token was not used: it is not a management token. You are still signed in as {victim}.")
+    assert open_dialogs(page) == [] and page.url == f"{BASE}/console"
+    expect(page.locator("#account-sub")).to_have_text(victim)
+
+
+@check
+def switching_to_a_links_account_when_confirmed(page):
+    first, second = new_user("first-account"), new_user("second-account")
+    first_key = create_key(first, "first account's key")
+    create_key(second, "second account's key")
+    first_token, second_token = make_jwt(first), make_jwt(second)
+    sign_in(page, first, first_token)
+    # By keyboard, the link followed while the page is open.
+    follow_link(page, second_token, same_page=True)
+    dialog = switch_dialog(page)
+    expect(dialog).to_be_visible()
+    tab_to(page, "Switch account")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#account-sub")).to_have_text(second)
+    expect(key_heading(page, "second account's key")).to_be_visible()
+    expect(history(page)).to_have_count(1)
+    assert focused_name(page) == "API Keys", focused_name(page)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == second_token
+    assert page.url == f"{BASE}/console", page.url
+    for text in (first, "first account's key", first_key["preview"], first_token):
+        assert not secret_anywhere(page, text), f"{text!r} of the account left is still in the page"
+    axe(page, "switched to the link's account", any_impact=True)
+    # By mouse, the page opened from a link.
+    follow_link(page, first_token)
+    expect(dialog).to_be_visible()
+    expect(page.locator("#switch-current")).to_have_text(second)
+    expect(page.locator("#switch-new")).to_have_text(first)
+    dialog.get_by_role("button", name="Switch account").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#account-sub")).to_have_text(first)
+    expect(key_heading(page, "first account's key")).to_be_visible()
+    expect(key_heading(page, "second account's key")).to_have_count(0)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == first_token
+
+
+@check
+def a_link_for_the_same_account_replaces_the_token_without_asking(page):
+    user = new_user("fresher-token")
+    create_key(user, "still mine")
+    older, fresher, freshest = (make_jwt(user, expires_in=seconds) for seconds in (600, 7200, 10800))
+    sign_in(page, user, older)
+    # While the page is open: no question, and the API is called with the new token at once.
+    with page.expect_request(f"{BASE}/v1/keys.list") as listed:
+        follow_link(page, fresher, same_page=True)
+    assert listed.value.headers["authorization"] == f"Bearer {fresher}"
+    assert open_dialogs(page) == [], open_dialogs(page)
+    assert page.url == f"{BASE}/console", page.url
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == fresher
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(key_heading(page, "still mine")).to_be_visible()
+    # Opened from a link: the same.
+    with page.expect_request(f"{BASE}/v1/keys.list") as listed:
+        follow_link(page, freshest)
+    assert listed.value.headers["authorization"] == f"Bearer {freshest}"
+    expect(key_heading(page, "still mine")).to_be_visible()
+    assert open_dialogs(page) == [], open_dialogs(page)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == freshest
+    expect(page.locator("#keys-status")).to_have_text("")
+
+
 @check
 def generate_a_key_read_it_once_and_it_verifies(page):
     user = new_user("generate")
@@ -624,8 +758,7 @@ def assert_signed_out_leaving_nothing(page, *texts):
     """Signed out, no dialog open, focus in the token field, and none of `texts` (a secret, the
     account, key names and previews) anywhere in the page."""
     expect_signed_out(page)
-    still_open = page.evaluate("[...document.querySelectorAll('dialog')].filter(d => d.open).map(d => d.id)")
-    assert still_open == [], f"open after signing out: {still_open}"
+    assert open_dialogs(page) == [], f"open after signing out: {open_dialogs(page)}"
     for text in texts:
         assert not secret_anywhere(page, text), f"{text!r} is still in the page after signing out"
     page.wait_for_timeout(100)  # the closed dialogs' close events, which give focus back

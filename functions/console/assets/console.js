@@ -74,6 +74,11 @@
     deleteError: $("delete-error"),
     deleteCancel: $("delete-cancel"),
     deleteConfirm: $("delete-confirm"),
+    switchDialog: $("switch-dialog"),
+    switchCurrent: $("switch-current"),
+    switchNew: $("switch-new"),
+    switchStay: $("switch-stay"),
+    switchConfirm: $("switch-confirm"),
   };
 
   const state = {
@@ -86,6 +91,8 @@
     editing: null, // the key the edit dialog is about, as the list showed it
     rolling: null, // the key the roll dialog is about
     deleting: null, // the key the confirmation is about
+    offered: null, // a link's token for another account, until the person decides (see offerToken)
+    outerReturnFocus: null, // where focus goes after a dialog the switch dialog opened over
     returnFocus: null,
     session: 0, // one more at every sign-in and sign-out: an answer for an earlier one is dropped
   };
@@ -201,7 +208,8 @@
    */
   function forgetAccount() {
     forgetSecret();
-    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.rollDialog, el.deleteDialog]) {
+    state.offered = null;
+    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.rollDialog, el.deleteDialog, el.switchDialog]) {
       if (dialog.open) {
         dialog.close();
       }
@@ -214,6 +222,7 @@
     state.editing = null;
     state.rolling = null;
     state.deleting = null;
+    state.outerReturnFocus = null;
     state.returnFocus = null;
     el.accountSub.textContent = "";
     el.accountExpiry.replaceChildren();
@@ -242,6 +251,8 @@
     el.rollError.textContent = "";
     el.deleteName.textContent = "";
     el.deleteError.textContent = "";
+    el.switchCurrent.textContent = "";
+    el.switchNew.textContent = "";
   }
 
   function showSignIn(message) {
@@ -254,6 +265,30 @@
     el.token.focus();
   }
 
+  /** The account (`sub`) that claims are for; null if they name none. */
+  function accountOf(claims) {
+    return typeof claims?.sub === "string" ? claims.sub : null;
+  }
+
+  /** The account as the page names it: its `sub`, or a note that the token names none. */
+  function accountName(claims) {
+    return accountOf(claims) ?? "(no user in the token)";
+  }
+
+  /** Takes `token` as the session's; whose it is and when it expires go into the header. */
+  function useToken(token, claims) {
+    state.token = token;
+    state.claims = claims;
+    sessionStorage.setItem(TOKEN_STORAGE, token);
+    el.accountSub.textContent = accountName(claims);
+    el.accountExpiry.replaceChildren();
+    if (typeof claims.exp === "number") {
+      const expires = new Date(claims.exp * 1000);
+      el.accountExpiry.append(expires > new Date() ? "Token expires " : "Token expired ", timeElement(expires.toISOString()));
+    }
+  }
+
+  /** Signs in with `token`, starting from nothing: no dialog, key or message of anyone before. */
   function signIn(token) {
     const claims = claimsOf(token);
     if (claims === null) {
@@ -261,29 +296,78 @@
       showSignIn("That is not a management token: a JWT has three parts separated by dots.");
       return;
     }
+    forgetAccount();
     state.session += 1;
-    state.token = token;
-    state.claims = claims;
-    sessionStorage.setItem(TOKEN_STORAGE, token);
-    el.accountSub.textContent = typeof claims.sub === "string" ? claims.sub : "(no user in the token)";
-    el.accountExpiry.replaceChildren();
-    if (typeof claims.exp === "number") {
-      const expires = new Date(claims.exp * 1000);
-      el.accountExpiry.append(expires > new Date() ? "Token expires " : "Token expired ", timeElement(expires.toISOString()));
-    }
+    useToken(token, claims);
     el.signIn.hidden = true;
     el.signInMessage.textContent = "";
     el.account.hidden = false;
     el.keysView.hidden = false;
-    el.keysError.textContent = "";
-    el.keysStatus.textContent = "";
-    el.historyError.textContent = "";
-    el.historyEmpty.hidden = true;
-    el.historyList.replaceChildren();
     el.count.textContent = "Loading your keys…";
-    el.generate.disabled = true;
     el.keysTitle.focus();
     refresh();
+  }
+
+  /**
+   * A `#token=` that arrives while the page is open (a link followed in this tab). Anyone can
+   * make such a link with their own token, and a person who followed it unawares would then
+   * generate keys in the link maker's account (login CSRF). So a token for another account than
+   * the signed-in one is only used if the person says so; one for the same account (a fresher
+   * token) replaces the old without a word. The page cannot check a token's signature, only
+   * read its `sub`: that decides which account the page talks to, and the API checks the rest.
+   */
+  function offerToken(token) {
+    if (state.token === null) {
+      signIn(token);
+      return;
+    }
+    const claims = claimsOf(token);
+    if (claims === null) {
+      el.keysError.textContent =
+        `The link's token was not used: it is not a management token. You are still signed in as ${accountName(state.claims)}.`;
+      return;
+    }
+    if (accountOf(claims) !== null && accountOf(claims) === accountOf(state.claims)) {
+      useToken(token, claims);
+      refresh();
+      return;
+    }
+    askSwitch(token, claims);
+  }
+
+  /** The switch dialog: the two accounts named, focus on staying, which is what Escape does. */
+  function askSwitch(token, claims) {
+    state.offered = token;
+    el.switchCurrent.textContent = accountName(state.claims);
+    el.switchNew.textContent = accountName(claims);
+    if (el.switchDialog.open) {
+      el.switchStay.focus(); // a second link while the first is asked about: this one is asked
+      return;
+    }
+    // Opened over another dialog (a link followed from the address bar), focus goes back into
+    // that one now, and to where that one was opened from when it closes.
+    const outer = state.returnFocus;
+    openDialog(el.switchDialog, el.switchStay);
+    state.outerReturnFocus = outer;
+  }
+
+  /** The person stays as they are: the link's token is dropped, and they are told so. */
+  function keepSession() {
+    if (state.offered === null) {
+      return;
+    }
+    state.offered = null;
+    el.switchNew.textContent = "";
+    el.keysStatus.textContent = `You are still signed in as ${accountName(state.claims)}; the link's token was not used.`;
+  }
+
+  /** The person chose the link's account: nothing of the current one stays in the page. */
+  function confirmSwitch() {
+    const token = state.offered;
+    if (token === null) {
+      return;
+    }
+    signIn(token); // forgets the current account first, this dialog included
   }
 
   /** Ends the session; `showSignIn` forgets the person's every dialog, secret and key. */
@@ -946,17 +1030,21 @@
   /**
    * The back-forward cache keeps a page that is left as it is, dialogs open and all, and shows it
    * again on Back; some Chrome versions do so even for a page served `Cache-Control: no-store`.
-   * So the page forgets every secret when it is hidden: the new key (its dialog closes) and a
-   * token pasted but not yet submitted. `pagehide` comes before the page is frozen, and on every
-   * way out (navigation, Back, closing the tab).
+   * So the page forgets every secret when it is hidden: the new key (its dialog closes), a
+   * token pasted but not yet submitted, and a link's token it was asking about (the person stays
+   * signed in as they are). `pagehide` comes before the page is frozen, and on every way out
+   * (navigation, Back, closing the tab).
    */
   window.addEventListener("pagehide", () => {
     if (state.secret !== null) {
       state.secretHiddenOnLeaving = true;
     }
     forgetSecret();
-    if (el.secretDialog.open) {
-      el.secretDialog.close();
+    keepSession();
+    for (const dialog of [el.secretDialog, el.switchDialog]) {
+      if (dialog.open) {
+        dialog.close();
+      }
     }
     el.token.value = "";
   });
@@ -983,10 +1071,39 @@
     refresh();
   });
 
-  const token = takeTokenFromFragment() ?? sessionStorage.getItem(TOKEN_STORAGE);
-  if (token) {
-    signIn(token);
-  } else {
+  el.switchStay.addEventListener("click", () => {
+    keepSession();
+    el.switchDialog.close();
+  });
+  el.switchDialog.addEventListener("cancel", keepSession);
+  el.switchConfirm.addEventListener("click", confirmSwitch);
+  whenClosed(el.switchDialog, () => {
+    keepSession();
+    restoreFocus();
+    state.returnFocus = state.outerReturnFocus;
+    state.outerReturnFocus = null;
+  });
+  // A link with a `#token=` followed while the page is open changes only the fragment.
+  window.addEventListener("hashchange", () => {
+    const token = takeTokenFromFragment();
+    if (token !== null) {
+      offerToken(token);
+    }
+  });
+
+  // Opened with a `#token=` while this tab is signed in (sessionStorage): the same question as
+  // for a link followed while the page is open, unless the stored token is for the same account.
+  const arrived = takeTokenFromFragment();
+  const stored = sessionStorage.getItem(TOKEN_STORAGE);
+  const storedClaims = stored === null ? null : claimsOf(stored);
+  if (arrived === null && stored === null) {
     showSignIn("");
+  } else if (arrived === null) {
+    signIn(stored);
+  } else if (storedClaims === null || (accountOf(storedClaims) !== null && accountOf(storedClaims) === accountOf(claimsOf(arrived)))) {
+    signIn(arrived);
+  } else {
+    signIn(stored);
+    offerToken(arrived);
   }
 })();
