@@ -1024,6 +1024,25 @@
     state.deleting = null;
     restoreFocus();
   });
+  el.switchStay.addEventListener("click", () => {
+    keepSession();
+    el.switchDialog.close();
+  });
+  el.switchDialog.addEventListener("cancel", keepSession);
+  el.switchConfirm.addEventListener("click", confirmSwitch);
+  whenClosed(el.switchDialog, () => {
+    keepSession();
+    restoreFocus();
+    state.returnFocus = state.outerReturnFocus;
+    state.outerReturnFocus = null;
+  });
+  // A link with a `#token=` followed while the page is open changes only the fragment.
+  window.addEventListener("hashchange", () => {
+    const token = takeTokenFromFragment();
+    if (token !== null) {
+      offerToken(token);
+    }
+  });
 
   // ---- Leaving the page and coming back --------------------------------------------------------
 
@@ -1069,26 +1088,6 @@
         "The new key was hidden when you left this page: it is shown only once. If you did not copy it, roll the key to get a new secret.";
     }
     refresh();
-  });
-
-  el.switchStay.addEventListener("click", () => {
-    keepSession();
-    el.switchDialog.close();
-  });
-  el.switchDialog.addEventListener("cancel", keepSession);
-  el.switchConfirm.addEventListener("click", confirmSwitch);
-  whenClosed(el.switchDialog, () => {
-    keepSession();
-    restoreFocus();
-    state.returnFocus = state.outerReturnFocus;
-    state.outerReturnFocus = null;
-  });
-  // A link with a `#token=` followed while the page is open changes only the fragment.
-  window.addEventListener("hashchange", () => {
-    const token = takeTokenFromFragment();
-    if (token !== null) {
-      offerToken(token);
-    }
   });
 
   // Opened with a `#token=` while this tab is signed in (sessionStorage): the same question as
