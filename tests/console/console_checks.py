@@ -494,11 +494,19 @@ def switching_to_a_links_account_when_confirmed(page):
     for text in (first, "first account's key", first_key["preview"], first_token):
         assert not secret_anywhere(page, text), f"{text!r} of the account left is still in the page"
     axe(page, "switched to the link's account", any_impact=True)
-    # By mouse, the page opened from a link.
+    # By mouse, the page opened from a link, on a phone.
+    page.set_viewport_size({"width": 320, "height": 640})
     follow_link(page, first_token)
     expect(dialog).to_be_visible()
     expect(page.locator("#switch-current")).to_have_text(second)
     expect(page.locator("#switch-new")).to_have_text(first)
+    widths = dialog.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert widths[0] <= widths[1], f"the switch dialog's content is wider than it: {widths}"
+    for control in [dialog] + dialog.get_by_role("button").all():
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow-switch-account")
+    axe(page, "switch account at 320 px", any_impact=True)
     dialog.get_by_role("button", name="Switch account").click()
     expect(dialog).to_be_hidden()
     expect(page.locator("#account-sub")).to_have_text(first)
