@@ -5,8 +5,9 @@ CONSOLE_BASE (the app's URL), JWT_SECRET, AXE_JS (axe-core's axe.min.js), SCREEN
 folder), CHROMIUM (default /usr/bin/chromium). Each check runs in a fresh browser context as a
 user of its own, prints `PASS name` or `FAIL name: why`, and a failure in one does not stop the
 others. Every state the checks pass through is also checked by axe-core (zero serious or
-critical violations; zero of any impact for the states of a roll) and most are saved as
-screenshots.
+critical violations; zero of any impact for the states of a roll, of the account-switch
+question and of Back) and most are saved as screenshots. The checks marked
+`back_forward_cache=True` run in a second browser with the back-forward cache on.
 """
 
 import base64
