@@ -5,8 +5,9 @@ CONSOLE_BASE (the app's URL), JWT_SECRET, AXE_JS (axe-core's axe.min.js), SCREEN
 folder), CHROMIUM (default /usr/bin/chromium). Each check runs in a fresh browser context as a
 user of its own, prints `PASS name` or `FAIL name: why`, and a failure in one does not stop the
 others. Every state the checks pass through is also checked by axe-core (zero serious or
-critical violations; zero of any impact for the states of a roll) and most are saved as
-screenshots.
+critical violations; zero of any impact for the states of a roll, of the account-switch
+question and of Back) and most are saved as screenshots. The checks marked
+`back_forward_cache=True` run in a second browser with the back-forward cache on.
 """
 
 import base64
@@ -35,13 +36,18 @@ KEY_PATTERN = re.compile(r"^ak_[0-9A-Za-z]{49}$")
 CHECKS = []
 AXE_STATES = []  # (state, violations by impact)
 CONTEXT_OPTIONS = {}  # check name -> extra options of its browser context
+BACK_FORWARD_CACHE = set()  # names of the checks that run in a browser with the cache on
 
 
-def check(function=None, **context_options):
-    """Registers a check; `@check(timezone_id=...)` runs it in a context with those options."""
+def check(function=None, back_forward_cache=False, **context_options):
+    """Registers a check; `@check(timezone_id=...)` runs it in a context with those options,
+    `@check(back_forward_cache=True)` in a browser whose back-forward cache is on, as it is in
+    everyone's Chrome (Playwright turns it off by default)."""
     def register(function):
         CHECKS.append(function)
         CONTEXT_OPTIONS[function.__name__] = context_options
+        if back_forward_cache:
+            BACK_FORWARD_CACHE.add(function.__name__)
         return function
     return register(function) if function is not None else register
 
@@ -393,6 +399,148 @@ def sign_in_by_pasting_a_token_and_sign_out(page):
     expect(page.locator("#sign-in-message")).to_contain_text("not a management token")
 
 
+def follow_link(page, token, same_page=False):
+    """Opens the console from a link carrying `token` in its fragment, as a product (or anyone)
+    can make: from another page in this tab, or, `same_page`, while the console is open (only
+    the fragment changes, the page stays)."""
+    if not same_page:
+        page.goto("about:blank")
+    page.goto(f"{BASE}/console#token={token}")
+
+
+def switch_dialog(page):
+    return page.get_by_role("dialog", name="Switch account?")
+
+
+def open_dialogs(page):
+    return page.evaluate("[...document.querySelectorAll('dialog')].filter(d => d.open).map(d => d.id)")
+
+
+@check
+def a_link_for_another_account_asks_first_and_staying_keeps_the_session(page):
+    victim = new_user("signed-in")
+    other = new_user("link-maker")
+    create_key(victim, "my own key")
+    create_key(other, "the link maker's key")
+    victim_token, other_token = make_jwt(victim), make_jwt(other)
+    sent = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")))
+    sign_in(page, victim, victim_token)
+    for same_page in (False, True):
+        follow_link(page, other_token, same_page)
+        dialog = switch_dialog(page)
+        expect(dialog).to_be_visible()
+        assert page.url == f"{BASE}/console", f"the link's token is still in the address bar: {page.url}"
+        expect(page.locator("#switch-current")).to_have_text(victim)
+        expect(page.locator("#switch-new")).to_have_text(other)
+        expect(dialog).to_have_accessible_description(re.compile(
+            rf"^You are signed in as {re.escape(victim)}\. The link you opened would sign you in as "
+            rf"{re.escape(other)} instead\. Switch only if you expected this link\."))
+        expect(dialog.get_by_role("button", name="Stay signed in")).to_be_focused()
+        assert_focus_ring(page, "Stay signed in")
+        # Behind the question, the page is still the signed-in person's.
+        expect(page.locator("#account-sub")).to_have_text(victim)
+        expect(key_heading(page, "my own key")).to_be_visible()
+        if same_page:
+            shot(page, "switch-account")
+            axe(page, "switch account, link followed while open", any_impact=True)
+            dialog.get_by_role("button", name="Stay signed in").click()
+        else:
+            axe(page, "switch account, page opened from a link", any_impact=True)
+            page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#keys-status")).to_have_text(
+            f"You are still signed in as {victim}; the link's token was not used.")
+        assert focused_name(page) == "API Keys", focused_name(page)
+        expect(page.locator("#account-sub")).to_have_text(victim)
+        expect(key_heading(page, "my own key")).to_be_visible()
+        expect(key_heading(page, "the link maker's key")).to_have_count(0)
+        assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == victim_token
+    axe(page, "stayed signed in after a link for another account", any_impact=True)
+    # A key generated now is the signed-in person's, and the link's token was never used.
+    generate_in_ui(page, "made after staying", ["read"])
+    secret_dialog, secret = read_secret(page)
+    secret_dialog.get_by_role("button", name="Done").click()
+    assert verify_status(secret)[1]["user_id"] == victim
+    assert f"Bearer {other_token}" not in sent, "the link's token was sent to the API"
+    assert not secret_anywhere(page, other_token), "the link's token stays in the page"
+    # A link whose token is no JWT at all changes nothing either, and says so.
+    follow_link(page, "not-a-token", same_page=True)
+    expect(page.locator("#keys-error")).to_have_text(
+        f"The link's token was not used: it is not a management token. You are still signed in as {victim}.")
+    assert open_dialogs(page) == [] and page.url == f"{BASE}/console"
+    expect(page.locator("#account-sub")).to_have_text(victim)
+
+
+@check
+def switching_to_a_links_account_when_confirmed(page):
+    first, second = new_user("first-account"), new_user("second-account")
+    first_key = create_key(first, "first account's key")
+    create_key(second, "second account's key")
+    first_token, second_token = make_jwt(first), make_jwt(second)
+    sign_in(page, first, first_token)
+    # By keyboard, the link followed while the page is open.
+    follow_link(page, second_token, same_page=True)
+    dialog = switch_dialog(page)
+    expect(dialog).to_be_visible()
+    tab_to(page, "Switch account")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#account-sub")).to_have_text(second)
+    expect(key_heading(page, "second account's key")).to_be_visible()
+    expect(history(page)).to_have_count(1)
+    assert focused_name(page) == "API Keys", focused_name(page)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == second_token
+    assert page.url == f"{BASE}/console", page.url
+    for text in (first, "first account's key", first_key["preview"], first_token):
+        assert not secret_anywhere(page, text), f"{text!r} of the account left is still in the page"
+    axe(page, "switched to the link's account", any_impact=True)
+    # By mouse, the page opened from a link, on a phone.
+    page.set_viewport_size({"width": 320, "height": 640})
+    follow_link(page, first_token)
+    expect(dialog).to_be_visible()
+    expect(page.locator("#switch-current")).to_have_text(second)
+    expect(page.locator("#switch-new")).to_have_text(first)
+    widths = dialog.evaluate("d => [d.scrollWidth, d.clientWidth]")
+    assert widths[0] <= widths[1], f"the switch dialog's content is wider than it: {widths}"
+    for control in [dialog] + dialog.get_by_role("button").all():
+        box = control.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 320, box
+    shot(page, "narrow-switch-account")
+    axe(page, "switch account at 320 px", any_impact=True)
+    dialog.get_by_role("button", name="Switch account").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#account-sub")).to_have_text(first)
+    expect(key_heading(page, "first account's key")).to_be_visible()
+    expect(key_heading(page, "second account's key")).to_have_count(0)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == first_token
+
+
+@check
+def a_link_for_the_same_account_replaces_the_token_without_asking(page):
+    user = new_user("fresher-token")
+    create_key(user, "still mine")
+    older, fresher, freshest = (make_jwt(user, expires_in=seconds) for seconds in (600, 7200, 10800))
+    sign_in(page, user, older)
+    # While the page is open: no question, and the API is called with the new token at once.
+    with page.expect_request(f"{BASE}/v1/keys.list") as listed:
+        follow_link(page, fresher, same_page=True)
+    assert listed.value.headers["authorization"] == f"Bearer {fresher}"
+    assert open_dialogs(page) == [], open_dialogs(page)
+    assert page.url == f"{BASE}/console", page.url
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == fresher
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(key_heading(page, "still mine")).to_be_visible()
+    # Opened from a link: the same.
+    with page.expect_request(f"{BASE}/v1/keys.list") as listed:
+        follow_link(page, freshest)
+    assert listed.value.headers["authorization"] == f"Bearer {freshest}"
+    expect(key_heading(page, "still mine")).to_be_visible()
+    assert open_dialogs(page) == [], open_dialogs(page)
+    assert page.evaluate(f"sessionStorage.getItem('{TOKEN_STORAGE}')") == freshest
+    expect(page.locator("#keys-status")).to_have_text("")
+
+
 @check
 def generate_a_key_read_it_once_and_it_verifies(page):
     user = new_user("generate")
@@ -439,6 +587,54 @@ def escape_also_forgets_the_secret(page):
     expect(dialog).to_be_hidden()
     expect(key_heading(page, "closed with Escape")).to_be_visible()
     assert not secret_anywhere(page, secret), "the secret is still in the page after Escape"
+
+
+def leave_with_a_secret_and_come_back(page, user, how):
+    """Shows a new secret (`how`: "create" or "roll"), goes to another page and comes Back;
+    checks that the secret is not in the page; answers whether the page was restored from the
+    back-forward cache (rather than loaded again)."""
+    if how == "create":
+        generate_in_ui(page, "created then left", ["read"])
+    else:
+        submit_roll(page, open_roll(page, "rolled then left"))
+    _, secret = read_secret(page)
+    page.evaluate("window.__sameDocument = true")
+    page.goto(f"{BASE}/console/icon.svg")  # any other page; this one is of the same origin
+    page.go_back(wait_until="commit")  # a restored page fires no load event
+    expect(page.locator("#account-sub")).to_have_text(user)
+    expect(page.get_by_role("dialog", name="Your new API key")).to_be_hidden()
+    assert not secret_anywhere(page, secret), f"Back brought the secret of a {how} back"
+    assert verify_status(secret)[0] == 200, "the key itself should be unharmed"
+    return page.evaluate("window.__sameDocument === true")
+
+
+@check(back_forward_cache=True)
+def going_back_to_the_page_brings_no_secret_back(page):
+    """Left with a new key's secret on screen, then Back: the secret is not in the page, whether
+    the browser loads it again or restores it from its back-forward cache."""
+    _, headers, _ = raw("GET", "/console")
+    assert headers.get("cache-control") == "no-store", headers
+    user = new_user("back")
+    create_key(user, "rolled then left")
+    sign_in(page, user)
+    # As served: this Chromium keeps no page served no-store that has fetched no-store answers.
+    leave_with_a_secret_and_come_back(page, user, "create")
+    # Other Chrome versions keep even those: as they would, with the header taken off on the way.
+    def without_no_store(route):
+        response = route.fetch()
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "cache-control"}
+        route.fulfill(response=response, headers=headers)
+    page.route(f"{BASE}/console", without_no_store)
+    page.reload()
+    expect(page.locator("#account-sub")).to_have_text(user)
+    for how in ("create", "roll"):
+        assert leave_with_a_secret_and_come_back(page, user, how), \
+            "the page was loaded again, not restored from the back-forward cache: nothing was tested"
+        expect(page.locator("#keys-status")).to_have_text(
+            "The new key was hidden when you left this page: it is shown only once. "
+            "If you did not copy it, roll the key to get a new secret.")
+        axe(page, f"restored by Back after leaving with the secret of a {how}", any_impact=True)
+    expect(page.locator("#count")).to_have_text("3 of 20 keys")
 
 
 @check
@@ -567,6 +763,93 @@ def a_token_refused_mid_session_returns_to_sign_in(page):
     expect_signed_out(page)
     expect(page.locator("#sign-in-message")).to_contain_text("did not accept your token")
     assert page.locator("#keys li").count() == 0
+
+
+REFUSED = json.dumps({"error": {"code": "invalid_token", "message": "The token has expired."}})
+
+
+def refuse(page, path):
+    """From now on the API answers `path` with 401, as for a token that has expired meanwhile."""
+    page.route(f"{BASE}{path}", lambda route: route.fulfill(
+        status=401, content_type="application/json", body=REFUSED))
+
+
+def sign_in_again(page, user):
+    """Back to the sign-in screen's state of a new visit, the API answering again, and signed in."""
+    page.unroute_all()
+    page.goto("about:blank")
+    sign_in(page, user)
+
+
+def assert_signed_out_leaving_nothing(page, *texts):
+    """Signed out, no dialog open, focus in the token field, and none of `texts` (a secret, the
+    account, key names and previews) anywhere in the page."""
+    expect_signed_out(page)
+    assert open_dialogs(page) == [], f"open after signing out: {open_dialogs(page)}"
+    for text in texts:
+        assert not secret_anywhere(page, text), f"{text!r} is still in the page after signing out"
+    page.wait_for_timeout(100)  # the closed dialogs' close events, which give focus back
+    assert focused_name(page) == "Management token", focused_name(page)
+
+
+@check
+def signing_out_forgets_a_new_secret_on_screen(page):
+    user = new_user("sign-out-secret")
+    key = create_key(user, "private key name", ["read", "write"])
+    private = [user, "private key name", key["preview"]]
+    # A new key's secret on screen when the API refuses the token (loading the list after it).
+    sign_in(page, user)
+    refuse(page, "/v1/keys.list")
+    with page.expect_response(f"{BASE}/v1/keys.create") as answer:
+        generate_in_ui(page, "created before sign-out", ["read"])
+    created = answer.value.json()
+    assert KEY_PATTERN.match(created["key"]), created
+    assert_signed_out_leaving_nothing(page, created["key"], created["preview"], "created before sign-out", *private)
+    axe(page, "signed out with a new key on screen")
+    # A rolled key's new secret on screen, then signed out (the Sign out button is behind the
+    # modal dialog for a person; a 401 anywhere, as above, signs out the same way).
+    sign_in_again(page, user)
+    submit_roll(page, open_roll(page, "private key name"))
+    _, secret = read_secret(page)
+    expect(page.locator("#keys-status")).to_have_text("Rolled “private key name”.")
+    page.evaluate("document.getElementById('sign-out').click()")
+    expect(page.locator("#sign-in-message")).to_have_text("You signed out.")
+    assert_signed_out_leaving_nothing(page, secret, f"ak_...{secret[-4:]}", *private)
+    assert verify_status(secret)[0] == 200, "the rolled key itself should be unharmed"
+
+
+@check
+def a_401_in_any_dialog_signs_out_and_closes_it(page):
+    user = new_user("sign-out-dialogs")
+    key = create_key(user, "private key name", ["read", "write"])
+    private = [user, "private key name", key["preview"]]
+    sign_in(page, user)
+    # Generate, with a name typed.
+    refuse(page, "/v1/keys.create")
+    generate_in_ui(page, "typed before sign-out", ["read"])
+    assert_signed_out_leaving_nothing(page, "typed before sign-out", *private)
+    # Edit, with a new name typed.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.update")
+    dialog = open_edit(page, "private key name")
+    dialog.get_by_label("Name").fill("renamed before sign-out")
+    save_edit(page, dialog)
+    assert_signed_out_leaving_nothing(page, "renamed before sign-out", *private)
+    # Roll.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.roll")
+    submit_roll(page, open_roll(page, "private key name"))
+    assert_signed_out_leaving_nothing(page, *private)
+    # Delete.
+    sign_in_again(page, user)
+    refuse(page, "/v1/keys.delete")
+    open_key_dialog(page, "Delete", "private key name", "Delete API key").get_by_role(
+        "button", name="Delete key").click()
+    assert_signed_out_leaving_nothing(page, *private)
+    expect(page.locator("#sign-in-message")).to_contain_text("The token has expired.")
+    axe(page, "signed out from a dialog")
+    listed = listed_key(user, key["id"])
+    assert (listed["name"], listed["preview"]) == ("private key name", key["preview"]), listed
 
 
 @check
@@ -1398,9 +1681,16 @@ def main():
     passed = failed = 0
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        cached = None  # the browser with the back-forward cache on, started when first needed
         for function in CHECKS:
             name = function.__name__
-            context = browser.new_context(viewport={"width": 1024, "height": 720},
+            runs_in = browser
+            if name in BACK_FORWARD_CACHE:
+                if cached is None:
+                    cached = playwright.chromium.launch(
+                        executable_path=CHROMIUM, ignore_default_args=["--disable-back-forward-cache"])
+                runs_in = cached
+            context = runs_in.new_context(viewport={"width": 1024, "height": 720},
                                           **CONTEXT_OPTIONS.get(name, {}))
             context.set_default_timeout(15_000)
             page = context.new_page()
@@ -1418,6 +1708,8 @@ def main():
                 traceback.print_exc(file=sys.stderr)
             finally:
                 context.close()
+        if cached is not None:
+            cached.close()
         browser.close()
     serious = sum(1 for _, vs in AXE_STATES for v in vs if v["impact"] in ("serious", "critical"))
     other = sorted({f"{v['id']} ({v['impact']})" for _, vs in AXE_STATES for v in vs

@@ -74,6 +74,11 @@
     deleteError: $("delete-error"),
     deleteCancel: $("delete-cancel"),
     deleteConfirm: $("delete-confirm"),
+    switchDialog: $("switch-dialog"),
+    switchCurrent: $("switch-current"),
+    switchNew: $("switch-new"),
+    switchStay: $("switch-stay"),
+    switchConfirm: $("switch-confirm"),
   };
 
   const state = {
@@ -82,10 +87,14 @@
     list: null, // the last list answer
     events: null, // the last events answer's events
     secret: null, // the new key, only while its dialog is open
+    secretHiddenOnLeaving: false, // the page was left with a new key shown (see pagehide)
     editing: null, // the key the edit dialog is about, as the list showed it
     rolling: null, // the key the roll dialog is about
     deleting: null, // the key the confirmation is about
+    offered: null, // a link's token for another account, until the person decides (see offerToken)
+    outerReturnFocus: null, // where focus goes after a dialog the switch dialog opened over
     returnFocus: null,
+    session: 0, // one more at every sign-in and sign-out: an answer for an earlier one is dropped
   };
 
   const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -191,15 +200,63 @@
     return token.trim() || null;
   }
 
-  function showSignIn(message) {
+  /**
+   * Forgets everything of the signed-in person the page holds: every dialog closed and emptied
+   * (a new key's secret first, at once rather than when the close event comes), whose account it
+   * is, the list, the history and every message about their keys. After sign-out (or switching
+   * to another account) nothing of theirs is left in the page.
+   */
+  function forgetAccount() {
+    forgetSecret();
+    state.offered = null;
+    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.rollDialog, el.deleteDialog, el.switchDialog]) {
+      if (dialog.open) {
+        dialog.close();
+      }
+    }
+    state.session += 1;
     state.token = null;
     state.claims = null;
     state.list = null;
     state.events = null;
+    state.editing = null;
+    state.rolling = null;
+    state.deleting = null;
+    state.outerReturnFocus = null;
+    state.returnFocus = null;
+    el.accountSub.textContent = "";
+    el.accountExpiry.replaceChildren();
+    el.generate.disabled = true;
+    el.count.textContent = "";
+    el.limitNote.hidden = true;
+    el.limitNote.textContent = "";
+    el.keysStatus.textContent = "";
+    el.keysError.textContent = "";
+    el.empty.hidden = true;
     el.keys.replaceChildren();
     el.historyList.replaceChildren();
     el.historyEmpty.hidden = true;
     el.historyError.textContent = "";
+    el.createForm.reset();
+    el.createScopes.replaceChildren();
+    el.createError.textContent = "";
+    el.editForm.reset();
+    el.editCurrentName.textContent = "";
+    el.editPreview.textContent = "";
+    el.editScopes.replaceChildren();
+    el.editError.textContent = "";
+    el.rollForm.reset();
+    el.rollName.textContent = "";
+    el.rollPreview.textContent = "";
+    el.rollError.textContent = "";
+    el.deleteName.textContent = "";
+    el.deleteError.textContent = "";
+    el.switchCurrent.textContent = "";
+    el.switchNew.textContent = "";
+  }
+
+  function showSignIn(message) {
+    forgetAccount();
     el.account.hidden = true;
     el.keysView.hidden = true;
     el.signIn.hidden = false;
@@ -208,6 +265,30 @@
     el.token.focus();
   }
 
+  /** The account (`sub`) that claims are for; null if they name none. */
+  function accountOf(claims) {
+    return typeof claims?.sub === "string" ? claims.sub : null;
+  }
+
+  /** The account as the page names it: its `sub`, or a note that the token names none. */
+  function accountName(claims) {
+    return accountOf(claims) ?? "(no user in the token)";
+  }
+
+  /** Takes `token` as the session's; whose it is and when it expires go into the header. */
+  function useToken(token, claims) {
+    state.token = token;
+    state.claims = claims;
+    sessionStorage.setItem(TOKEN_STORAGE, token);
+    el.accountSub.textContent = accountName(claims);
+    el.accountExpiry.replaceChildren();
+    if (typeof claims.exp === "number") {
+      const expires = new Date(claims.exp * 1000);
+      el.accountExpiry.append(expires > new Date() ? "Token expires " : "Token expired ", timeElement(expires.toISOString()));
+    }
+  }
+
+  /** Signs in with `token`, starting from nothing: no dialog, key or message of anyone before. */
   function signIn(token) {
     const claims = claimsOf(token);
     if (claims === null) {
@@ -215,37 +296,83 @@
       showSignIn("That is not a management token: a JWT has three parts separated by dots.");
       return;
     }
-    state.token = token;
-    state.claims = claims;
-    sessionStorage.setItem(TOKEN_STORAGE, token);
-    el.accountSub.textContent = typeof claims.sub === "string" ? claims.sub : "(no user in the token)";
-    el.accountExpiry.replaceChildren();
-    if (typeof claims.exp === "number") {
-      const expires = new Date(claims.exp * 1000);
-      el.accountExpiry.append(expires > new Date() ? "Token expires " : "Token expired ", timeElement(expires.toISOString()));
-    }
+    forgetAccount();
+    state.session += 1;
+    useToken(token, claims);
     el.signIn.hidden = true;
     el.signInMessage.textContent = "";
     el.account.hidden = false;
     el.keysView.hidden = false;
-    el.keysError.textContent = "";
-    el.keysStatus.textContent = "";
-    el.historyError.textContent = "";
-    el.historyEmpty.hidden = true;
-    el.historyList.replaceChildren();
     el.count.textContent = "Loading your keys…";
-    el.generate.disabled = true;
     el.keysTitle.focus();
     refresh();
   }
 
+  /**
+   * A `#token=` that arrives while the page is open (a link followed in this tab). Anyone can
+   * make such a link with their own token, and a person who followed it unawares would then
+   * generate keys in the link maker's account (login CSRF). So a token for another account than
+   * the signed-in one is only used if the person says so; one for the same account (a fresher
+   * token) replaces the old without a word. The page cannot check a token's signature, only
+   * read its `sub`: that decides which account the page talks to, and the API checks the rest.
+   */
+  function offerToken(token) {
+    if (state.token === null) {
+      signIn(token);
+      return;
+    }
+    const claims = claimsOf(token);
+    if (claims === null) {
+      el.keysError.textContent =
+        `The link's token was not used: it is not a management token. You are still signed in as ${accountName(state.claims)}.`;
+      return;
+    }
+    if (accountOf(claims) !== null && accountOf(claims) === accountOf(state.claims)) {
+      useToken(token, claims);
+      refresh();
+      return;
+    }
+    askSwitch(token, claims);
+  }
+
+  /** The switch dialog: the two accounts named, focus on staying, which is what Escape does. */
+  function askSwitch(token, claims) {
+    state.offered = token;
+    el.switchCurrent.textContent = accountName(state.claims);
+    el.switchNew.textContent = accountName(claims);
+    if (el.switchDialog.open) {
+      el.switchStay.focus(); // a second link while the first is asked about: this one is asked
+      return;
+    }
+    // Opened over another dialog (a link followed from the address bar), focus goes back into
+    // that one now, and to where that one was opened from when it closes.
+    const outer = state.returnFocus;
+    openDialog(el.switchDialog, el.switchStay);
+    state.outerReturnFocus = outer;
+  }
+
+  /** The person stays as they are: the link's token is dropped, and they are told so. */
+  function keepSession() {
+    if (state.offered === null) {
+      return;
+    }
+    state.offered = null;
+    el.switchNew.textContent = "";
+    el.keysStatus.textContent = `You are still signed in as ${accountName(state.claims)}; the link's token was not used.`;
+  }
+
+  /** The person chose the link's account: nothing of the current one stays in the page. */
+  function confirmSwitch() {
+    const token = state.offered;
+    if (token === null) {
+      return;
+    }
+    signIn(token); // forgets the current account first, this dialog included
+  }
+
+  /** Ends the session; `showSignIn` forgets the person's every dialog, secret and key. */
   function signOut(message) {
     sessionStorage.removeItem(TOKEN_STORAGE);
-    for (const dialog of [el.createDialog, el.secretDialog, el.editDialog, el.deleteDialog]) {
-      if (dialog.open) {
-        dialog.close();
-      }
-    }
     showSignIn(message);
   }
 
@@ -594,6 +721,7 @@
       return;
     }
     const scopes = checkedScopes(el.createScopes);
+    const session = state.session;
     el.createError.textContent = "";
     el.createSubmit.disabled = true;
     try {
@@ -603,10 +731,16 @@
         request.expires_at = expiresAt;
       }
       const created = await api("POST", CREATE, request);
+      if (state.session !== session) {
+        return; // signed out meanwhile: the new key is not shown over the sign-in screen
+      }
       el.createDialog.close();
       showSecret(created.key);
       refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.createError);
       if (error instanceof ApiError && error.code === "key_limit_reached") {
         refresh(); // the count changed elsewhere: the page shows the limit when this closes
@@ -716,12 +850,19 @@
       return;
     }
     el.editSubmit.disabled = true;
+    const session = state.session;
     try {
       const updated = await api("POST", UPDATE, { id: key.id, ...changes });
+      if (state.session !== session) {
+        return;
+      }
       el.editDialog.close();
       el.keysStatus.textContent = `Saved “${updated.name}”.`;
       await refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.editError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
@@ -750,8 +891,12 @@
     el.rollError.textContent = "";
     el.rollSubmit.disabled = true;
     const grace = el.rollGrace.selectedOptions[0];
+    const session = state.session;
     try {
       const rolled = await api("POST", ROLL, { id: key.id, grace_seconds: Number(grace.value) });
+      if (state.session !== session) {
+        return; // signed out meanwhile: the new secret is not shown over the sign-in screen
+      }
       el.rollDialog.close();
       el.keysStatus.textContent = `Rolled “${rolled.name}”.`;
       showSecret(
@@ -762,6 +907,9 @@
       );
       refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.rollError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
@@ -786,12 +934,19 @@
     }
     el.deleteError.textContent = "";
     el.deleteConfirm.disabled = true;
+    const session = state.session;
     try {
       await api("POST", DELETE, { id: key.id });
+      if (state.session !== session) {
+        return;
+      }
       el.deleteDialog.close();
       el.keysStatus.textContent = `Deleted “${key.name}”.`;
       await refresh();
     } catch (error) {
+      if (state.session !== session) {
+        return;
+      }
       report(error, el.deleteError);
       if (error instanceof ApiError && error.code === "key_not_found") {
         refresh(); // deleted elsewhere meanwhile
@@ -869,11 +1024,85 @@
     state.deleting = null;
     restoreFocus();
   });
+  el.switchStay.addEventListener("click", () => {
+    keepSession();
+    el.switchDialog.close();
+  });
+  el.switchDialog.addEventListener("cancel", keepSession);
+  el.switchConfirm.addEventListener("click", confirmSwitch);
+  whenClosed(el.switchDialog, () => {
+    keepSession();
+    restoreFocus();
+    state.returnFocus = state.outerReturnFocus;
+    state.outerReturnFocus = null;
+  });
+  // A link with a `#token=` followed while the page is open changes only the fragment.
+  window.addEventListener("hashchange", () => {
+    const token = takeTokenFromFragment();
+    if (token !== null) {
+      offerToken(token);
+    }
+  });
 
-  const token = takeTokenFromFragment() ?? sessionStorage.getItem(TOKEN_STORAGE);
-  if (token) {
-    signIn(token);
-  } else {
+  // ---- Leaving the page and coming back --------------------------------------------------------
+
+  /**
+   * The back-forward cache keeps a page that is left as it is, dialogs open and all, and shows it
+   * again on Back; some Chrome versions do so even for a page served `Cache-Control: no-store`.
+   * So the page forgets every secret when it is hidden: the new key (its dialog closes), a
+   * token pasted but not yet submitted, and a link's token it was asking about (the person stays
+   * signed in as they are). `pagehide` comes before the page is frozen, and on every way out
+   * (navigation, Back, closing the tab).
+   */
+  window.addEventListener("pagehide", () => {
+    if (state.secret !== null) {
+      state.secretHiddenOnLeaving = true;
+    }
+    forgetSecret();
+    keepSession();
+    for (const dialog of [el.secretDialog, el.switchDialog]) {
+      if (dialog.open) {
+        dialog.close();
+      }
+    }
+    el.token.value = "";
+  });
+
+  /**
+   * Back in a page restored from the back-forward cache (`persisted`): nothing secret is shown
+   * (`pagehide` saw to that), the person learns why the new key is gone, and the list, which may
+   * have changed meanwhile, is loaded again.
+   */
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) {
+      return;
+    }
+    forgetSecret();
+    const hidden = state.secretHiddenOnLeaving;
+    state.secretHiddenOnLeaving = false;
+    if (state.token === null) {
+      return;
+    }
+    if (hidden) {
+      el.keysStatus.textContent =
+        "The new key was hidden when you left this page: it is shown only once. If you did not copy it, roll the key to get a new secret.";
+    }
+    refresh();
+  });
+
+  // Opened with a `#token=` while this tab is signed in (sessionStorage): the same question as
+  // for a link followed while the page is open, unless the stored token is for the same account.
+  const arrived = takeTokenFromFragment();
+  const stored = sessionStorage.getItem(TOKEN_STORAGE);
+  const storedClaims = stored === null ? null : claimsOf(stored);
+  if (arrived === null && stored === null) {
     showSignIn("");
+  } else if (arrived === null) {
+    signIn(stored);
+  } else if (storedClaims === null || (accountOf(storedClaims) !== null && accountOf(storedClaims) === accountOf(claimsOf(arrived)))) {
+    signIn(arrived);
+  } else {
+    signIn(stored);
+    offerToken(arrived);
   }
 })();

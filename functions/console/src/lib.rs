@@ -19,23 +19,37 @@ const PAGE: &str = "/console";
 /// A file of the console.
 struct Asset {
     content_type: &'static str,
+    cache_control: &'static str,
     body: &'static [u8],
 }
 
+/// Files are not fingerprinted: revalidate so that a new build shows at once.
+const REVALIDATE: &str = "no-cache";
+
+/// The page itself is never stored. It shows a new key's secret once, and a stored page must
+/// not bring it back (Back, the back-forward cache). Some Chrome versions put `no-store` pages
+/// in the back-forward cache all the same, so the page also forgets every secret on `pagehide`
+/// (console.js); this header is the part the browser can be told.
+const NO_STORE: &str = "no-store";
+
 const INDEX: Asset = Asset {
     content_type: "text/html; charset=utf-8",
+    cache_control: NO_STORE,
     body: include_bytes!("../assets/index.html"),
 };
 const SCRIPT: Asset = Asset {
     content_type: "text/javascript; charset=utf-8",
+    cache_control: REVALIDATE,
     body: include_bytes!("../assets/console.js"),
 };
 const STYLE: Asset = Asset {
     content_type: "text/css; charset=utf-8",
+    cache_control: REVALIDATE,
     body: include_bytes!("../assets/console.css"),
 };
 const ICON: Asset = Asset {
     content_type: "image/svg+xml",
+    cache_control: REVALIDATE,
     body: include_bytes!("../assets/icon.svg"),
 };
 
@@ -88,16 +102,15 @@ fn respond(answer: Answer, head: bool) -> Response {
         .header("cross-origin-resource-policy", "same-origin");
     let (status, body): (u16, &[u8]) = match answer {
         Answer::File(asset) => {
-            // Files are not fingerprinted: revalidate so a new build shows at once.
             builder
                 .header("content-type", asset.content_type)
-                .header("cache-control", "no-cache");
+                .header("cache-control", asset.cache_control);
             (200, asset.body)
         }
         Answer::Redirect(location) => {
             builder
                 .header("location", location)
-                .header("cache-control", "no-store");
+                .header("cache-control", NO_STORE);
             (302, b"")
         }
         Answer::NotFound => {
@@ -117,5 +130,5 @@ fn respond(answer: Answer, head: bool) -> Response {
 fn text(builder: &mut spin_sdk::http::ResponseBuilder) {
     builder
         .header("content-type", "text/plain; charset=utf-8")
-        .header("cache-control", "no-store");
+        .header("cache-control", NO_STORE);
 }

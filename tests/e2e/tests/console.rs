@@ -49,6 +49,8 @@ fn the_page_is_served_with_a_strict_csp_and_security_headers() {
             "{path}"
         );
         assert_security_headers(&reply, path);
+        // The page shows a new key's secret once: no copy of it is to be kept anywhere.
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
         assert!(reply
             .text
             .contains("<script src=\"/console/console.js\" defer></script>"));
