@@ -22,8 +22,8 @@ pub fn create<S: KeyValue>(
     max_keys: u32,
     now: i64,
 ) -> Result<IndexEntry, ApiError> {
-    let record = |state| KeyRecord {
-        state,
+    let pending = KeyRecord {
+        state: KeyState::Pending,
         user_id: user_id.to_owned(),
         key_id: key.id.to_owned(),
         name: key.name.to_owned(),
@@ -34,9 +34,8 @@ pub fn create<S: KeyValue>(
         enabled: true,
         settings_version: 0,
         retire_at: None,
+        restrictions: Vec::new(),
     };
-    let pending = to_json(&record(KeyState::Pending))?;
-    let active = to_json(&record(KeyState::Active))?;
     let entry = IndexEntry {
         id: key.id.to_owned(),
         hash: key.hash.to_owned(),
@@ -50,20 +49,10 @@ pub fn create<S: KeyValue>(
     };
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
-    let result = store
-        .set(&record_key(key.hash), &pending)
+    let result = to_json(&pending)
+        .and_then(|pending| store.set(&record_key(key.hash), &pending))
         .map_err(ApiError::from)
-        .and_then(|()| {
-            publish_and_activate(
-                store,
-                &UserSpace::of(user_id),
-                &entry,
-                &pending,
-                &active,
-                max_keys,
-                now,
-            )
-        });
+        .and_then(|()| publish_and_activate(store, &UserSpace::of(user_id), &entry, max_keys, now));
     if result.is_err() {
         // (The write of the pending record itself may have landed before it failed.)
         // Best effort: whatever this fails to remove is pending or unlisted, so not live, and
@@ -73,19 +62,18 @@ pub fn create<S: KeyValue>(
     result.map(|()| entry)
 }
 
-pub(super) fn publish_and_activate<S: KeyValue>(
+fn publish_and_activate<S: KeyValue>(
     store: &S,
     user: &UserSpace,
     entry: &IndexEntry,
-    pending: &[u8],
-    active: &[u8],
     max_keys: u32,
     now: i64,
 ) -> Result<(), ApiError> {
     let max_keys = max_keys as usize;
     let mut versions = Versions::default();
-    // Records found dead while making room: absent or revoked, terminal states nobody writes
-    // again, so removing them is safe whether or not the index that dropped them was published.
+    // The hashes of every secret of the entries this request dropped to make room, in any of
+    // its proposals: their records are removed once one of its proposals is published, if
+    // that one dropped them too (the index it published no longer lists them).
     let mut reclaimed: Vec<String> = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         let unconfirmed = versions.unconfirmed();
@@ -98,27 +86,31 @@ pub(super) fn publish_and_activate<S: KeyValue>(
         // whatever the swap answered: it is never appended twice.
         if index.keys.iter().any(|e| e.hash == entry.hash) {
             versions.sweep(store, user, head.version);
-            for hash in &reclaimed {
+            let listed =
+                |hash: &String| index.keys.iter().any(|e| e.all_hashes().any(|h| h == hash));
+            for hash in reclaimed.iter().filter(|hash| !listed(hash)) {
+                // Dead and unlisted: garbage. Failing to remove it leaves a dead record.
                 let _ = store.delete(&record_key(hash));
             }
-            return activate(store, &entry.hash, pending, active);
+            return activate(store, &entry.hash).map(drop);
         }
         if index.keys.len() >= max_keys {
-            for (hash, expired) in reclaimable(store, &index, now)? {
+            for (hash, reason) in reclaimable(store, &index, now)? {
                 let Some(position) = index.keys.iter().position(|e| e.hash == hash) else {
                     continue;
                 };
                 let dead = index.keys.remove(position);
-                // An expired key was live: its removal is a change its owner sees. The other
-                // dead entries never were keys (a failed or abandoned create) or are keys a
-                // delete already killed.
-                if expired {
-                    let id = removal_event_id(&dead.id);
-                    let mut event = Event::new(id, EventKind::Deleted, now, &dead);
-                    event.reason = Some("expired".into());
-                    index.record(event);
+                for hash in dead.all_hashes() {
+                    if !reclaimed.iter().any(|r| r == hash) {
+                        reclaimed.push(hash.to_owned());
+                    }
                 }
-                reclaimed.push(hash);
+                // An expired key was live, and a deleted one was being deleted: their removal
+                // is a change their owner sees. The other dead entries never were keys (a
+                // failed or abandoned create).
+                if let Some(reason) = reason {
+                    remove_entry(&mut index, dead, reason.as_event_reason(), now);
+                }
             }
             if index.keys.len() >= max_keys {
                 versions.sweep(store, user, head.version);
@@ -134,46 +126,76 @@ pub(super) fn publish_and_activate<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Hashes of index entries that hold no live key and never will, each with whether it is an
-/// expired key: record absent, revoked, expired, or pending past [`ABANDONED_AFTER_SECS`]
-/// (revoked here by compare-and-swap). A record this version cannot read is kept: during a
-/// rolling upgrade it is a newer version's, maybe live.
-pub(super) fn reclaimable<S: KeyValue>(
+/// Why a key that was live leaves the index to make room for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// Its expiry came.
+    Expired,
+    /// Its owner deleted it, and the delete has not published the removal yet.
+    Deleted,
+}
+
+impl Removal {
+    fn as_event_reason(self) -> Option<&'static str> {
+        match self {
+            Removal::Expired => Some("expired"),
+            Removal::Deleted => None,
+        }
+    }
+}
+
+/// Hashes of index entries that hold no live key and never will, each with why, if the entry
+/// was a key its owner knew: an expired key (expiry is final, and all of a key's secrets share
+/// it, so none of them verifies), a key being deleted (its current secret a tombstone); and
+/// silently entries of creates that failed or were abandoned (record absent, revoked, or
+/// pending past [`ABANDONED_AFTER_SECS`]: revoked here first). A key mid-roll keeps its slot
+/// unless it expired. Every judgement of "dead" is made from a consistent read (see
+/// [`read_record`]); a record this version cannot read is kept: during a rolling upgrade it
+/// is a newer version's, maybe live.
+fn reclaimable<S: KeyValue>(
     store: &S,
     index: &Index,
     now: i64,
-) -> Result<Vec<(String, bool)>, StoreError> {
+) -> Result<Vec<(String, Option<Removal>)>, StoreError> {
     let mut dead = Vec::new();
     for entry in &index.keys {
-        let record = store.get(&record_key(&entry.hash))?;
-        let (reclaim, expired) = match record.as_deref().map(parse_record) {
-            None => (true, false),
-            Some(None) => (false, false),
-            // A key mid-roll is shown (see [`Standing`]): it keeps its slot. (A key that is
-            // active keeps it too, older secrets and all, unless it expired: its older secrets
-            // carry the same expiry, so then none of them verifies either.)
-            Some(Some(r)) if r.state != KeyState::Active && !entry.previous.is_empty() => {
-                (false, false)
-            }
-            Some(Some(r)) => match r.state {
-                // Expiry is final: the key never verifies again, so it holds no live key.
-                KeyState::Active => (r.is_expired(now), true),
-                KeyState::Revoked => (true, false),
-                KeyState::Pending => {
-                    let abandoned = now - r.created_at >= ABANDONED_AFTER_SECS
-                        && revoke_pending(store, &entry.hash)?;
-                    (abandoned, false)
+        let rolled = !entry.previous.is_empty();
+        let removal = match read_record(store, &entry.hash)? {
+            Stored::Unreadable => continue,
+            Stored::Record(r) if r.state == KeyState::Deleted => Some(Removal::Deleted),
+            // An active key, or one mid-roll, is dead only once it expired.
+            Stored::Record(r) if r.state == KeyState::Active || rolled => {
+                if !r.is_expired(now) {
+                    continue;
                 }
-            },
-        };
-        if reclaim {
-            // Their grace is over, so they must be dead before the entry that lists them goes;
-            // a roll that died before retiring one would have left it verifying.
-            for previous in &entry.previous {
-                store.delete(&record_key(&previous.hash))?;
+                Some(Removal::Expired)
             }
-            dead.push((entry.hash.clone(), expired));
-        }
+            Stored::Absent if rolled => {
+                // A roll's secret gone (a delete of an older version, say): the key lives on in
+                // its older secrets, if they have not expired.
+                let last = entry
+                    .previous
+                    .last()
+                    .map(|p| p.hash.as_str())
+                    .unwrap_or_default();
+                match read_record(store, last)? {
+                    Stored::Record(r) if r.is_expired(now) => Some(Removal::Expired),
+                    _ => continue,
+                }
+            }
+            Stored::Absent => None,
+            Stored::Record(r) if r.state == KeyState::Revoked => None,
+            Stored::Record(r) => {
+                // Pending: a create in flight keeps its slot for a bounded time only.
+                let abandoned = now - r.created_at >= ABANDONED_AFTER_SECS
+                    && revoke_pending(store, &entry.hash)?;
+                if !abandoned {
+                    continue;
+                }
+                None
+            }
+        };
+        dead.push((entry.hash.clone(), removal));
     }
     Ok(dead)
 }

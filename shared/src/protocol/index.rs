@@ -22,17 +22,23 @@ pub struct IndexEntry {
     pub settings_version: u64,
     /// Older secrets of this key, replaced by a roll and verifying until their grace ends
     /// (at most [`MAX_PREVIOUS_SECRETS`] in their grace, and until the next roll those whose
-    /// grace just ended). Listed here so that delete can kill them too.
+    /// grace just ended). Listed here so that delete can kill them too. The one the latest
+    /// roll replaced is last: while that roll's secret is not active, it is the one a
+    /// withdrawn roll gives back (see [`IndexEntry::undo_roll`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<PreviousSecret>,
 }
 
-/// An older secret of a rolled key: its hash and the end of its grace period.
+/// An older secret of a rolled key: its hash, preview and the end of its grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousSecret {
     pub hash: String,
     /// Unix seconds from which it no longer verifies.
     pub until: i64,
+    /// Its preview, to show it again if the roll that replaced it is withdrawn. Empty in
+    /// entries written before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub preview: String,
 }
 
 impl IndexEntry {
@@ -41,6 +47,26 @@ impl IndexEntry {
     pub(super) fn all_hashes(&self) -> impl Iterator<Item = &str> {
         let previous = self.previous.iter().map(|p| p.hash.as_str());
         previous.chain(std::iter::once(self.hash.as_str()))
+    }
+
+    /// Gives the key back the secret its latest roll replaced, for a roll that failed or was
+    /// abandoned before its secret went live (see [`roll`]); `false` if it has none. The roll's
+    /// event leaves the history with it: nobody was told it happened.
+    pub(super) fn undo_roll(&mut self, events: &mut Vec<Event>) -> bool {
+        let Some(replaced) = self.previous.pop() else {
+            return false;
+        };
+        self.hash = replaced.hash;
+        if !replaced.preview.is_empty() {
+            self.preview = replaced.preview;
+        }
+        let rolled = events
+            .iter()
+            .rposition(|e| e.kind == EventKind::Rolled && e.key_id == self.id);
+        if let Some(at) = rolled {
+            events.remove(at);
+        }
+        true
     }
 
     /// When the last of the older secrets stops verifying, if one is still in its grace period.
@@ -164,6 +190,29 @@ impl IndexEntry {
             differs("enabled", self.enabled.into(), enabled.into());
         }
         changes
+    }
+
+    /// What `wanted` takes away from this key, as a restriction its records get before the
+    /// change is published (see [`update`]): disabling it, or scopes it would no longer hold.
+    /// `None` if it only widens or renames.
+    pub(super) fn restriction_toward(
+        &self,
+        wanted: &Settings,
+        version: u64,
+        now: i64,
+    ) -> Option<Restriction> {
+        let disabled = self.enabled && wanted.enabled == Some(false);
+        let narrowed = wanted
+            .scopes
+            .as_ref()
+            .filter(|kept| self.scopes.iter().any(|scope| !kept.contains(scope)));
+        (disabled || narrowed.is_some()).then(|| Restriction {
+            version,
+            at: now,
+            disabled,
+            scopes: narrowed.cloned(),
+            retire_at: None,
+        })
     }
 
     pub(super) fn apply(&mut self, wanted: &Settings, version: u64) {

@@ -36,8 +36,11 @@ pub fn events<S: KeyValue>(store: &S, user_id: &str, now: i64) -> Result<Vec<Eve
 }
 
 /// The index `head` names and its live keys, oldest first: head, index and one record per key
-/// (more only for a key whose current secret is not active because a roll is in flight or died:
-/// then its older secrets' records too).
+/// (more only for a key whose current secret is not active because a roll is in flight: then
+/// its older secrets' records too). What it finds behind the index it repairs first (see
+/// [`Repair`]), then reads again; a key that looks dead is judged again at the head it is
+/// read from, so that a list overlapping a change never drops a key that is live before and
+/// after it.
 pub(super) fn current_keys<S: KeyValue>(
     store: &S,
     user_id: &str,
@@ -48,21 +51,37 @@ pub(super) fn current_keys<S: KeyValue>(
         let Some(head) = store.get(&user.head)? else {
             return Ok((Index::default(), Vec::new()));
         };
-        let Some(index) = read_index(store, &user, Head::decode(&head)?.version)? else {
+        let head = Head::decode(&head)?;
+        let Some(index) = read_index(store, &user, head.version)? else {
             continue;
         };
-        // Entries of creates in flight or abandoned, and of deletes that failed after killing
-        // the key, are not keys the user can use: not shown. Keys mid-roll are (see
-        // [`Standing`]), so every live secret is on the list.
+        let mut repair = Repair::default();
         let mut summaries = Vec::with_capacity(index.keys.len());
         for entry in &index.keys {
-            if let Some(record) = Standing::of(store, entry, user_id, now)?.shown() {
+            let standing = Standing::of(store, entry, user_id, now)?;
+            repair.note(entry, &standing, head.version, now);
+            // Entries of creates in flight or failed and of keys being deleted are not keys the
+            // user can use: not shown. Keys mid-roll are, so every live secret is on the list.
+            if let Some(record) = standing.shown() {
                 summaries.push(KeySummary {
                     entry: entry.clone(),
                     last_used_at: record.last_used_at,
                     expires_at: record.expires_at,
                     previous_expires_at: entry.previous_expires_at(now),
                 });
+            }
+        }
+        if repair.changes_index() {
+            repair.publish(store, &user, head, &index, now)?;
+            continue;
+        }
+        repair.carry(store, &index, head.version)?;
+        // The records were read after the index: a key that looks dead may have been changed
+        // (rolled, say) by a version published since. Then the index read is stale: again.
+        if repair.saw_dead {
+            let (_, latest) = store.watch(&user.head)?;
+            if latest.as_deref() != Some(&Head::encode(head.version, head.encoding)[..]) {
+                continue;
             }
         }
         return Ok((index, summaries));
@@ -74,58 +93,195 @@ pub(super) fn current_keys<S: KeyValue>(
 pub(super) enum Standing {
     /// Its current secret is active (the key may have expired): that record.
     Active(KeyRecord),
-    /// A roll published a new secret that is not active (pending or revoked): the roll is in
-    /// flight, or it failed or died. The key lives on in a live older secret (`live`), or has
-    /// none until it is rolled again. Either way it is the user's, to roll again or delete.
-    MidRoll {
+    /// A roll published a new secret, still pending and younger than
+    /// [`ABANDONED_AFTER_SECS`]: the roll is in flight. The key lives on in its older
+    /// secrets (`live`: one that verifies, if any).
+    Rolling {
+        pending: KeyRecord,
         live: Option<KeyRecord>,
-        current: Option<KeyRecord>,
     },
-    /// Not a key of the user's: a create in flight or failed, a delete in flight.
+    /// A roll published a new secret that will never go live: revoked (the roll failed), gone,
+    /// or pending longer than [`ABANDONED_AFTER_SECS`] (`abandoned`: its request died, or its
+    /// store stayed down). The key is to get back the secret the roll replaced.
+    RollFailed { abandoned: bool },
+    /// Killed by a delete that has not published the key's removal yet.
+    Deleted,
+    /// Not a key of the user's: a create in flight or failed, or a record this version cannot
+    /// read (a newer version's, during a rolling upgrade).
     Dead,
 }
 
 impl Standing {
     /// Reads the records of `entry`'s secrets as `user_id`'s: one read while its current secret
-    /// is active, its older secrets' too only while it is not.
+    /// is active, its older secrets' too only while a roll is in flight. Nothing is judged dead
+    /// from a stale read (see [`read_record`]).
     pub(super) fn of<S: KeyValue>(
         store: &S,
         entry: &IndexEntry,
         user_id: &str,
         now: i64,
     ) -> Result<Standing, StoreError> {
-        let record_of = |hash: &str| -> Result<Option<KeyRecord>, StoreError> {
-            let record = store
-                .get(&record_key(hash))?
-                .as_deref()
-                .and_then(parse_record);
-            Ok(record.filter(|r| r.user_id == user_id))
+        let current = match read_record(store, &entry.hash)? {
+            Stored::Record(record) if record.user_id == user_id => Some(record),
+            Stored::Unreadable | Stored::Record(_) => return Ok(Standing::Dead),
+            Stored::Absent => None,
         };
-        let current = record_of(&entry.hash)?;
-        if let Some(record) = current.as_ref().filter(|r| r.state == KeyState::Active) {
-            return Ok(Standing::Active(record.clone()));
-        }
-        let mut live = None;
-        for previous in &entry.previous {
-            live = record_of(&previous.hash)?.filter(|r| r.is_live(now));
-            if live.is_some() {
-                break;
+        let rolled = !entry.previous.is_empty();
+        Ok(match current {
+            Some(record) if record.state == KeyState::Active => Standing::Active(record),
+            Some(record) if record.state == KeyState::Deleted => Standing::Deleted,
+            Some(record) if rolled && record.state == KeyState::Pending => {
+                if now - record.created_at >= ABANDONED_AFTER_SECS {
+                    Standing::RollFailed { abandoned: true }
+                } else {
+                    let mut live = None;
+                    for previous in &entry.previous {
+                        live = read_record(store, &previous.hash)?
+                            .record()
+                            .filter(|r| r.user_id == user_id && r.clone().in_force().is_live(now));
+                        if live.is_some() {
+                            break;
+                        }
+                    }
+                    Standing::Rolling {
+                        pending: record,
+                        live,
+                    }
+                }
             }
-        }
-        let rolled = !entry.previous.is_empty() && current.is_some();
-        Ok(if live.is_some() || rolled {
-            Standing::MidRoll { live, current }
-        } else {
-            Standing::Dead
+            _ if rolled => Standing::RollFailed { abandoned: false },
+            _ => Standing::Dead,
         })
     }
 
-    /// The record list shows the key with: the current secret's, else a live older one's.
+    /// The record list shows the key with: the current secret's, else (mid-roll) a live older
+    /// one's or the pending one's. `None`: not shown.
     pub(super) fn shown(self) -> Option<KeyRecord> {
         match self {
             Standing::Active(record) => Some(record),
-            Standing::MidRoll { live, current } => live.or(current),
-            Standing::Dead => None,
+            Standing::Rolling { pending, live } => Some(live.unwrap_or(pending)),
+            Standing::RollFailed { .. } | Standing::Deleted | Standing::Dead => None,
         }
     }
+}
+
+/// What a read of a user's keys found behind the index, to be put right before it answers, so
+/// that no state left by a request that failed or died outlives the next read:
+/// - a key whose roll failed or was abandoned gets back the secret it replaced, and its
+///   `rolled` event leaves the history (nobody was given the new secret);
+/// - a key a delete killed without publishing its removal is removed, with its `deleted` event;
+/// - restrictions of a version still undecided [`ABANDONED_AFTER_SECS`] after they were written
+///   belong to a request that died: the index is published again unchanged under a new number,
+///   which decides them (their version can no longer land);
+/// - records behind their entry (a change published but not carried, restrictions of a decided
+///   version) are carried.
+///
+/// The first three publish one new index version; the reader then reads again and carries.
+#[derive(Default)]
+pub(super) struct Repair {
+    undo_rolls: Vec<(String, bool)>,
+    removals: Vec<String>,
+    fence: bool,
+    carries: Vec<String>,
+    saw_dead: bool,
+}
+
+impl Repair {
+    fn note(&mut self, entry: &IndexEntry, standing: &Standing, head: u64, now: i64) {
+        match standing {
+            Standing::Active(record) => {
+                let abandoned =
+                    |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
+                self.fence |= record.restrictions.iter().any(abandoned);
+                let target = Target {
+                    entry,
+                    head,
+                    retire_at: None,
+                };
+                if record.carried(&target).is_some() {
+                    self.carries.push(entry.id.clone());
+                }
+            }
+            Standing::RollFailed { abandoned } => {
+                self.undo_rolls.push((entry.id.clone(), *abandoned));
+            }
+            Standing::Deleted => self.removals.push(entry.id.clone()),
+            Standing::Dead => self.saw_dead = true,
+            Standing::Rolling { .. } => {}
+        }
+    }
+
+    fn changes_index(&self) -> bool {
+        self.fence || !self.undo_rolls.is_empty() || !self.removals.is_empty()
+    }
+
+    /// Publishes the index changes in one new version derived from `head`, if the head still
+    /// names it (else someone else wrote meanwhile, and the caller reads again anyway).
+    fn publish<S: KeyValue>(
+        &self,
+        store: &S,
+        user: &UserSpace,
+        head: Head,
+        index: &Index,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let mut next = index.clone();
+        for (id, abandoned) in &self.undo_rolls {
+            let Some(entry) = next.keys.iter_mut().find(|e| &e.id == id) else {
+                continue;
+            };
+            // A roll's secret that went live after all is a roll that finished: nothing to undo.
+            if *abandoned && !revoke_pending(store, &entry.hash)? {
+                return Ok(());
+            }
+            entry.undo_roll(&mut next.events);
+        }
+        let mut removed = Vec::new();
+        for id in &self.removals {
+            if let Some(at) = next.keys.iter().position(|e| &e.id == id) {
+                let entry = next.keys.remove(at);
+                removed.extend(entry.all_hashes().map(str::to_owned));
+                remove_entry(&mut next, entry, None, now);
+            }
+        }
+        let (cas, current) = watch_head(store, user)?;
+        if current.version != head.version {
+            return Ok(());
+        }
+        let proposed = propose(store, user, cas, head, &next)?;
+        let (_, published) = store.watch(&user.head)?;
+        if published.as_deref() == Some(&Head::encode(proposed, head.encoding)[..]) {
+            let _ = store.delete(&user.index(head.version));
+            for hash in removed {
+                // Tombstones of a removal now published: garbage.
+                let _ = store.delete(&record_key(&hash));
+            }
+        } else {
+            let _ = store.delete(&user.index(proposed));
+        }
+        Ok(())
+    }
+
+    /// Carries every noted key's entry in `index` (version `head`) onto its secrets' records.
+    fn carry<S: KeyValue>(&self, store: &S, index: &Index, head: u64) -> Result<(), StoreError> {
+        for entry in index.keys.iter().filter(|e| self.carries.contains(&e.id)) {
+            carry_all(store, entry, head)?;
+        }
+        Ok(())
+    }
+}
+
+/// Brings the records of every secret of `entry`, as index version `head` has it, in line with
+/// it, older secrets first (see [`carry`]). Returns what the store holds for its current
+/// secret then.
+pub(super) fn carry_all<S: KeyValue>(
+    store: &S,
+    entry: &IndexEntry,
+    head: u64,
+) -> Result<Stored, StoreError> {
+    let mut current = Stored::Absent;
+    for (hash, target) in Target::all(entry, head) {
+        current = carry(store, hash, &target)?;
+    }
+    Ok(current)
 }

@@ -160,6 +160,7 @@ pub const MAX_PREVIOUS_SECRETS: usize = 3;
 /// The longest grace period a roll may give the secret it replaces: 7 days.
 pub const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 
+mod ahead;
 mod chain;
 mod create;
 mod delete;
@@ -172,11 +173,14 @@ mod update;
 mod verify;
 
 // Every part of the protocol sees the others' items (each `pub(super)`) through this module.
+use ahead::*;
 use chain::*;
+use delete::*;
 use index::*;
 use layout::*;
 use list::*;
 use record::*;
+use roll::*;
 
 pub use create::{create, NewKeyRecord};
 pub use delete::delete;
@@ -185,7 +189,7 @@ pub use index::{
 };
 pub use layout::record_key;
 pub use list::{events, list};
-pub use record::{KeyRecord, KeyState};
+pub use record::{KeyRecord, KeyState, Restriction};
 pub use roll::{roll, NewSecret};
 pub use update::update;
 pub use verify::verify;

@@ -9,6 +9,9 @@ pub enum KeyState {
     Pending,
     Active,
     Revoked,
+    /// Killed by a delete that has not yet published the key's removal: kept until then so
+    /// that anyone who finds the entry meanwhile knows it is a deleted key (see [`delete`]).
+    Deleted,
 }
 
 /// What the store keeps per key, under the key's hash: all verify needs to answer.
@@ -31,12 +34,38 @@ pub struct KeyRecord {
     /// Whether the key may verify; an update can disable it. Absent: enabled.
     #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
     pub enabled: bool,
-    /// The index version whose settings (name, scopes, enabled) the record carries: 0 until an
-    /// update changes them. Settings are only ever carried forward (see [`update`]).
+    /// The index version the record was last brought in line with (see [`carry`]): its
+    /// settings and `retire_at` are that version's entry's. Only ever grows, so a request
+    /// carrying an older version never undoes a newer one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub settings_version: u64,
     /// Unix seconds from which this secret no longer verifies because its key was rolled to a
     /// new one (the end of the grace period); absent: it is the key's current secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_at: Option<i64>,
+    /// Restrictions written ahead of the index versions that publish them: a change that takes
+    /// rights away reaches verify before list can show it (see the module docs). Verify obeys
+    /// every one; [`carry`] folds them in once their version is decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restrictions: Vec<Restriction>,
+}
+
+/// Rights an update or a roll is taking away from one secret, ahead of publishing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    /// The index version that publishes it. Once the head is at or past it, it is decided:
+    /// published (then that head's entry says so too) or never to be.
+    pub version: u64,
+    /// Unix seconds when it was written: one whose version is undecided this long after is
+    /// a request's that died (see [`ABANDONED_AFTER_SECS`]).
+    pub at: i64,
+    /// The key is being disabled.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    /// The scopes the key keeps at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// When this secret stops verifying (a roll ending its grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_at: Option<i64>,
 }
@@ -50,6 +79,10 @@ pub(super) fn is_enabled(enabled: &bool) -> bool {
     *enabled
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 pub(super) fn is_zero(version: &u64) -> bool {
     *version == 0
 }
@@ -61,15 +94,63 @@ impl KeyRecord {
         has_expired(self.expires_at, now)
     }
 
-    /// Whether this is an old secret of a rolled key whose grace period is over at `now`.
+    /// Whether this is an old secret of a rolled key whose grace period is over at `now`, or
+    /// one a roll in progress is ending.
     pub fn is_retired(&self, now: i64) -> bool {
         has_expired(self.retire_at, now)
+            || self
+                .restrictions
+                .iter()
+                .any(|r| has_expired(r.retire_at, now))
     }
 
     /// Whether a verification of this secret can succeed at `now` (disabled keys aside): the
     /// record is active, and neither the key has expired nor this secret's grace ended.
     pub fn is_live(&self, now: i64) -> bool {
         self.state == KeyState::Active && !self.is_expired(now) && !self.is_retired(now)
+    }
+
+    /// The record as verify must obey it: every pending restriction applied to its fields.
+    pub fn in_force(mut self) -> KeyRecord {
+        for restriction in std::mem::take(&mut self.restrictions) {
+            self.enabled &= !restriction.disabled;
+            if let Some(kept) = &restriction.scopes {
+                self.scopes.retain(|scope| kept.contains(scope));
+            }
+            if let Some(at) = restriction.retire_at {
+                self.retire_at = Some(self.retire_at.map_or(at, |earlier| earlier.min(at)));
+            }
+        }
+        self
+    }
+
+    /// The record brought in line with `target` (see [`carry`]), or `None` if it is already:
+    /// restrictions of a version up to `target.head` dropped (that version is decided, and its
+    /// entry says what was published), and, unless the record was carried from that version
+    /// or a newer one, the entry's settings and this secret's grace end written into it. A
+    /// record that only differs in the version it was carried from is left as it is, so that
+    /// a reader does not rewrite every record each time the head moves.
+    pub(super) fn carried(&self, target: &Target) -> Option<KeyRecord> {
+        let decided = self.restrictions.iter().any(|r| r.version <= target.head);
+        let entry = target.entry;
+        let behind = self.settings_version < target.head
+            && (self.name != entry.name
+                || self.scopes != entry.scopes
+                || self.enabled != entry.enabled
+                || self.retire_at != target.retire_at);
+        if !decided && !behind {
+            return None;
+        }
+        let mut next = self.clone();
+        next.restrictions.retain(|r| r.version > target.head);
+        if self.settings_version < target.head {
+            next.name = entry.name.clone();
+            next.scopes = entry.scopes.clone();
+            next.enabled = entry.enabled;
+            next.retire_at = target.retire_at;
+            next.settings_version = target.head;
+        }
+        Some(next)
     }
 }
 
@@ -82,120 +163,197 @@ pub(super) fn parse_record(bytes: &[u8]) -> Option<KeyRecord> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// Turns the record from exactly `pending` into `active`, reading it back until it is active;
-/// fails if it was deleted or revoked meanwhile.
-pub(super) fn activate<S: KeyValue>(
+/// What the store holds under a record's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stored {
+    Absent,
+    /// Written by a newer version (during a rolling upgrade): maybe live, so never judged dead.
+    Unreadable,
+    Record(KeyRecord),
+}
+
+impl Stored {
+    fn from_bytes(bytes: Option<Vec<u8>>) -> Stored {
+        match bytes {
+            None => Stored::Absent,
+            Some(bytes) => parse_record(&bytes).map_or(Stored::Unreadable, Stored::Record),
+        }
+    }
+
+    pub(super) fn record(self) -> Option<KeyRecord> {
+        match self {
+            Stored::Record(record) => Some(record),
+            Stored::Absent | Stored::Unreadable => None,
+        }
+    }
+}
+
+/// Reads the record of `hash` for a decision: a plain `get` where it shows an active record,
+/// else again through `watch`, which every backend answers consistently (DynamoDB's plain
+/// `get` is eventually consistent unless configured otherwise). So nothing is ever judged
+/// absent or dead from a stale read; a stale active record only delays a decision.
+pub(super) fn read_record<S: KeyValue>(store: &S, hash: &str) -> Result<Stored, StoreError> {
+    let key = record_key(hash);
+    let seen = Stored::from_bytes(store.get(&key)?);
+    if matches!(&seen, Stored::Record(r) if r.state == KeyState::Active) {
+        return Ok(seen);
+    }
+    Ok(Stored::from_bytes(store.watch(&key)?.1))
+}
+
+/// Changes the record of `hash` by compare-and-swap until `rule` has nothing more to change:
+/// `rule` sees the record as it is and answers the record it should become, or `None` when it
+/// is as it should be. Every write is read back (the swap's answer is not trusted), so the
+/// rule must be satisfied by its own result. A record absent or unreadable is never written
+/// (a swap after seeing it absent would be an upsert). Returns what the store holds then.
+pub(super) fn transition<S: KeyValue>(
     store: &S,
     hash: &str,
-    pending: &[u8],
-    active: &[u8],
-) -> Result<(), ApiError> {
+    mut rule: impl FnMut(&KeyRecord) -> Option<KeyRecord>,
+) -> Result<Stored, StoreError> {
     let key = record_key(hash);
     let mut swapped = false;
     for _ in 0..MAX_ATTEMPTS {
         let (cas, current) = read_back(swapped, || store.watch(&key))?;
-        match current {
-            // Comparing with the present pending bytes is what makes a concurrent delete or
-            // reclaim win over this create; never swap after seeing the record absent (that
-            // would be an upsert).
-            Some(bytes) if bytes == pending => {
-                swap_unconfirmed(store, cas, active);
-                swapped = true;
-            }
-            // Active: the swap landed (only this request activates this record).
-            Some(bytes) if parse_record(&bytes).is_some_and(|r| r.state == KeyState::Active) => {
-                return Ok(())
-            }
-            _ => return Err(ApiError::StoreUnavailable),
-        }
-    }
-    Err(ApiError::StoreUnavailable)
-}
-
-/// Moves a pending record to revoked, so its create can never activate it. `true` if the record
-/// is now revoked or gone, `false` if it turned active meanwhile or cannot be read by this
-/// version; decided by reading it back.
-pub(super) fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
-    let key = record_key(hash);
-    for _ in 0..MAX_ATTEMPTS {
-        let (cas, current) = store.watch(&key)?;
-        let Some(bytes) = current else {
-            return Ok(true);
+        let record = match Stored::from_bytes(current) {
+            Stored::Record(record) => record,
+            other => return Ok(other),
         };
-        let Some(mut record) = parse_record(&bytes) else {
-            return Ok(false);
+        let Some(next) = rule(&record) else {
+            return Ok(Stored::Record(record));
         };
-        match record.state {
-            KeyState::Active => return Ok(false),
-            KeyState::Revoked => return Ok(true),
-            KeyState::Pending => {
-                record.state = KeyState::Revoked;
-                swap_unconfirmed(store, cas, &to_json(&record)?);
-            }
-        }
-    }
-    Err(StoreError("a pending record kept changing".into()))
-}
-
-/// Copies `entry`'s settings onto the record of its secret `hash`, by compare-and-swap, unless
-/// the record already carries them or newer ones (a higher `settings_version`): so two updates
-/// carried in either order leave the newer, and verify always reads one update's settings
-/// whole. Returns the record as it is then; `None` if it is gone (deleted: never written after
-/// that) or cannot be read by this version. A record that is not active is left as it is.
-pub(super) fn carry_settings<S: KeyValue>(
-    store: &S,
-    hash: &str,
-    entry: &IndexEntry,
-) -> Result<Option<KeyRecord>, StoreError> {
-    let key = record_key(hash);
-    let mut swapped = false;
-    for _ in 0..MAX_ATTEMPTS {
-        let (cas, current) = read_back(swapped, || store.watch(&key))?;
-        let Some(mut record) = current.as_deref().and_then(parse_record) else {
-            return Ok(None);
-        };
-        if record.state != KeyState::Active || record.settings_version >= entry.settings_version {
-            return Ok(Some(record));
-        }
-        record.name = entry.name.clone();
-        record.scopes = entry.scopes.clone();
-        record.enabled = entry.enabled;
-        record.settings_version = entry.settings_version;
-        swap_unconfirmed(store, cas, &to_json(&record)?);
+        swap_unconfirmed(store, cas, &to_json(&next)?);
         swapped = true;
     }
     Err(StoreError("a record kept changing".into()))
 }
 
-/// Makes the older secret `previous` stop verifying when its grace ends: deleted if that has
-/// come, else its record's `retire_at` set to it by compare-and-swap and read back. The end is
-/// only ever moved earlier, so requests carrying different ends in any order leave the
-/// earliest, and a grace is never extended. A record seen absent is never written.
-///
-/// It runs only after a roll was published, when the old secret's end is due: a failed store
-/// operation is retried a few times (as a read-back is) before the caller gives up.
-pub(super) fn retire<S: KeyValue>(
+/// Turns a pending record active (a create's or a roll's new secret, once published). Fails if
+/// it is anything else by then: revoked (abandoned, or its roll withdrawn), deleted or gone —
+/// those win over the activation, which is what keeps a secret nobody lists from going live.
+pub(super) fn activate<S: KeyValue>(store: &S, hash: &str) -> Result<KeyRecord, ApiError> {
+    let now_active = transition(store, hash, |record| {
+        (record.state == KeyState::Pending).then(|| KeyRecord {
+            state: KeyState::Active,
+            ..record.clone()
+        })
+    })?;
+    match now_active {
+        // Active: this request's swap landed, or another request helped it (see [`roll`]).
+        Stored::Record(record) if record.state == KeyState::Active => Ok(record),
+        _ => Err(ApiError::StoreUnavailable),
+    }
+}
+
+/// Moves a pending record to revoked, so that it can never be activated. `true` if the record
+/// is now dead for good (revoked, deleted or gone), `false` if it turned active meanwhile or
+/// cannot be read by this version.
+pub(super) fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
+    let now = transition(store, hash, |record| {
+        (record.state == KeyState::Pending).then(|| KeyRecord {
+            state: KeyState::Revoked,
+            ..record.clone()
+        })
+    })?;
+    Ok(match now {
+        Stored::Absent => true,
+        Stored::Unreadable => false,
+        Stored::Record(record) => matches!(record.state, KeyState::Revoked | KeyState::Deleted),
+    })
+}
+
+/// Whether a record can still verify, now or once activated: restrictions on others are moot.
+fn may_verify(record: &KeyRecord) -> bool {
+    matches!(record.state, KeyState::Pending | KeyState::Active)
+}
+
+/// Adds `restriction` to the record of `hash`, dropping this request's own earlier ones of
+/// the versions in `dead` (proposals it knows can never be published). A record that can no
+/// longer verify, or is gone, is left as it is.
+pub(super) fn restrict<S: KeyValue>(
     store: &S,
-    previous: &PreviousSecret,
-    now: i64,
+    hash: &str,
+    restriction: &Restriction,
+    dead: &[u64],
 ) -> Result<(), StoreError> {
-    let key = record_key(&previous.hash);
-    if previous.until <= now {
-        return read_back(true, || store.delete(&key));
-    }
-    for _ in 0..MAX_ATTEMPTS {
-        let (cas, current) = read_back(true, || store.watch(&key))?;
-        let Some(mut record) = current.as_deref().and_then(parse_record) else {
-            return Ok(());
-        };
-        let retires_in_time = record.retire_at.is_some_and(|at| at <= previous.until);
-        if record.state != KeyState::Active || retires_in_time {
-            return Ok(());
+    transition(store, hash, |record| {
+        let stale = |r: &Restriction| dead.contains(&r.version);
+        let present = record.restrictions.contains(restriction);
+        if !may_verify(record) || (present && !record.restrictions.iter().any(stale)) {
+            return None;
         }
-        record.retire_at = Some(previous.until);
-        swap_unconfirmed(store, cas, &to_json(&record)?);
+        let mut next = record.clone();
+        next.restrictions.retain(|r| !stale(r) && r != restriction);
+        next.restrictions.push(restriction.clone());
+        Some(next)
+    })
+    .map(drop)
+}
+
+/// Removes this request's restrictions of the versions in `dead` from the record of `hash`:
+/// proposals it knows were never published and never will be, so nothing they would have
+/// taken away was ever shown as taken.
+pub(super) fn withdraw<S: KeyValue>(store: &S, hash: &str, dead: &[u64]) -> Result<(), StoreError> {
+    transition(store, hash, |record| {
+        let stale = |r: &Restriction| dead.contains(&r.version);
+        record.restrictions.iter().any(stale).then(|| {
+            let mut next = record.clone();
+            next.restrictions.retain(|r| !stale(r));
+            next
+        })
+    })
+    .map(drop)
+}
+
+/// What one secret's record should say according to a key's entry in index version `head`.
+pub(super) struct Target<'a> {
+    pub(super) entry: &'a IndexEntry,
+    pub(super) head: u64,
+    /// The end of this secret's grace, if it is an older secret of the entry; `None` for its
+    /// current secret.
+    pub(super) retire_at: Option<i64>,
+}
+
+impl<'a> Target<'a> {
+    /// Every secret of `entry`, older ones first, each with what its record should say: the
+    /// order in which restrictions are written, carried and withdrawn, so that a record behind
+    /// its entry always shows on the current secret, the one list reads.
+    pub(super) fn all(
+        entry: &'a IndexEntry,
+        head: u64,
+    ) -> impl Iterator<Item = (&'a str, Target<'a>)> {
+        let previous = entry.previous.iter().map(move |p| {
+            let target = Target {
+                entry,
+                head,
+                retire_at: Some(p.until),
+            };
+            (p.hash.as_str(), target)
+        });
+        let current = Target {
+            entry,
+            head,
+            retire_at: None,
+        };
+        previous.chain(std::iter::once((entry.hash.as_str(), current)))
     }
-    Err(StoreError("a record kept changing".into()))
+}
+
+/// Brings the record of `hash` in line with `target` (see [`KeyRecord::carried`]). Records
+/// carried from a newer version only lose decided restrictions, so carries in any order leave
+/// the newest. The state is left as it is; a record that can no longer verify is not written.
+pub(super) fn carry<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    target: &Target,
+) -> Result<Stored, StoreError> {
+    transition(store, hash, |record| {
+        if may_verify(record) {
+            record.carried(target)
+        } else {
+            None
+        }
+    })
 }
 
 /// Writes `now` as the record's last use by compare-and-swap against the active record: a

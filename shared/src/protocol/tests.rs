@@ -95,7 +95,8 @@ under_every_swap_answer!(
     a_store_failure_at_any_operation_of_a_roll_without_grace_leaves_a_retry_that_succeeds,
     a_roll_that_dies_after_any_operation_never_leaves_the_old_secret_past_its_grace_once_retried,
     an_expired_rolled_key_gives_its_slot_to_the_next_create,
-    a_roll_failing_for_a_while_after_publishing_still_ends_the_old_secret_on_time,
+    an_update_caught_by_an_outage_of_any_length_takes_rights_away_first,
+    a_roll_caught_by_an_outage_of_any_length_is_whole_or_undone,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -189,12 +190,16 @@ fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {
 
 /// The invariants of the module docs, checked on the whole store.
 fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
+    // First as the requests left it, before a read repairs anything.
+    for user in users {
+        assert_fail_closed(store, user);
+    }
     for (key, value) in store.snapshot() {
         let Some(hash) = key.strip_prefix("apikeys/v1/key/") else {
             continue;
         };
         let record = parse_record(&value).expect("records are readable");
-        if record.is_live(NOW) {
+        if record.clone().in_force().is_live(NOW) {
             // Listed as a secret of its key, so that deleting the key kills it.
             let listed = list(store, &record.user_id, NOW).expect("list");
             assert!(
@@ -215,53 +220,101 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), listed.len(), "{user}'s list shows a key twice");
+        let head = current_head(store, user);
         for summary in listed.iter().filter(|s| s.counts_toward_limit(NOW)) {
-            // Its current secret, or while a roll is in flight (or died) an older one; a key
-            // whose roll failed with no grace has none until it is rolled again.
-            let mid_roll = matches!(
-                Standing::of(store, &summary.entry, user, NOW).unwrap(),
-                Standing::MidRoll { .. }
-            );
+            // Its current secret verifies; or a roll is in flight (its new secret not active
+            // yet, the old one maybe past a grace of 0); or a change that takes rights away is
+            // in flight or died (its restriction undecided, settled by the next read once it
+            // is abandoned: see `a_change_that_died_is_settled_by_the_next_read`).
+            let in_flight = match Standing::of(store, &summary.entry, user, NOW).unwrap() {
+                Standing::Rolling { .. } => true,
+                Standing::Active(record) => record.restrictions.iter().any(|r| r.version > head),
+                _ => false,
+            };
             assert!(
-                mid_roll || summary.entry.all_hashes().any(|h| verifies(store, h)),
+                in_flight || summary.entry.all_hashes().any(|h| verifies(store, h)),
                 "listed key {} does not verify",
                 summary.entry.id
             );
         }
     }
+    for user in users {
+        assert_fail_closed(store, user);
+    }
 }
 
-/// The history tells what happened to the keys: every listed key was created, a key shown as
-/// created is listed or has a later event, a key shown as deleted is not listed, and a create
-/// whose key is not live (failed, or in flight) shows no event at all. Never a hash.
+/// What verify obeys never grants more than the index shows: for every key of `user`'s
+/// current index version, no secret verifies with a scope, or while disabled, when the entry
+/// says otherwise, and no older secret verifies past the end of its grace. Read from the index
+/// as it is (list would repair first).
+fn assert_fail_closed(store: &MemoryStore, user: &str) {
+    let Some(index) = try_current_index(store, user) else {
+        return;
+    };
+    for entry in &index.keys {
+        for hash in entry.all_hashes() {
+            let Some(record) = verify(store, hash, NOW).unwrap() else {
+                continue;
+            };
+            assert!(
+                entry.enabled || !record.enabled,
+                "{} verifies while the index shows it disabled",
+                entry.id
+            );
+            let extra: Vec<&String> = record
+                .scopes
+                .iter()
+                .filter(|s| !entry.scopes.contains(s))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{} verifies with {extra:?}, which the index does not show",
+                entry.id
+            );
+        }
+        for previous in &entry.previous {
+            assert!(
+                !verifies_at(store, &previous.hash, previous.until.max(NOW)),
+                "an older secret of {} verifies past its grace",
+                entry.id
+            );
+        }
+    }
+}
+
+/// The history tells what happened to the keys: every listed key was created, a key named by
+/// any event is listed or has its `deleted` event shown (nothing vanishes without one), a key
+/// shown as deleted is not listed, and a create whose key is not live (failed, or in flight)
+/// shows no event at all. Never a hash.
 fn assert_history_matches_keys(store: &MemoryStore, user: &str) {
     let shown = events(store, user, NOW).expect("events");
     let listed = list(store, user, NOW).expect("list");
     let listed_ids: Vec<&str> = listed.iter().map(|s| s.entry.id.as_str()).collect();
-    let created = |id: &str| {
-        shown
-            .iter()
-            .any(|e| e.kind == EventKind::Created && e.key_id == id)
-    };
+    let shown_as =
+        |kind: EventKind, id: &str| shown.iter().any(|e| e.kind == kind && e.key_id == id);
     for id in &listed_ids {
-        assert!(created(id), "listed key {id} has no created event");
+        assert!(
+            shown_as(EventKind::Created, id),
+            "listed key {id} has no created event"
+        );
     }
-    for (newer_than_it, event) in shown.iter().enumerate() {
-        match event.kind {
-            EventKind::Created => assert!(
-                listed_ids.contains(&event.key_id.as_str())
-                    || shown[..newer_than_it]
-                        .iter()
-                        .any(|later| later.key_id == event.key_id),
-                "created event of {} shown, but the key never was",
-                event.key_id
-            ),
-            EventKind::Deleted => assert!(
+    // (With the history full, the oldest events have been let go.)
+    let complete = shown.len() < MAX_EVENTS;
+    for event in &shown {
+        if event.kind == EventKind::Deleted {
+            assert!(
                 !listed_ids.contains(&event.key_id.as_str()),
                 "{} is shown deleted but listed",
                 event.key_id
-            ),
-            EventKind::Updated | EventKind::Rolled => {}
+            );
+        } else if complete {
+            assert!(
+                listed_ids.contains(&event.key_id.as_str())
+                    || shown_as(EventKind::Deleted, &event.key_id),
+                "{} has a {:?} event but is neither listed nor shown deleted",
+                event.key_id,
+                event.kind
+            );
         }
     }
     let text = serde_json::to_string(&shown).unwrap();
@@ -941,10 +994,18 @@ fn check_failure_at_every_operation(
                     "retry after op {n}"
                 )
             }
-            (Request::Delete { .. }, Outcome::Deleted(_, Err(_))) => {
+            (Request::Delete { .. }, Outcome::Deleted(id, Err(_))) => {
+                // The retry finishes the delete; or a read since (the checks above) found the
+                // key killed and finished it, and the retry answers that no such key is left.
                 let retry = perform(&request, &store, MAX, NOW);
+                let finished = current_index(&store, "alice")
+                    .events
+                    .iter()
+                    .any(|e| e.kind == EventKind::Deleted && &e.key_id == id);
                 assert!(
-                    matches!(retry, Outcome::Deleted(_, Ok(()))),
+                    matches!(retry, Outcome::Deleted(_, Ok(())))
+                        || matches!(retry, Outcome::Deleted(_, Err(ApiError::KeyNotFound)))
+                            && finished,
                     "retry after op {n}: {retry:?}"
                 );
             }
@@ -1413,9 +1474,23 @@ fn roll_with<S: KeyValue>(
 }
 
 fn current_index(store: &MemoryStore, user: &str) -> Index {
+    try_current_index(store, user).expect("the user has an index")
+}
+
+/// The index version `head` names, as it is (no repair); `None` for a user without a head.
+fn try_current_index(store: &MemoryStore, user: &str) -> Option<Index> {
     let space = UserSpace::of(user);
-    let head = Head::decode(&store.get(&space.head).unwrap().unwrap()).unwrap();
-    read_index(store, &space, head.version).unwrap().unwrap()
+    let head = Head::decode(&store.get(&space.head).unwrap()?).unwrap();
+    Some(read_index(store, &space, head.version).unwrap().unwrap())
+}
+
+/// The number of the index version `head` names (0 for a user without one).
+fn current_head(store: &MemoryStore, user: &str) -> u64 {
+    let space = UserSpace::of(user);
+    store
+        .get(&space.head)
+        .unwrap()
+        .map_or(0, |bytes| Head::decode(&bytes).unwrap().version)
 }
 
 fn an_update_of_a_key_that_is_not_the_users_is_key_not_found_and_changes_nothing(
@@ -1496,10 +1571,14 @@ fn a_verify_racing_an_update_sees_the_old_or_the_new_settings_whole(answers: Swa
         let Outcome::Verified(Some(seen)) = &outcomes[1] else {
             panic!("plan {plan:?}: {outcomes:?}");
         };
+        // The old settings or the new ones, whole; or, while the update is in flight, only
+        // what both allow (the scopes it drops are gone before it is published, the one it
+        // adds comes after).
         let settings = (seen.name.as_str(), seen.scopes.clone(), seen.enabled);
         assert!(
             settings == ("name", scopes(), true)
-                || settings == ("admin", vec!["admin".to_string()], true),
+                || settings == ("admin", vec!["admin".to_string()], true)
+                || settings == ("name", vec![], true),
             "plan {plan:?}: verify saw {settings:?}"
         );
         assert!(
@@ -1540,11 +1619,14 @@ fn an_update_that_dies_after_any_operation_is_carried_by_the_next_one(answers: S
         let (made, request) = setup(&store);
         run_plan(&store, &[request], vec![], &[Some(died_after)], MAX);
         assert_invariants(&store, &["alice"], MAX as usize);
-        // Verify sees the old settings or the new ones, whole.
+        // Verify sees the old settings, the new ones, or only what both allow (the update
+        // died while taking rights away, before its change was published or carried).
         let record = verify(&store, &made.hash, NOW).unwrap().expect("alive");
         let seen = (record.scopes.clone(), record.enabled);
         assert!(
-            seen == (scopes(), true) || seen == (vec!["write".to_string()], false),
+            seen == (scopes(), true)
+                || seen == (vec!["write".to_string()], false)
+                || seen == (vec![], false),
             "died after {died_after}: {seen:?}"
         );
         // The client's retry (a new request) carries whatever the index holds.
@@ -1981,44 +2063,124 @@ fn an_expired_rolled_key_gives_its_slot_to_the_next_create(answers: SwapAnswers)
     }
 }
 
-fn a_roll_failing_for_a_while_after_publishing_still_ends_the_old_secret_on_time(
-    answers: SwapAnswers,
-) {
+/// Every outage of the store from one of a request's operations on, of every length from one
+/// operation to longer than any retry bound of the protocol: (first failing operation, how
+/// many fail).
+fn outages(operations: u64) -> impl Iterator<Item = (u64, u64)> {
+    let longest = MAX_ATTEMPTS as u64 + 1;
+    (1..=operations).flat_map(move |n| (1..=longest).map(move |length| (n, length)))
+}
+
+/// When a read after an outage may give up a request that it caught: once a request that
+/// died would be taken for abandoned.
+const SETTLED: i64 = NOW + ABANDONED_AFTER_SECS;
+
+fn an_update_caught_by_an_outage_of_any_length_takes_rights_away_first(answers: SwapAnswers) {
+    let setup = |store: &MemoryStore| {
+        let made: Vec<Made> = (0..2).map(|_| create_one(store, "alice")).collect();
+        let request = Request::Update {
+            user: "alice",
+            id: made[1].id.clone(),
+            wanted: write_only(),
+        };
+        (made, request)
+    };
+    let operations = operations_of(answers, |store| setup(store).1);
+    // How often the update answered 503 with its change published: the case the outside
+    // review found verify still accepting a disabled key in, forever.
+    let mut published_but_failed = 0;
+    for (n, length) in outages(operations) {
+        let store = MemoryStore::with_answers(answers);
+        let (made, request) = setup(&store);
+        store.fail_from_nth(n, length);
+        let outcome = perform(&request, &store, MAX, NOW);
+        store.disarm();
+        // Whatever it answered, and before anything repairs it: if the index shows the key
+        // disabled, verify refuses it, and it never verifies with the scope being dropped.
+        assert_fail_closed(&store, "alice");
+        let shown_disabled = !current_index(&store, "alice").keys[1].enabled;
+        if shown_disabled && matches!(outcome, Outcome::Updated(_, Err(_))) {
+            published_but_failed += 1;
+        }
+        let record = verify(&store, &made[1].hash, NOW).unwrap().expect("alive");
+        assert!(
+            !shown_disabled || !record.enabled,
+            "op {n}, {length} failing"
+        );
+        assert!(!record.scopes.contains(&"read".to_string()) || !shown_disabled);
+        // The next read once the store is back settles it: list and verify agree.
+        list(&store, "alice", SETTLED).unwrap();
+        let entry = current_index(&store, "alice").keys[1].clone();
+        let record = verify(&store, &made[1].hash, NOW).unwrap().expect("alive");
+        assert_eq!(
+            (record.enabled, &record.scopes),
+            (entry.enabled, &entry.scopes),
+            "op {n}, {length} failing: {outcome:?}"
+        );
+        if matches!(outcome, Outcome::Updated(_, Ok(_))) {
+            assert!(!entry.enabled);
+        }
+        assert_invariants(&store, &["alice"], MAX as usize);
+        // The client's retry succeeds.
+        let retry = perform(&request, &store, MAX, NOW);
+        assert!(
+            matches!(retry, Outcome::Updated(_, Ok(_))),
+            "op {n}: {retry:?}"
+        );
+        assert_settings_carried(&store, &["alice"]);
+    }
+    assert!(published_but_failed > 0);
+}
+
+fn a_roll_caught_by_an_outage_of_any_length_is_whole_or_undone(answers: SwapAnswers) {
     for grace in [0, HOUR] {
         let setup = |store: &MemoryStore| create_one(store, "alice");
         let operations = operations_of(answers, |store| roll_request(&[setup(store)], grace));
-        // Longer than a read is retried: the roll gives up, then cleans up once the store is back.
-        let outage = READ_BACK_RETRIES as u64 + 1;
-        for n in 1..=operations {
+        // Rolls answered 503 after publishing, which the next read gave back.
+        let mut undone = 0;
+        for (n, length) in outages(operations) {
             let store = MemoryStore::with_answers(answers);
             let original = setup(&store);
-            store.fail_from_nth(n, outage);
+            store.fail_from_nth(n, length);
             let (new, result) = roll_with(&store, "alice", &original.id, grace, NOW);
             store.disarm();
-            let published = current_index(&store, "alice")
-                .events
+            let context = format!("grace {grace}, op {n}, {length} failing: {result:?}");
+            assert_fail_closed(&store, "alice");
+            let events_before_settling = current_index(&store, "alice").events;
+            // The next read once the store is back settles it: the roll happened, whole, or it
+            // did not, and leaves no trace.
+            list(&store, "alice", SETTLED).unwrap();
+            let index = current_index(&store, "alice");
+            let rolled = index.events.iter().any(|e| e.kind == EventKind::Rolled);
+            let published = events_before_settling
                 .iter()
                 .any(|e| e.kind == EventKind::Rolled);
-            if result.is_err() && verifies(&store, &new) {
-                // The outage came after its activation landed: the roll happened, only its
-                // answer was lost. Its secret is the key's current one (nobody holds it).
-                let index = current_index(&store, "alice");
-                assert_eq!(index.keys[0].hash, new, "op {n}");
-            }
-            if published {
+            undone += usize::from(published && !rolled);
+            if result.is_ok() || rolled {
+                // (Answered 503 only if the outage began just after its secret went live.)
+                assert!(rolled, "{context}");
+                assert_eq!(index.keys[0].hash, new, "{context}");
+                assert!(verifies_at(&store, &new, SETTLED), "{context}");
                 assert!(
-                    !verifies_at(&store, &original.hash, NOW + grace),
-                    "op {n}, grace {grace}"
+                    !verifies_at(&store, &original.hash, NOW + grace.max(1)),
+                    "{context}"
                 );
             } else {
+                assert_eq!(index.keys[0].hash, original.hash, "{context}");
+                assert!(index.keys[0].previous.is_empty(), "{context}");
                 assert!(
                     verifies_at(&store, &original.hash, NOW + 100 * HOUR),
-                    "op {n}"
+                    "{context}"
                 );
+                assert!(!verifies_at(&store, &new, SETTLED), "{context}");
             }
-            // (A cleanup the outage also hit may leave the new secret's record pending and
-            // unlisted: garbage, never live.)
             assert_invariants(&store, &["alice"], MAX as usize);
+            // The client's retry gives it a working secret.
+            let (retried, result) = roll_with(&store, "alice", &original.id, grace, SETTLED);
+            assert!(result.is_ok(), "{context}; retry: {result:?}");
+            assert!(verifies_at(&store, &retried, SETTLED), "{context}");
+            assert_settings_carried(&store, &["alice"]);
         }
+        assert!(undone > 0, "grace {grace}");
     }
 }

@@ -1,10 +1,28 @@
-//! Update: a key's settings changed in the index, then carried onto its records.
+//! Update: what a change takes away written onto a key's records, the change published in the
+//! index, then the records carried in line with it.
 
 use super::*;
 
 /// Changes the settings of the key `id` of `user_id` (name, scopes, enabled) and answers the
 /// key as it is afterwards. `event_id` must be fresh and random: the update recognises its
-/// own publish by it (see [`update`]'s steps in the module docs).
+/// own publish by it. The steps (module docs, "Update"):
+///
+/// 1. Read head and index; find the id (else `key_not_found`). If the index holds event
+///    `event_id`, the update was published: go to 4. If nothing would change, go to 4 too.
+/// 2. The key must be the user's: its current secret active, or a roll of it in flight (else
+///    `key_not_found`; a key whose roll failed first gets back its replaced secret, see
+///    [`undo_failed_roll`]).
+/// 3. Take a version number; if the change takes rights away (disables the key, or drops
+///    scopes), write that restriction on every secret's record first, older secrets first —
+///    from here verify obeys it —, then publish the changed entry and event `event_id` under
+///    that number; start over from the head.
+/// 4. Carry the entry at the head (this update's settings, or a later one's) onto every
+///    secret's record, which also drops the restrictions its version decided, then answer.
+///
+/// A failure before the publish is known leaves the restrictions in force: the 503 says the
+/// change may have been made, and the next read of the index settles it either way (module
+/// docs, "Repair"). Restrictions of proposals this update knows can never land are withdrawn
+/// before it answers.
 pub fn update<S: KeyValue>(
     store: &S,
     user_id: &str,
@@ -12,6 +30,25 @@ pub fn update<S: KeyValue>(
     wanted: &Settings,
     event_id: &str,
     now: i64,
+) -> Result<KeySummary, ApiError> {
+    let mut ahead = Ahead::default();
+    let result = update_steps(store, user_id, id, wanted, event_id, now, &mut ahead);
+    if result.is_err() {
+        // Best effort: a dead restriction left behind only restricts more, until a read of
+        // the index carries the key.
+        let _ = ahead.withdraw(store);
+    }
+    result
+}
+
+fn update_steps<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+    id: &str,
+    wanted: &Settings,
+    event_id: &str,
+    now: i64,
+    ahead: &mut Ahead,
 ) -> Result<KeySummary, ApiError> {
     let user = UserSpace::of(user_id);
     let mut versions = Versions::default();
@@ -28,77 +65,79 @@ pub fn update<S: KeyValue>(
         // Only this request writes this event id, so seeing it means one of its proposals
         // landed, whatever the swap answered: the change is never published twice.
         let landed = index.events.iter().any(|e| e.id == event_id);
+        if !landed {
+            ahead.refuted();
+        }
         let changes = index.keys[position].changes_to(wanted);
         if landed || changes.is_empty() {
             versions.sweep(store, &user, head.version);
+            // Proposals of this update that did not land can never land now; one that did is
+            // carried below.
+            ahead.withdraw(store)?;
             // The entry at the head: these settings, or newer ones of a later update.
             let entry = index.keys.swap_remove(position);
-            // The key as list shows it: by its current secret's record; while a roll is mid-way,
-            // by the secret it lives on in. (A roll in flight published after this update, so
-            // it wrote its new secret with these settings or newer ones.)
-            let shown = match carry(store, &entry, now)? {
-                Some(record) if record.state == KeyState::Active => Some(record),
-                _ => Standing::of(store, &entry, user_id, now)?.shown(),
-            };
-            let Some(record) = shown else {
-                return Err(ApiError::KeyNotFound);
-            };
-            return Ok(KeySummary {
-                last_used_at: record.last_used_at,
-                expires_at: record.expires_at,
-                previous_expires_at: entry.previous_expires_at(now),
-                entry,
-            });
+            return answer(store, entry, head.version, user_id, now);
         }
-        // A key that is not live (a create in flight or failed, a delete in flight) is not the
-        // user's to change: refused, and so not a change. A key mid-roll: a roll in flight is
-        // waited for (503), since it activates a secret written with the settings it
-        // published; one that failed (its secret revoked) or died (pending past
-        // [`ABANDONED_AFTER_SECS`], revoked here as create's reclaim would) is not: the
-        // settings go to the secrets the key still has.
         match Standing::of(store, &index.keys[position], user_id, now)? {
-            Standing::Active(_) => {}
-            Standing::MidRoll {
-                current: Some(current),
-                ..
-            } if current.state == KeyState::Pending => {
-                if now - current.created_at < ABANDONED_AFTER_SECS {
-                    versions.sweep(store, &user, head.version);
-                    return Err(ApiError::StoreUnavailable);
+            // A roll in flight: its secret gets the restriction and the settings too, and its
+            // activation keeps them.
+            Standing::Active(_) | Standing::Rolling { .. } => {}
+            Standing::RollFailed { abandoned } => {
+                if let Some(proposed) =
+                    undo_failed_roll(store, &user, cas, head, &index, position, abandoned)?
+                {
+                    versions.note(head, proposed);
                 }
-                if !revoke_pending(store, &index.keys[position].hash)? {
-                    continue; // It finished after all: start over with it active.
-                }
+                continue;
             }
-            Standing::MidRoll { .. } => {}
-            Standing::Dead => {
+            // A create in flight or failed, a delete in flight: not the user's key to change,
+            // and a refusal is no change.
+            Standing::Deleted | Standing::Dead => {
                 versions.sweep(store, &user, head.version);
                 return Err(ApiError::KeyNotFound);
             }
         }
         let version = next_version(store, &user)?;
         let entry = &mut index.keys[position];
+        if let Some(restriction) = entry.restriction_toward(wanted, version, now) {
+            let restrictions: Vec<_> = entry
+                .all_hashes()
+                .map(|hash| (hash.to_owned(), restriction.clone()))
+                .collect();
+            ahead.write(store, version, &restrictions)?;
+        }
         entry.apply(wanted, version);
         let mut event = Event::new(event_id.to_owned(), EventKind::Updated, now, entry);
         event.changes = changes;
         index.record(event);
         publish(store, &user, cas, head, version, &index)?;
+        ahead.proposed();
         versions.note(head, version);
     }
     Err(ApiError::StoreUnavailable)
 }
 
-/// Brings the records of all of `entry`'s secrets in line with it: its settings on each (see
-/// [`carry_settings`]), and on each older secret the end of its grace (see [`retire`]).
-/// Returns the current secret's record as it is then.
-pub(super) fn carry<S: KeyValue>(
+/// Carries `entry`, as index version `head` has it, onto its secrets' records and answers the
+/// key as list shows it: by its current secret's record, or while a roll is in flight by the
+/// secret it lives on in.
+fn answer<S: KeyValue>(
     store: &S,
-    entry: &IndexEntry,
+    entry: IndexEntry,
+    head: u64,
+    user_id: &str,
     now: i64,
-) -> Result<Option<KeyRecord>, StoreError> {
-    for previous in &entry.previous {
-        carry_settings(store, &previous.hash, entry)?;
-        retire(store, previous, now)?;
-    }
-    carry_settings(store, &entry.hash, entry)
+) -> Result<KeySummary, ApiError> {
+    let shown = match carry_all(store, &entry, head)? {
+        Stored::Record(record) if record.state == KeyState::Active => Some(record),
+        _ => Standing::of(store, &entry, user_id, now)?.shown(),
+    };
+    let Some(record) = shown else {
+        return Err(ApiError::KeyNotFound);
+    };
+    Ok(KeySummary {
+        last_used_at: record.last_used_at,
+        expires_at: record.expires_at,
+        previous_expires_at: entry.previous_expires_at(now),
+        entry,
+    })
 }

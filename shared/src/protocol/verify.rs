@@ -2,8 +2,10 @@
 
 use super::*;
 
-/// Looks a presented key up by its hash: the active record, or `None`. One read; at most once
-/// per key and [`USAGE_GRANULARITY_SECS`], the last use is recorded too (see [`record_use`]).
+/// Looks a presented key up by its hash: the active record as verify must obey it (every
+/// restriction in progress applied, see [`KeyRecord::in_force`]), or `None`. One read; at most
+/// once per key and [`USAGE_GRANULARITY_SECS`], the last use is recorded too (see
+/// [`record_use`]).
 pub fn verify<S: KeyValue>(
     store: &S,
     hash: &str,
@@ -18,8 +20,12 @@ pub fn verify<S: KeyValue>(
         eprintln!("verify: refused a key whose record this version cannot read");
         return Ok(None);
     };
+    if record.state != KeyState::Active {
+        return Ok(None);
+    }
+    let record = record.in_force();
     // An old secret of a rolled key past its grace is as unknown as a deleted one.
-    if record.state != KeyState::Active || record.is_retired(now) {
+    if record.is_retired(now) {
         return Ok(None);
     }
     if is_stale(record.last_used_at, now) && record.enabled && !record.is_expired(now) {
