@@ -23,20 +23,30 @@ pub enum SwapAnswers {
     /// `Conflict` whether or not the value was written: Spin's Redis backend today (its
     /// `UNWATCH key` fails after every swap), DynamoDB after a timeout that landed.
     FalseConflict,
+    /// Truthful swaps, but a plain `get` by a simulated request ([`RequestView`]) answers
+    /// what the key held [`STALE_LAG`] operations ago: Spin's DynamoDB backend with its
+    /// default `consistent_read = false`, whose compare-and-swap still reads consistently.
+    StaleGets,
 }
+
+/// How many operations behind a stale `get` may be (see [`SwapAnswers::StaleGets`]).
+pub const STALE_LAG: u64 = 6;
 
 impl SwapAnswers {
     /// Every mode, for tests that must hold under each.
-    pub const ALL: [SwapAnswers; 3] = [
+    pub const ALL: [SwapAnswers; 4] = [
         SwapAnswers::Truthful,
         SwapAnswers::FalseSuccess,
         SwapAnswers::FalseConflict,
+        SwapAnswers::StaleGets,
     ];
 
     fn answer(self, written: bool) -> Swap {
         match (self, written) {
-            (SwapAnswers::Truthful, true) | (SwapAnswers::FalseSuccess, _) => Swap::Done,
-            (SwapAnswers::Truthful, false) | (SwapAnswers::FalseConflict, _) => Swap::Conflict,
+            (SwapAnswers::Truthful | SwapAnswers::StaleGets, true)
+            | (SwapAnswers::FalseSuccess, _) => Swap::Done,
+            (SwapAnswers::Truthful | SwapAnswers::StaleGets, false)
+            | (SwapAnswers::FalseConflict, _) => Swap::Conflict,
         }
     }
 }
@@ -47,7 +57,14 @@ pub struct MemoryStore {
     data: Mutex<BTreeMap<String, Vec<u8>>>,
     faults: Mutex<Faults>,
     answers: SwapAnswers,
+    /// With [`SwapAnswers::StaleGets`]: the writes of the last [`STALE_LAG`] operations, each
+    /// with the operation's number and what the key held before.
+    recent_writes: Mutex<VecDeque<RecentWrite>>,
 }
+
+/// A write a stale `get` may not see yet: the operation's number, the key, and what it held
+/// before.
+type RecentWrite = (u64, String, Option<Vec<u8>>);
 
 #[derive(Default)]
 struct Faults {
@@ -114,6 +131,37 @@ impl MemoryStore {
         self.faults.lock().unwrap().ops
     }
 
+    /// What `key` held [`STALE_LAG`] operations ago: a stale `get` (one operation).
+    pub fn stale_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.operation(|| {
+            let mut value = self.data.lock().unwrap().get(key).cloned();
+            let now = self.faults.lock().unwrap().ops;
+            let recent = self.recent_writes.lock().unwrap();
+            for (op, written, before) in recent.iter().rev() {
+                if written == key && *op + STALE_LAG > now {
+                    value = before.clone();
+                }
+            }
+            value
+        })
+    }
+
+    /// Notes that operation `op` is about to write `key`, for stale gets.
+    fn remember_write(&self, data: &BTreeMap<String, Vec<u8>>, key: &str) {
+        if self.answers != SwapAnswers::StaleGets {
+            return;
+        }
+        let op = self.faults.lock().unwrap().ops;
+        let mut recent = self.recent_writes.lock().unwrap();
+        recent.push_back((op, key.to_owned(), data.get(key).cloned()));
+        while recent
+            .front()
+            .is_some_and(|(at, _, _)| at + STALE_LAG <= op)
+        {
+            recent.pop_front();
+        }
+    }
+
     /// A copy of every entry, for invariant checks.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.data.lock().unwrap().clone()
@@ -122,21 +170,24 @@ impl MemoryStore {
     /// Counts the operation and runs `effect`, unless it is the chosen one to fail: then it
     /// fails before or after `effect`.
     fn operation<T>(&self, effect: impl FnOnce() -> T) -> Result<T, StoreError> {
-        let after_effect = {
+        // The effect runs outside this lock: it may note its write (see `remember_write`).
+        let failing = {
             let mut faults = self.faults.lock().unwrap();
             faults.ops += 1;
             let failing = faults
                 .fail_at
                 .is_some_and(|at| (at..at + faults.failing.max(1)).contains(&faults.ops));
-            if !failing {
-                return Ok(effect());
-            }
-            faults.after_effect
+            failing.then_some(faults.after_effect)
         };
-        if after_effect {
-            effect();
+        match failing {
+            None => Ok(effect()),
+            Some(after_effect) => {
+                if after_effect {
+                    effect();
+                }
+                Err(StoreError("injected fault".into()))
+            }
         }
-        Err(StoreError("injected fault".into()))
     }
 }
 
@@ -149,16 +200,17 @@ impl KeyValue for MemoryStore {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.operation(|| {
-            self.data
-                .lock()
-                .unwrap()
-                .insert(key.to_owned(), value.to_vec());
+            let mut data = self.data.lock().unwrap();
+            self.remember_write(&data, key);
+            data.insert(key.to_owned(), value.to_vec());
         })
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.operation(|| {
-            self.data.lock().unwrap().remove(key);
+            let mut data = self.data.lock().unwrap();
+            self.remember_write(&data, key);
+            data.remove(key);
         })
     }
 
@@ -185,6 +237,7 @@ impl KeyValue for MemoryStore {
 impl MemoryStore {
     fn add(&self, key: &str, delta: i64) -> i64 {
         let mut data = self.data.lock().unwrap();
+        self.remember_write(&data, key);
         let current = match data.get(key) {
             None => 0,
             Some(bytes) => i64::from_le_bytes(
@@ -205,6 +258,7 @@ impl MemoryStore {
             Some(seen) if data.get(&cas.key) != Some(&seen) => false,
             // Seen absent: INSERT ... ON CONFLICT DO UPDATE, whatever is there now.
             _ => {
+                self.remember_write(&data, &cas.key);
                 data.insert(cas.key, value.to_vec());
                 true
             }
@@ -296,6 +350,9 @@ impl KeyValue for RequestView<'_> {
     type Cas = MemoryCas;
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.store.answers == SwapAnswers::StaleGets {
+            return self.step(|| self.store.stale_get(key));
+        }
         self.step(|| self.store.get(key))
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {

@@ -37,6 +37,17 @@ pub(super) fn watch_index<S: KeyValue>(
     Ok(index.map(|index| (cas, head, index)))
 }
 
+/// Whether the head still names `head`'s version: a judgement of a key's records made after
+/// reading the index holds only then (a change published since may explain what they show).
+pub(super) fn still_at<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    head: Head,
+) -> Result<bool, StoreError> {
+    let (_, now) = store.watch(&user.head)?;
+    Ok(now.as_deref() == Some(&Head::encode(head.version, head.encoding)[..]))
+}
+
 /// Reads index `version`; `None` if it is gone because a concurrent writer moved on and removed
 /// it (the caller starts over from the head).
 pub(super) fn read_index<S: KeyValue>(

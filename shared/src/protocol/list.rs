@@ -78,11 +78,8 @@ pub(super) fn current_keys<S: KeyValue>(
         repair.carry(store, &index, head.version)?;
         // The records were read after the index: a key that looks dead may have been changed
         // (rolled, say) by a version published since. Then the index read is stale: again.
-        if repair.saw_dead {
-            let (_, latest) = store.watch(&user.head)?;
-            if latest.as_deref() != Some(&Head::encode(head.version, head.encoding)[..]) {
-                continue;
-            }
+        if repair.saw_dead && !still_at(store, &user, head)? {
+            continue;
         }
         return Ok((index, summaries));
     }
@@ -249,8 +246,11 @@ impl Repair {
             return Ok(());
         }
         let proposed = propose(store, user, cas, head, &next)?;
-        let (_, published) = store.watch(&user.head)?;
-        if published.as_deref() == Some(&Head::encode(proposed, head.encoding)[..]) {
+        let published = Head {
+            version: proposed,
+            ..head
+        };
+        if still_at(store, user, published)? {
             let _ = store.delete(&user.index(head.version));
             for hash in removed {
                 // Tombstones of a removal now published: garbage.

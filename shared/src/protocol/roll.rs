@@ -47,9 +47,10 @@ pub fn roll<S: KeyValue>(
     event_id: &str,
     now: i64,
 ) -> Result<KeySummary, ApiError> {
+    let user = UserSpace::of(user_id);
     let mut rolling = Rolling {
         store,
-        user: UserSpace::of(user_id),
+        user: &user,
         user_id,
         id,
         new,
@@ -59,6 +60,7 @@ pub fn roll<S: KeyValue>(
         versions: Versions::default(),
         ahead: Ahead::default(),
         written: None,
+        expires_at: None,
     };
     let result = rolling.steps();
     if result.is_err() {
@@ -70,7 +72,7 @@ pub fn roll<S: KeyValue>(
 /// One roll in progress: what it was asked, and what it has done so far.
 struct Rolling<'a, S> {
     store: &'a S,
-    user: UserSpace,
+    user: &'a UserSpace,
     user_id: &'a str,
     id: &'a str,
     new: &'a NewSecret<'a>,
@@ -82,6 +84,8 @@ struct Rolling<'a, S> {
     /// Whether the new secret's record was written, and if so whether an index naming it may
     /// have been published (proposed, and not read back as refuted).
     written: Option<Published>,
+    /// The key's expiry, as the new secret's record was written with it.
+    expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,7 @@ impl<S: KeyValue> Rolling<'_, S> {
     /// The steps of [`roll`], as its docs number them.
     fn steps(&mut self) -> Result<KeySummary, ApiError> {
         let (store, user, user_id, id, new) =
-            (self.store, &self.user, self.user_id, self.id, self.new);
+            (self.store, self.user, self.user_id, self.id, self.new);
         let (event_id, now) = (self.event_id, self.now);
         for _ in 0..MAX_ATTEMPTS {
             let Some((cas, head, mut index)) =
@@ -128,9 +132,11 @@ impl<S: KeyValue> Rolling<'_, S> {
             // Only this request writes this event id, so seeing it means one of its proposals
             // landed, whatever the swap answered: the roll is never published twice.
             if index.events.iter().any(|e| e.id == event_id) {
-                self.versions.sweep(store, user, head.version);
                 let entry = index.keys.swap_remove(position);
-                return self.finish(entry, head.version);
+                match self.finish(entry, head)? {
+                    Some(rolled) => return Ok(rolled),
+                    None => continue,
+                }
             }
             self.ahead.refuted();
             if self.written.is_some() {
@@ -153,8 +159,17 @@ impl<S: KeyValue> Rolling<'_, S> {
                     }
                     continue;
                 }
-                // Expired (final: there is no key left to roll), or not a key of the user's.
-                _ => {
+                // Expired (final: there is no key left to roll).
+                Standing::Active(_) => {
+                    self.versions.sweep(store, user, head.version);
+                    return Err(ApiError::KeyNotFound);
+                }
+                // Not a key of the user's, unless its records changed with a version published
+                // since the index was read (a roll of it that finished): then read it again.
+                Standing::Deleted | Standing::Dead => {
+                    if !still_at(store, user, head)? {
+                        continue;
+                    }
                     self.versions.sweep(store, user, head.version);
                     return Err(ApiError::KeyNotFound);
                 }
@@ -179,6 +194,7 @@ impl<S: KeyValue> Rolling<'_, S> {
             // and this roll, alive after all, proposes it again. Noted first: a write that
             // fails may still have landed.
             self.written = Some(Published::No);
+            self.expires_at = pending.expires_at;
             store.set(&record_key(new.hash), &to_json(&pending)?)?;
             // Restrictions first: the dropped secrets are past their grace, and the others end
             // when the entry will say before it says so.
@@ -216,33 +232,43 @@ impl<S: KeyValue> Rolling<'_, S> {
         Err(ApiError::StoreUnavailable)
     }
 
-    /// Step 4, once `entry` (at index version `head`) shows this roll published.
-    fn finish(&mut self, entry: IndexEntry, head: u64) -> Result<KeySummary, ApiError> {
-        let (store, new, now) = (self.store, self.new, self.now);
-        // The new secret is the entry's current one, or an older one if a later roll helped it
-        // go live and replaced it already; if it is neither, this roll was given back.
-        if !entry.all_hashes().any(|hash| hash == new.hash) {
-            return Err(ApiError::StoreUnavailable);
+    /// Step 4, once `entry` (at index version `head`) shows this roll published. `None`: the
+    /// key changed meanwhile, read it again.
+    fn finish(&mut self, entry: IndexEntry, head: Head) -> Result<Option<KeySummary>, ApiError> {
+        let (store, user, new, now) = (self.store, self.user, self.new, self.now);
+        // The event of a roll given back leaves the history with it, so this roll stands. Its
+        // secret is the entry's current one; or a later roll replaced it already (and maybe
+        // dropped it, its grace over), which it did only after helping it go live.
+        if entry.hash == new.hash {
+            if let Err(error) = activate(store, new.hash) {
+                // Revoked (given back as abandoned) or killed (deleted): this roll lost, unless
+                // a later version shows it replaced after a helper activated it.
+                return if still_at(store, user, head)? {
+                    Err(error)
+                } else {
+                    Ok(None)
+                };
+            }
         }
-        let activated = activate(store, new.hash)?;
         // The roll has happened; its secret is the client's from here on, whatever else fails.
         self.written = None;
-        let _ = carry_all(store, &entry, head);
+        self.versions.sweep(store, user, head.version);
+        let _ = carry_all(store, &entry, head.version);
         for previous in entry.previous.iter().filter(|p| p.until <= now) {
             // Dead since the restriction written before the publish; now only garbage.
             let _ = store.delete(&record_key(&previous.hash));
         }
         let previous_expires_at = entry.previous_expires_at(now);
-        Ok(KeySummary {
+        Ok(Some(KeySummary {
             entry: IndexEntry {
                 hash: new.hash.to_owned(),
                 preview: new.preview.to_owned(),
                 ..entry
             },
             last_used_at: None,
-            expires_at: activated.expires_at,
+            expires_at: self.expires_at,
             previous_expires_at,
-        })
+        }))
     }
 }
 

@@ -91,8 +91,12 @@ fn update_steps<S: KeyValue>(
                 continue;
             }
             // A create in flight or failed, a delete in flight: not the user's key to change,
-            // and a refusal is no change.
+            // and a refusal is no change. (Unless the records changed with a version published
+            // since the index was read: then read it again.)
             Standing::Deleted | Standing::Dead => {
+                if !still_at(store, &user, head)? {
+                    continue;
+                }
                 versions.sweep(store, &user, head.version);
                 return Err(ApiError::KeyNotFound);
             }
