@@ -8,8 +8,12 @@
 //! | `allowed_scopes` | [`DEFAULT_ALLOWED_SCOPES`] | comma-separated scopes a key may hold |
 //! | `key_prefix` | [`DEFAULT_KEY_PREFIX`] | what new keys start with, before `_` |
 //! | `max_keys_per_user` | [`DEFAULT_MAX_KEYS`] | 1 to [`MAX_KEYS_CEILING`] |
+//!
+//! Together, `max_keys_per_user` and `allowed_scopes` must keep a user's full index under
+//! [`MAX_INDEX_BYTES`] (see [`largest_index_bytes`]).
 
 use crate::key::is_valid_prefix;
+use crate::protocol::{largest_index_bytes, MAX_INDEX_BYTES};
 
 /// Shortest accepted `jwt_secret`, in bytes after trimming: HS256 needs a key of at least 256
 /// bits (RFC 7518 §3.2).
@@ -87,6 +91,15 @@ impl Config {
                     ))
                 })?,
         };
+        let largest = largest_index_bytes(&allowed_scopes, &key_prefix, max_keys_per_user);
+        if largest > MAX_INDEX_BYTES {
+            return Err(ConfigError(format!(
+                "a user's full index could take {largest} bytes with max_keys_per_user = \
+                 {max_keys_per_user} and these allowed_scopes, over the {MAX_INDEX_BYTES} bytes \
+                 one store value may safely hold: lower max_keys_per_user, or allow fewer or \
+                 shorter scopes"
+            )));
+        }
         Ok(Config {
             jwt_secret,
             jwt_issuer: vars.get("jwt_issuer"),
@@ -204,6 +217,30 @@ mod tests {
         ] {
             assert!(load(&[("jwt_secret", SECRET), bad]).is_err(), "{bad:?}");
         }
+        // A full index must fit in one store value: 100 keys may hold 20 scopes of 30
+        // characters, not 60 of 60.
+        let scopes = |count: usize, len: usize| -> &'static str {
+            let list = (0..count)
+                .map(|i| format!("{i:0len$}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            Box::leak(list.into_boxed_str())
+        };
+        let fits = scopes(20, 30);
+        let config = load(&[
+            ("jwt_secret", SECRET),
+            ("allowed_scopes", fits),
+            ("max_keys_per_user", "100"),
+        ]);
+        assert!(config.is_ok(), "{config:?}");
+        let too_many = scopes(60, 60);
+        let error = load(&[
+            ("jwt_secret", SECRET),
+            ("allowed_scopes", too_many),
+            ("max_keys_per_user", "100"),
+        ])
+        .unwrap_err();
+        assert!(error.0.contains("max_keys_per_user"), "{error:?}");
         for bad in [
             ("key_prefix", "a-b"),
             ("allowed_scopes", "a b"),

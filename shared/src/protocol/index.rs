@@ -138,10 +138,15 @@ pub enum EventKind {
 }
 
 impl Index {
-    /// Appends `event`, keeping the latest [`MAX_EVENTS`].
+    /// Appends `event`, keeping the latest [`MAX_EVENTS`] that fit in [`MAX_EVENT_BYTES`].
     pub(super) fn record(&mut self, event: Event) {
         self.events.push(event);
-        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        let mut excess = self.events.len().saturating_sub(MAX_EVENTS);
+        let mut bytes: usize = self.events[excess..].iter().map(event_bytes).sum();
+        while bytes > MAX_EVENT_BYTES && excess + 1 < self.events.len() {
+            bytes -= event_bytes(&self.events[excess]);
+            excess += 1;
+        }
         self.events.drain(..excess);
     }
 }

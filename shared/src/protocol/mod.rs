@@ -5,8 +5,8 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state, owner, id, settings (name, scopes, enabled), last use, expiry, end of grace (an old secret of a rolled key) | create, delete, update, roll; verify at most hourly |
-//! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete, update, roll |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state (pending, active, revoked, or a delete's tombstone), owner, id, settings (name, scopes, enabled), restrictions in progress, last use, expiry, end of grace (an old secret of a rolled key) | create, delete, update, roll, and list or events to repair; verify at most hourly |
+//! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete, update, roll; list or events to repair |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete, update, roll |
 //! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys (each with its current secret's hash and its older secrets' in their grace), oldest first, and their latest changes | create, delete, update, roll |
 //!
@@ -47,97 +47,127 @@
 //! version can never be published again (see [`Versions`]). Nothing deletes a version that may
 //! be the published one.
 //!
+//! # The rule: rights are taken away before anything says so, granted after
+//! A record (what verify reads) and the index (what list, the console and the history read)
+//! are two store keys, and no store here changes two keys at once. So every change is ordered
+//! by what it does to rights:
+//! - what **takes rights away** — disabling a key, dropping a scope, ending an old secret's
+//!   grace, deleting — reaches the records first, then the index says it happened;
+//! - what **grants** — a new key or secret going live, enabling, adding a scope, giving an old
+//!   secret back — reaches the index first, then the records.
+//!
+//! A change that is both (an update from `[read]` to `[write]`) is split: during it verify
+//! allows only what both sides allow. So at every moment, whatever a request did and wherever
+//! it stopped, **verify never grants more than the index shows**: a 503, or a request killed,
+//! can leave verify stricter than list for a while, never looser.
+//!
+//! Restrictions are written as [`Restriction`]s on the record, each naming the index version
+//! `n` (from `increment(seq)`) whose publication makes it; verify obeys them all. Because the
+//! head only moves to freshly numbered, ever larger versions, a head at or past `n` means `n`
+//! is decided: published (and that head's entry says what it made) or never to be. A carry
+//! from such a head folds the entry into the record and drops the restrictions it decided
+//! ([`KeyRecord::carried`]); records remember the head they were carried from
+//! (`settings_version`), so carries in any order leave the newest.
+//!
+//! # Repair: no state outlives the next read
+//! Whatever a failed or killed request leaves behind, the next request that reads the user's
+//! index settles it (list and events included, see [`Repair`]; update and roll for the key they
+//! change): restrictions of a decided version are carried; restrictions undecided
+//! [`ABANDONED_AFTER_SECS`] after they were written (their request died) are decided by
+//! publishing the index again under a new number; a roll whose new secret was revoked, or has
+//! been pending that long, is given back (the replaced secret is current again, the roll's
+//! event leaves the history: nobody was given the new secret); a key whose delete killed its
+//! records but did not publish is removed, with its `deleted` event. A 503 therefore says
+//! "it may have been applied; retry": the next read shows whether it was.
+//!
 //! # Create (key k, user u)
 //! 1. `set key/k = pending` — nobody else knows k, so a plain write is safe. Not live.
 //! 2. Loop: read `head` (compare-and-swap handle) and the index it names; if the index holds
-//!    `max` keys, drop entries whose record is gone, revoked, expired, or pending for longer than
-//!    [`ABANDONED_AFTER_SECS`] (revoking such a record by compare-and-swap first); if still
-//!    full, answer `key_limit_reached`. Otherwise write index version `n = increment(seq)` with
-//!    k appended and swap `head` to `n`; then start over from the head: once the index it names
-//!    lists k, the publish has landed.
-//! 3. Swap `key/k` from exactly the pending bytes written in 1 to `active`, and read it back until
-//!    it is active. From here on k verifies. If the record is no longer those bytes (deleted, or
-//!    revoked as abandoned), the swap is not attempted and the create fails: k never becomes live.
+//!    `max` keys, drop entries that hold no live key and never will (see `reclaimable`:
+//!    expired keys and keys being deleted, each with its `deleted` event; failed or abandoned
+//!    creates silently, revoking an abandoned pending record first); if still full, answer
+//!    `key_limit_reached`. Otherwise write index version `n = increment(seq)` with k appended
+//!    and swap `head` to `n`; then start over from the head: once the index it names lists k,
+//!    the publish has landed. Records of entries it dropped are removed then, if the index that
+//!    landed no longer lists them.
+//! 3. Turn `key/k` from pending to active by compare-and-swap, reading it back until it is
+//!    active. From here on k verifies. If it is no longer pending (deleted, or revoked as
+//!    abandoned) the create fails: k never becomes live.
 //!
 //! # Delete (id, user u)
-//! Read head and index; find the id (else `key_not_found`); delete the records of its secrets,
-//! older ones first — from these writes on the key no longer verifies; then publish an index
-//! without it as in create, until the index `head` names no longer lists the id (whoever
-//! removed it). A retry after a failure finds the id still listed and finishes the job.
+//! Read head and index; find the id (else `key_not_found`); overwrite the records of its
+//! secrets with tombstones, older ones first — from these writes on the key no longer
+//! verifies; then publish an index without it and with its `deleted` event, until the index
+//! `head` names no longer lists the id (whoever removed it); then remove the tombstones. A
+//! create or a list finding a tombstone meanwhile removes the key and records the event
+//! itself, so a key never leaves the history silently.
 //!
 //! # Update (id, user u, wanted settings, a fresh random event id e)
-//! The index is where an update happens; the record follows it.
-//! 1. Read head and index; find the id (else `key_not_found`). If the index already holds
-//!    event e, the update landed: go to 3. If nothing would change, go to 3 too (no event).
-//! 2. Check the key's record is active (else `key_not_found`: a key in flight is not the user's
-//!    to change, and a refusal is no change). A key mid-roll is `store_unavailable` while the
-//!    roll is in flight (it activates a secret written with the settings it published); after
-//!    a roll that failed or died, the update goes ahead on the secrets the key still has.
-//!    Write index version `n = increment(seq)` with the entry's settings changed, its
-//!    `settings_version = n`, and event e appended (the last [`MAX_EVENTS`] kept); swap
-//!    `head` to `n`; start over from the head.
-//! 3. Carry the settings of the entry at the head (this update's or a later one's) onto the
-//!    record of each of its live secrets (and each older secret's grace end, see [`retire`]) by
-//!    compare-and-swap, only if the record's `settings_version` is lower, reading it
-//!    back until it is not. Then answer: from here on every verify sees these settings.
-//!
-//! Version numbers grow along the chain of published versions, so `settings_version` orders
-//! any two states of a key and two updates carried in either order leave the newer one; the
-//! record is written whole, so verify never sees half of one update and half of another. A
-//! record seen absent (deleted) is never written. An update that dies between 2 and 3 leaves
-//! the record behind the index (list shows the new settings, verify the old) until the next
-//! update of that key, or its retry, carries them; it answered no 200, so no client relies on
-//! it yet.
+//! Steps at [`update`]: what it takes away goes onto every secret's record as a restriction of
+//! the version it is about to publish, then the changed entry and event e are published, then
+//! the entry at the head is carried onto the records. A roll in flight does not stop it: its
+//! secret gets the restriction and the settings too, and activation keeps them.
 //!
 //! # Roll (id, user u, new secret k', grace g, a fresh random event id e)
 //! A key can have several secrets: the current one and older ones a roll replaced, each in its
 //! grace period, all listed in the key's index entry (hash and grace end). Each has its own
-//! record, so verify still reads one. The steps, and why each is safe, are at [`roll`]: the new
-//! record is written pending, published with the older secrets and event e, then the older
-//! secrets are retired (`retire_at` on their records, or deleted if the grace is over) and only
-//! then is k' activated; a roll that fails after publishing still retires the older secrets
-//! and revokes k', which nobody was shown (one that dies there leaves the old secret live
-//! until the key's next roll, update or delete: see [`roll`]). Delete kills the older secrets
-//! before the current one, so the entry stays listed while any of its secrets lives.
+//! record, so verify still reads one. Steps at [`roll`]: k' is written pending, each older
+//! secret's grace end goes onto its record as a restriction, the entry is published with k'
+//! and event e, then k' is activated. A roll meeting another in flight helps it (activates its
+//! secret) and is applied after it; one meeting a failed roll gives it back first. Delete kills
+//! the older secrets before the current one, so the entry stays listed while any of its
+//! secrets lives.
 //!
 //! # Verify
-//! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired. If
-//! its last use is over [`USAGE_GRANULARITY_SECS`] old, the new time is written by
-//! compare-and-swap of the record (a blind write could resurrect a key deleted since the
-//! read); that costs a second read and a write at most once per key and hour, and its failure
-//! is ignored. (Not `get_many`: Spin's Redis backend implements it with `KEYS`, which fails;
-//! every read here is a plain `get`.)
+//! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired,
+//! every restriction in progress applied. If its last use is over [`USAGE_GRANULARITY_SECS`]
+//! old, the new time is written by compare-and-swap of the record (a blind write could
+//! resurrect a key deleted since the read); that costs a second read and a write at most once
+//! per key and hour, and its failure is ignored. (Not `get_many`: Spin's Redis backend
+//! implements it with `KEYS`, which fails; every read here is a plain `get`.)
+//!
+//! # Consistent reads
+//! Every judgement that a record is absent or dead — to drop an entry, hide a key, refuse a
+//! change — is made from a `watch`, which every backend answers consistently (Spin's DynamoDB
+//! `get` is eventually consistent unless `consistent_read = true`; its compare-and-swap reads
+//! consistently). A judgement about a key's records is acted on only while the head still names
+//! the version it was read from. Index versions are written once and never change, so a stale
+//! read of one can only miss it (and the reader starts over). Verify itself needs consistent
+//! reads for "deleted means dead at once", which is why the deploy docs require them.
 //!
 //! # Invariants, for every interleaving and any failed operation
 //! - **Live ⇒ listed.** Every live secret is the current or an older secret of an entry list
-//!   shows, so delete can kill it. A record turns `active` only in step 3, after the index
-//!   holding k was published (a roll's likewise, and an older secret stays in the entry until
-//!   its grace is over, or until it is deleted, older secrets first). k leaves an index only
-//!   after its record was deleted (delete) or revoked / found absent (reclaim), and the step-3
-//!   swap fails against either, because it compares with the
-//!   present pending bytes. An active record is never revoked or dropped before it expires:
-//!   reclaim only takes records that are absent, revoked, expired or pending (expiry is final,
-//!   and verify refuses an expired record by itself). Verify's last-use swap compares with the
-//!   present active record, so it cannot bring a deleted one back.
+//!   shows, so delete can kill it. A record turns `active` only after the index holding it was
+//!   published (create step 3, roll step 4), and an older secret stays in the entry until its
+//!   grace is over and it was deleted, or until the key is deleted, older secrets first. An
+//!   entry leaves an index only after its records were killed (delete), found dead from a
+//!   consistent read (reclaim), or its key expired; activation fails against a killed or
+//!   revoked record. Verify's last-use swap compares with the present active record, so it
+//!   cannot bring a deleted one back.
+//! - **Verify never grants more than the index shows** (the rule above).
 //! - **The limit holds.** Index versions form a chain through compare-and-swap on `head`, each
 //!   derived from the one it replaces; every version that adds a key has fewer than `max`
 //!   entries before it, and live keys ⊆ entries of the current version.
-//! - **Deleted means dead at once.** Delete removes every secret's record before it answers.
-//! - **Failures leave nothing half-made.** A failed create deletes its record (best effort);
-//!   whatever remains is an index entry whose record is absent or pending: not live, not shown by
-//!   list, and reclaimed as soon as the slot is needed — at once if absent, after
-//!   [`ABANDONED_AFTER_SECS`] if pending (the bounded wait after a request died mid-create).
-//!   A failed delete has either changed nothing or already killed the key; its retry succeeds.
+//! - **Deleted means dead at once.** Delete kills every secret's record before it answers.
+//! - **Nothing vanishes from the history.** A key leaves the index only with its `deleted`
+//!   event, unless it never was a key (a create that failed or was abandoned); a roll given
+//!   back takes its event with it, and answered no 201.
+//! - **Failures leave nothing half-made.** See "Repair"; a create's failure leaves at most an
+//!   entry whose record is absent or pending, never shown, reclaimed when the slot is needed.
 //! - **Bounded work.** Every loop is bounded by [`MAX_ATTEMPTS`]; each swap that did not land
-//!   means another request's did. List reads the head, one index and at most `max` records.
+//!   means another request's did. List reads the head, one index and one record per key (and
+//!   writes only to repair).
 //!
 //! # Cost (store operations, no contention)
 //! Reading back costs create and delete one more `watch` of the head and one more index read,
-//! and create one more record read after activation; verify stays one `get`.
+//! and create one more record read after activation. An update that takes rights away writes
+//! each secret's record once more before publishing (a `watch`, a swap and a read back); a roll
+//! does so for the secret it replaces. A delete writes its tombstones and removes them after.
+//! Verify stays one `get`.
 //!
 //! Garbage that may remain after failures or crashes (an unpublished index version, the record of
-//! a create that died before publishing) is never read as live data and is a few entries at most
-//! per failure.
+//! a create that died before publishing, a revoked secret of a roll given back) is never read as
+//! live data and is a few entries at most per failure.
 
 use crate::error::ApiError;
 use crate::key::sha256_hex;
@@ -152,7 +182,8 @@ pub const USAGE_GRANULARITY_SECS: i64 = 3600;
 pub const MAX_ATTEMPTS: usize = 64;
 /// How often a failed read is retried when it is the read-back of a swap that may have landed.
 pub const READ_BACK_RETRIES: usize = 2;
-/// How many of the latest changes an index version keeps (see [`Index::events`]).
+/// How many of the latest changes an index version keeps (see [`Index::events`]), at most
+/// [`MAX_EVENT_BYTES`] of them.
 pub const MAX_EVENTS: usize = 100;
 /// How many older secrets of one rolled key may still be in their grace period; a roll beyond
 /// that ends the grace of the one ending first.
@@ -161,6 +192,7 @@ pub const MAX_PREVIOUS_SECRETS: usize = 3;
 pub const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 
 mod ahead;
+mod budget;
 mod chain;
 mod create;
 mod delete;
@@ -174,6 +206,7 @@ mod verify;
 
 // Every part of the protocol sees the others' items (each `pub(super)`) through this module.
 use ahead::*;
+use budget::*;
 use chain::*;
 use delete::*;
 use index::*;
@@ -182,6 +215,7 @@ use list::*;
 use record::*;
 use roll::*;
 
+pub use budget::{largest_index_bytes, MAX_EVENT_BYTES, MAX_INDEX_BYTES};
 pub use create::{create, NewKeyRecord};
 pub use delete::delete;
 pub use index::{

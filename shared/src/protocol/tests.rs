@@ -82,6 +82,7 @@ under_every_swap_answer!(
     a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds,
     an_update_that_dies_after_any_operation_is_carried_by_the_next_one,
     the_index_keeps_the_latest_hundred_events,
+    a_full_index_stays_within_its_byte_budget,
     events_record_creates_updates_and_deletes_newest_first_without_secrets,
     an_expired_key_removed_by_a_create_is_a_deleted_event,
     a_roll_gives_a_new_secret_and_the_old_one_verifies_until_its_grace_ends,
@@ -1691,6 +1692,61 @@ fn an_update_that_dies_after_any_operation_is_carried_by_the_next_one(answers: S
             (vec!["write".to_string()], false)
         );
     }
+}
+
+fn a_full_index_stays_within_its_byte_budget(answers: SwapAnswers) {
+    // 100 keys, each named with 64 of the widest characters, holding 20 scopes of 30
+    // characters, rolled; then more updates than the history keeps, each changing every
+    // scope (an update event carries both lists).
+    let store = MemoryStore::with_answers(answers);
+    let wide: Vec<String> = (0..20).map(|i| format!("{i:030}")).collect();
+    let other: Vec<String> = (20..40).map(|i| format!("{i:030}")).collect();
+    let name = "\u{10FFFF}".repeat(crate::validate::MAX_NAME_CHARS);
+    let max = 100;
+    let mut ids = Vec::new();
+    for _ in 0..max {
+        let made = new_key();
+        let record = NewKeyRecord {
+            hash: &made.hash,
+            id: &made.id,
+            preview: "ak_...wxyz",
+            name: &name,
+            scopes: &wide,
+            expires_at: None,
+        };
+        create(&store, "alice", &record, max, NOW).unwrap();
+        roll_with(&store, "alice", &made.id, HOUR, NOW).1.unwrap();
+        ids.push(made.id);
+    }
+    for (round, id) in ids.iter().cycle().take(2 * MAX_EVENTS).enumerate() {
+        let scopes = if round % 2 == 0 { &other } else { &wide };
+        let wanted = Settings {
+            scopes: Some(scopes.clone()),
+            ..Settings::default()
+        };
+        update_one(&store, "alice", id, &wanted).unwrap();
+    }
+    let space = UserSpace::of("alice");
+    let head = Head::decode(&store.get(&space.head).unwrap().unwrap()).unwrap();
+    let bytes = store
+        .get(&space.index(head.version))
+        .unwrap()
+        .unwrap()
+        .len();
+    let allowed: Vec<String> = wide.iter().chain(&other).cloned().collect();
+    let largest = largest_index_bytes(&allowed, "ak", max);
+    assert!(
+        bytes <= largest,
+        "{bytes} bytes, more than the {largest} allowed for"
+    );
+    assert!(bytes <= MAX_INDEX_BYTES, "{bytes} bytes");
+    // The history was let go by bytes before by count.
+    let index = current_index(&store, "alice");
+    let kept: usize = index.events.iter().map(event_bytes).sum();
+    assert!(
+        kept <= MAX_EVENT_BYTES && index.events.len() < MAX_EVENTS,
+        "{kept}"
+    );
 }
 
 fn the_index_keeps_the_latest_hundred_events(answers: SwapAnswers) {
