@@ -104,7 +104,9 @@ impl ApiError {
                 crate::http::MAX_BODY_BYTES
             ),
             ApiError::StoreUnavailable => {
-                "The key store is unavailable; nothing was changed. Retry shortly.".into()
+                "The key store is unavailable. A change you asked for may have been made: \
+                 retry shortly, and your keys will show whether it was."
+                    .into()
             }
             ApiError::Configuration => "The service is misconfigured.".into(),
             ApiError::Internal => "An internal error occurred; nothing was changed.".into(),

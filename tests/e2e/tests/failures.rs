@@ -1,6 +1,7 @@
-//! The store failing at each operation of create, delete and roll: `503 store_unavailable`,
-//! nothing half-made, and the user can go on — after a dead request, at worst after the stated
-//! wait.
+//! The store failing at each operation of create, delete, update and roll: `503
+//! store_unavailable`, nothing half-made, and the user can go on — after a dead request, at
+//! worst after the stated wait. What takes rights away reaches verify before list shows it,
+//! whatever operation the store stops at.
 
 use e2e::{assert_error, on_every_store, unique_user, App, Store};
 use serde_json::json;
@@ -14,6 +15,8 @@ on_every_store!(
     a_store_failure_at_any_operation_of_roll_is_503_and_a_retry_succeeds,
     an_unavailable_store_is_503_everywhere_and_changes_nothing,
     a_create_that_dies_midway_holds_its_slot_only_for_the_stated_time,
+    a_disabled_key_never_verifies_once_list_shows_it_disabled_whenever_the_store_stops,
+    a_roll_cut_short_by_the_store_is_whole_or_undone_by_the_next_read,
 );
 
 /// Store operations a request made, from the host's counters.
@@ -275,4 +278,138 @@ fn assert_every_function_answers_503(app: &App, user: &str, created: &serde_json
         (503, json!({"valid": false, "code": "store_unavailable"}))
     );
     assert!(verify.header("retry-after").is_some());
+}
+
+/// The store down from operation `n` of an update on: the update answers 200 or 503, and
+/// whatever it answered, once list shows the key disabled, verify refuses it — also as read
+/// before that list (nothing waits for a read to take the right away). The next read once a
+/// request that died would be given up makes them agree for good; the retry succeeds.
+fn a_disabled_key_never_verifies_once_list_shows_it_disabled_whenever_the_store_stops(
+    store: Store,
+) {
+    let app = App::start_on(store);
+    app.freeze_clock();
+    let user = unique_user("disabling");
+    let disable = |id: &str| {
+        let body = json!({"id": id, "enabled": false}).to_string();
+        app.as_user(&user, "POST", "/v1/keys.update", Some(&body))
+    };
+    let probe = app.create_ok(&user, "probe", &["read"]);
+    let total = operations(&disable(probe["id"].as_str().unwrap()));
+    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
+    let mut published_but_503 = 0;
+    for n in 1..=total {
+        let created = app.create_ok(&user, "to disable", &["read"]);
+        let (id, key) = (
+            created["id"].as_str().unwrap(),
+            created["key"].as_str().unwrap(),
+        );
+        app.store.fail_from(n);
+        let reply = disable(id);
+        app.store.disarm();
+        let verified_first = app.verifies(key);
+        let listed = app.list(&user).body;
+        let enabled = listed["keys"][0]["enabled"].as_bool().unwrap();
+        assert!(
+            enabled || !verified_first,
+            "operation {n}: list shows it disabled, verify took it"
+        );
+        if reply.status == 200 {
+            assert!(!enabled && !verified_first, "operation {n}");
+        } else {
+            assert_error(&reply, 503, "store_unavailable");
+            published_but_503 += usize::from(!enabled);
+        }
+        app.clock
+            .advance(Duration::from_secs(ABANDONED_AFTER_SECS as u64));
+        let listed = app.list(&user).body;
+        let enabled = listed["keys"][0]["enabled"].as_bool().unwrap();
+        assert_eq!(
+            app.verifies(key),
+            enabled,
+            "operation {n}: list and verify agree"
+        );
+        assert_eq!(disable(id).status, 200, "operation {n}: the retry");
+        assert!(!app.verifies(key));
+        assert_eq!(app.delete(&user, id).status, 200);
+    }
+    assert!(published_but_503 > 0, "some outage came after the publish");
+}
+
+/// The store down from operation `n` of a roll on: once it is back and a read past the time
+/// a request that died is given up, the roll is whole (in the history; the old secret ends
+/// with its grace) or undone (not in the history; the old secret the key's current one, with
+/// no end) — never the old secret verifying past a grace the history shows, nor a preview of
+/// a secret nobody holds.
+fn a_roll_cut_short_by_the_store_is_whole_or_undone_by_the_next_read(store: Store) {
+    let app = App::start_on(store);
+    app.freeze_clock();
+    let user = unique_user("cut-short");
+    const GRACE: u64 = 60;
+    let roll = |id: &str| {
+        let body = json!({"id": id, "grace_seconds": GRACE}).to_string();
+        app.as_user(&user, "POST", "/v1/keys.roll", Some(&body))
+    };
+    let rolls_of = |id: &str| {
+        let history = app.as_user(&user, "GET", "/v1/keys.events", None).body;
+        let events = history["events"].as_array().unwrap().clone();
+        events
+            .iter()
+            .filter(|e| e["type"] == "rolled" && e["key_id"] == id)
+            .count()
+    };
+    let probe = app.create_ok(&user, "probe", &["read"]);
+    let total = operations(&roll(probe["id"].as_str().unwrap()));
+    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
+    for n in 1..=total {
+        let created = app.create_ok(&user, "rolled", &["read"]);
+        let (id, original) = (
+            created["id"].as_str().unwrap(),
+            created["key"].as_str().unwrap(),
+        );
+        app.store.fail_from(n);
+        let reply = roll(id);
+        app.store.disarm();
+        if reply.status != 201 {
+            assert_error(&reply, 503, "store_unavailable");
+        }
+        app.clock
+            .advance(Duration::from_secs(ABANDONED_AFTER_SECS as u64));
+        let listed = app.list(&user).body;
+        let preview = listed["keys"][0]["preview"].as_str().unwrap().to_owned();
+        let shows_last_four = |secret: &str| secret.ends_with(&preview[preview.len() - 4..]);
+        match rolls_of(id) {
+            0 => {
+                assert_ne!(
+                    reply.status, 201,
+                    "operation {n}: a 201 roll left the history"
+                );
+                assert!(
+                    shows_last_four(original),
+                    "operation {n}: preview {preview}"
+                );
+                app.clock.advance(Duration::from_secs(GRACE));
+                assert!(
+                    app.verifies(original),
+                    "operation {n}: undone, the key keeps its secret"
+                );
+            }
+            1 => {
+                if reply.status == 201 {
+                    assert!(shows_last_four(reply.body["key"].as_str().unwrap()));
+                }
+                app.clock.advance(Duration::from_secs(GRACE));
+                assert!(
+                    !app.verifies(original),
+                    "operation {n}: past the grace the history shows"
+                );
+            }
+            more => panic!("operation {n}: {more} rolled events for one roll"),
+        }
+        // The user goes on: the retry gives a working secret.
+        let retry = roll(id);
+        assert_eq!(retry.status, 201, "operation {n}: {}", retry.text);
+        assert!(app.verifies(retry.body["key"].as_str().unwrap()));
+        assert_eq!(app.delete(&user, id).status, 200);
+    }
 }
