@@ -81,6 +81,7 @@ under_every_swap_answer!(
     a_verify_racing_an_update_sees_the_old_or_the_new_settings_whole,
     a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds,
     an_update_that_dies_after_any_operation_is_carried_by_the_next_one,
+    an_update_answers_what_verify_obeys_after_another_died_taking_rights_away,
     the_index_keeps_the_latest_hundred_events,
     a_full_index_stays_within_its_byte_budget,
     events_record_creates_updates_and_deletes_newest_first_without_secrets,
@@ -1747,6 +1748,37 @@ fn a_full_index_stays_within_its_byte_budget(answers: SwapAnswers) {
         kept <= MAX_EVENT_BYTES && index.events.len() < MAX_EVENTS,
         "{kept}"
     );
+}
+
+fn an_update_answers_what_verify_obeys_after_another_died_taking_rights_away(
+    answers: SwapAnswers,
+) {
+    // An update disabling the key dies after each of its operations; then the user asks for
+    // the key enabled, which the index may already say: the answer and verify agree at once.
+    let setup = |store: &MemoryStore| {
+        let made = create_one(store, "alice");
+        let request = Request::Update {
+            user: "alice",
+            id: made.id.clone(),
+            wanted: write_only(),
+        };
+        (made, request)
+    };
+    let operations = operations_of(answers, |store| setup(store).1);
+    let enable = Settings {
+        enabled: Some(true),
+        ..Settings::default()
+    };
+    for died_after in 0..operations {
+        let store = MemoryStore::with_answers(answers);
+        let (made, request) = setup(&store);
+        run_plan(&store, &[request], vec![], &[Some(died_after)], MAX);
+        let answered = update_one(&store, "alice", &made.id, &enable).unwrap();
+        assert!(answered.entry.enabled);
+        let record = verify(&store, &made.hash, NOW).unwrap().expect("alive");
+        assert!(record.enabled, "died after {died_after}");
+        assert_settings_carried(&store, &["alice"]);
+    }
 }
 
 fn the_index_keeps_the_latest_hundred_events(answers: SwapAnswers) {

@@ -75,8 +75,18 @@ fn update_steps<S: KeyValue>(
             // carried below.
             ahead.withdraw(store)?;
             // The entry at the head: these settings, or newer ones of a later update.
-            let entry = index.keys.swap_remove(position);
-            return answer(store, entry, head.version, user_id, now);
+            let entry = index.keys[position].clone();
+            let current = carry_all(store, &entry, head.version)?;
+            let undecided = |r: &KeyRecord| r.restrictions.iter().any(|x| x.version > head.version);
+            if matches!(&current, Stored::Record(r) if undecided(r)) {
+                // Another change is taking rights away, in flight or dead, and this answer
+                // would show the key as if it were not. Publishing the index again decides it
+                // (its version can no longer land), and the next round carries it away.
+                let proposed = propose(store, &user, cas, head, &index)?;
+                versions.note(head, proposed);
+                continue;
+            }
+            return answer(store, entry, current, user_id, now);
         }
         match Standing::of(store, &index.keys[position], user_id, now)? {
             // A roll in flight: its secret gets the restriction and the settings too, and its
@@ -121,17 +131,17 @@ fn update_steps<S: KeyValue>(
     Err(ApiError::StoreUnavailable)
 }
 
-/// Carries `entry`, as index version `head` has it, onto its secrets' records and answers the
-/// key as list shows it: by its current secret's record, or while a roll is in flight by the
-/// secret it lives on in.
+/// The key as list shows it, once `entry` was carried onto its secrets' records (`current`
+/// is what its current secret's holds then): by its current secret's record, or while a roll
+/// is in flight by the secret it lives on in.
 fn answer<S: KeyValue>(
     store: &S,
     entry: IndexEntry,
-    head: u64,
+    current: Stored,
     user_id: &str,
     now: i64,
 ) -> Result<KeySummary, ApiError> {
-    let shown = match carry_all(store, &entry, head)? {
+    let shown = match current {
         Stored::Record(record) if record.state == KeyState::Active => Some(record),
         _ => Standing::of(store, &entry, user_id, now)?.shown(),
     };

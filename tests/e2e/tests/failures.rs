@@ -24,6 +24,16 @@ fn operations(reply: &e2e::Reply) -> u64 {
     reply.kv_reads() + reply.kv_writes()
 }
 
+/// Store operations `change` makes on a quiet store, tried on a key made for it and deleted
+/// after.
+fn operations_of_change(app: &App, user: &str, change: impl Fn(&str) -> e2e::Reply) -> u64 {
+    let probe = app.create_ok(user, "probe", &["read"]);
+    let id = probe["id"].as_str().unwrap();
+    let total = operations(&change(id));
+    assert_eq!(app.delete(user, id).status, 200);
+    total
+}
+
 /// Every listed key verifies, every live key in `secrets` is listed, at most `limit` keys.
 fn assert_consistent(app: &App, user: &str, secrets: &[(String, String)]) {
     let listed = app.listed_ids(user);
@@ -124,10 +134,8 @@ fn a_store_failure_at_any_operation_of_roll_is_503_and_a_retry_succeeds(store: S
         let body = json!({"id": id, "grace_seconds": 600}).to_string();
         app.as_user(&user, "POST", "/v1/keys.roll", Some(&body))
     };
-    let probe = app.create_ok(&user, "probe", &["read"]);
-    let total = operations(&roll(probe["id"].as_str().unwrap()));
+    let total = operations_of_change(&app, &user, &roll);
     assert!(total >= 8, "a roll makes {total} store operations");
-    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
     for n in 1..=total {
         let created = app.create_ok(&user, "rolled", &["read"]);
         let (id, original) = (
@@ -294,9 +302,7 @@ fn a_disabled_key_never_verifies_once_list_shows_it_disabled_whenever_the_store_
         let body = json!({"id": id, "enabled": false}).to_string();
         app.as_user(&user, "POST", "/v1/keys.update", Some(&body))
     };
-    let probe = app.create_ok(&user, "probe", &["read"]);
-    let total = operations(&disable(probe["id"].as_str().unwrap()));
-    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
+    let total = operations_of_change(&app, &user, &disable);
     let mut published_but_503 = 0;
     for n in 1..=total {
         let created = app.create_ok(&user, "to disable", &["read"]);
@@ -358,9 +364,7 @@ fn a_roll_cut_short_by_the_store_is_whole_or_undone_by_the_next_read(store: Stor
             .filter(|e| e["type"] == "rolled" && e["key_id"] == id)
             .count()
     };
-    let probe = app.create_ok(&user, "probe", &["read"]);
-    let total = operations(&roll(probe["id"].as_str().unwrap()));
-    assert_eq!(app.delete(&user, probe["id"].as_str().unwrap()).status, 200);
+    let total = operations_of_change(&app, &user, &roll);
     for n in 1..=total {
         let created = app.create_ok(&user, "rolled", &["read"]);
         let (id, original) = (
