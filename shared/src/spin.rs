@@ -167,6 +167,12 @@ impl BoundedRequest {
         String::from_utf8(first).ok()
     }
 
+    /// Every value of header `name` (any case), as the bytes that came, in one host call
+    /// (`fields.get`): for verify, which must see a repeated or undecodable header.
+    pub fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers.get(name)
+    }
+
     /// The query string, without `?` (empty if none).
     pub fn query(&self) -> &str {
         self.path_with_query

@@ -3,6 +3,9 @@
 //!
 //! A malformed key, or one whose checksum does not match, is answered without opening the
 //! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
+//!
+//! Two credentials, or one that is not UTF-8, are `401 invalid_key`: an upstream might read the
+//! one nobody checked.
 
 use crate::http::{query_params, CappedBody, Reply};
 use crate::key;
@@ -18,13 +21,13 @@ pub struct Presentation {
     pub scopes: Vec<String>,
 }
 
-/// The request as verify sees it. Each part is asked of the host only when it is needed: a
-/// key in `X-API-Key` is answered without the `Authorization` header, the method or the body
-/// (every one a round trip through the host on the hot path).
+/// The request as verify sees it. Each part is asked of the host only when it is needed: the
+/// method and the body only for a key that came in no header (each a round trip through the
+/// host on the hot path).
 pub struct VerifyRequest<'a> {
     pub method: &'a dyn Fn() -> &'a str,
-    /// The value of a request header by its lowercase name.
-    pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// Every value of a request header by its lowercase name, as the bytes that came.
+    pub header: &'a dyn Fn(&str) -> Vec<Vec<u8>>,
     pub query: &'a str,
     pub body: &'a dyn Fn() -> &'a CappedBody,
 }
@@ -37,25 +40,13 @@ pub struct VerifyRequest<'a> {
 /// that does not percent-decode is kept as written, so no key holds it: scope checks fail
 /// closed.
 pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
-    let header = request.header;
-    let from_header = header("x-api-key")
-        .map(|key| key.trim().to_owned())
-        .or_else(|| {
-            let authorization = header("authorization")?;
-            let (scheme, token) = authorization.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        });
+    let key = key_from_headers(request.header)?;
     let mut scopes: Vec<String> = query_params(request.query, "scope")
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect();
-    if let Some(key) = from_header {
-        return Ok(Presentation {
-            key: Some(key),
-            scopes,
-        });
+    if key.is_some() {
+        return Ok(Presentation { key, scopes });
     }
     if (request.method)() != "POST" {
         return Ok(Presentation { key: None, scopes });
@@ -73,6 +64,43 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
         key: input.key,
         scopes,
     })
+}
+
+/// The key in `X-API-Key` or `Authorization: Bearer`, if there is one.
+///
+/// Exactly one credential may come. Two `X-API-Key` headers, two `Authorization` headers
+/// (whatever their schemes), or an `X-API-Key` next to an `Authorization: Bearer` are refused
+/// as `invalid_key`, and so is a credential header that is not UTF-8: a gateway passes the
+/// request on, and an upstream that reads the other value (the last header, the other name,
+/// its own decoding) would trust a key nobody checked. The same key given twice is refused
+/// too: "the same" would have to be judged as every upstream judges it (whitespace, a proxy
+/// that joins repeated headers with commas), and no client needs to send a key twice.
+///
+/// Both headers are asked for even when `X-API-Key` has the key: that is one host call more on
+/// the hot path (`fields.get`), the price of seeing a second credential.
+fn key_from_headers(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Result<Option<String>, Reply> {
+    let utf8 = |value: Vec<u8>| String::from_utf8(value).map_err(|_| invalid_key());
+    let mut keys = Vec::new();
+    for value in header("x-api-key") {
+        keys.push(utf8(value)?.trim().to_owned());
+    }
+    let authorization = header("authorization");
+    if authorization.len() > 1 {
+        return Err(invalid_key());
+    }
+    for value in authorization {
+        let value = utf8(value)?;
+        // Another scheme (`Basic`, ...) is no API key: it is not this service's to judge.
+        if let Some((scheme, token)) = value.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                keys.push(token.trim().to_owned());
+            }
+        }
+    }
+    match keys.len() {
+        0 | 1 => Ok(keys.pop()),
+        _ => Err(invalid_key()),
+    }
 }
 
 /// Answers a presentation; `open` is called only for a well-formed key.
@@ -139,7 +167,8 @@ fn valid(record: &KeyRecord) -> Reply {
     .with_header("x-api-key-scopes", record.scopes.join(","))
 }
 
-/// One answer for a missing, malformed, mistyped, unknown or deleted key.
+/// One answer for a missing, malformed, mistyped, unknown or deleted key, and for credentials
+/// that are ambiguous.
 fn invalid_key() -> Reply {
     refusal(401, "invalid_key").with_header("www-authenticate", "Bearer")
 }
@@ -167,18 +196,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn present(
+    /// Verify's view of a request: `headers` as (lowercase name, value) pairs, repeats kept.
+    fn present_with(
         method: &str,
-        x_api_key: Option<&str>,
-        authorization: Option<&str>,
         query: &str,
+        headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Result<Presentation, Reply> {
         let body = CappedBody::from_bytes(body);
-        let header = |name: &str| match name {
-            "x-api-key" => x_api_key.map(str::to_owned),
-            "authorization" => authorization.map(str::to_owned),
-            _ => None,
+        let header = |name: &str| {
+            headers
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, value)| value.to_vec())
+                .collect()
         };
         presentation(&VerifyRequest {
             method: &|| method,
@@ -186,6 +217,39 @@ mod tests {
             query,
             body: &|| &body,
         })
+    }
+
+    fn present(
+        method: &str,
+        x_api_key: Option<&str>,
+        authorization: Option<&str>,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Presentation, Reply> {
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(key) = x_api_key {
+            headers.push(("x-api-key", key.as_bytes()));
+        }
+        if let Some(authorization) = authorization {
+            headers.push(("authorization", authorization.as_bytes()));
+        }
+        present_with(method, query, &headers, body)
+    }
+
+    /// What the component answers: the presentation's refusal, or the answer to it from a
+    /// store that must not be opened.
+    fn answer_without_store(presented: Result<Presentation, Reply>) -> Reply {
+        match presented {
+            Ok(presented) => {
+                answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0)
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
+    fn status_and_code(reply: &Reply) -> (u16, Option<String>) {
+        let code = reply.body_json()["code"].as_str().map(str::to_owned);
+        (reply.status, code)
     }
 
     #[test]
@@ -218,24 +282,40 @@ mod tests {
                     scopes: vec!["write".into()]
                 }
             );
-            let p = present(method, Some("k2"), Some("Bearer k1"), "", b"").unwrap();
-            assert_eq!(
-                p,
-                Presentation {
-                    key: Some("k2".into()),
-                    scopes: vec![]
-                }
-            );
+            let p = present(method, Some("k2"), None, "", br#"{"key": "other"}"#).unwrap();
+            assert_eq!(p.key.as_deref(), Some("k2"));
         }
     }
 
     #[test]
-    fn a_key_in_x_api_key_is_answered_without_the_method_authorization_or_body() {
+    fn a_key_in_x_api_key_is_answered_without_the_method_or_body_in_two_header_lookups() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let presented = presentation(&VerifyRequest {
+            method: &|| panic!("the method was asked for"),
+            header: &|name| {
+                asked.borrow_mut().push(name.to_owned());
+                match name {
+                    "x-api-key" => vec![b"k".to_vec()],
+                    _ => vec![],
+                }
+            },
+            query: "",
+            body: &|| panic!("the body was read"),
+        });
+        assert_eq!(presented.unwrap().key.as_deref(), Some("k"));
+        // The key, and a second credential that would make it ambiguous.
+        let mut asked = asked.into_inner();
+        asked.sort();
+        assert_eq!(asked, ["authorization", "x-api-key"]);
+    }
+
+    #[test]
+    fn a_key_in_authorization_is_answered_without_the_method_or_body() {
         let presented = presentation(&VerifyRequest {
             method: &|| panic!("the method was asked for"),
             header: &|name| match name {
-                "x-api-key" => Some("k".into()),
-                _ => panic!("header {name} was asked for"),
+                "authorization" => vec![b"Bearer k".to_vec()],
+                _ => vec![],
             },
             query: "",
             body: &|| panic!("the body was read"),
@@ -244,14 +324,58 @@ mod tests {
     }
 
     #[test]
-    fn a_key_in_authorization_is_answered_without_the_method_or_body() {
-        let presented = presentation(&VerifyRequest {
-            method: &|| panic!("the method was asked for"),
-            header: &|name| (name == "authorization").then(|| "Bearer k".into()),
-            query: "",
-            body: &|| panic!("the body was read"),
-        });
-        assert_eq!(presented.unwrap().key.as_deref(), Some("k"));
+    fn two_credentials_or_an_undecodable_one_are_invalid_key_without_the_store() {
+        // Well-formed keys, so that only the refusal keeps the store closed.
+        let k1 = crate::key::generate("ak").unwrap().secret;
+        let k2 = crate::key::generate("ak").unwrap().secret;
+        let (bearer1, bearer2) = (format!("Bearer {k1}"), format!("Bearer {k2}"));
+        let lower_bearer1 = format!("bearer {k1}");
+        let not_utf8 = [k1.as_bytes(), b"\xff"].concat();
+        let bearer_not_utf8 = [bearer1.as_bytes(), b"\xff"].concat();
+        let (k1, k2) = (k1.as_bytes(), k2.as_bytes());
+        let cases: [&[(&str, &[u8])]; 9] = [
+            &[("x-api-key", k1), ("x-api-key", k2)],
+            // The same key twice too: see `key_from_headers`.
+            &[("x-api-key", k1), ("x-api-key", k1)],
+            &[
+                ("authorization", bearer1.as_bytes()),
+                ("authorization", bearer2.as_bytes()),
+            ],
+            &[
+                ("authorization", bearer1.as_bytes()),
+                ("authorization", b"Basic dTpw"),
+            ],
+            &[("x-api-key", k1), ("authorization", bearer2.as_bytes())],
+            &[
+                ("x-api-key", k1),
+                ("authorization", lower_bearer1.as_bytes()),
+            ],
+            // Not UTF-8: never skipped in favour of the other header.
+            &[
+                ("x-api-key", &not_utf8),
+                ("authorization", bearer1.as_bytes()),
+            ],
+            &[("x-api-key", k1), ("authorization", &bearer_not_utf8)],
+            &[("x-api-key", k1), ("authorization", b"Basic \xc3\x28")],
+        ];
+        for headers in cases {
+            for method in ["GET", "POST"] {
+                let body = serde_json::to_vec(&json!({ "key": std::str::from_utf8(k1).unwrap() }));
+                let reply = answer_without_store(present_with(method, "", headers, &body.unwrap()));
+                assert_eq!(
+                    status_and_code(&reply),
+                    (401, Some("invalid_key".into())),
+                    "{headers:?}"
+                );
+                assert!(reply
+                    .headers
+                    .contains(&("www-authenticate", "Bearer".into())));
+            }
+        }
+        // Another scheme is no second key: the one key is the one verified.
+        let one = std::str::from_utf8(k1).unwrap();
+        let p = present("GET", Some(one), Some("Basic dTpw"), "", b"").unwrap();
+        assert_eq!(p.key.as_deref(), Some(one));
     }
 
     #[test]

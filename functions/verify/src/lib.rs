@@ -12,7 +12,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let request = BoundedRequest::read(request);
     let presented = verification::presentation(&VerifyRequest {
         method: &|| request.method(),
-        header: &|name| request.header(name),
+        header: &|name| request.header_values(name),
         query: request.query(),
         body: &|| request.body(),
     });

@@ -10,6 +10,39 @@ fn new_key(app: &App, scopes: &[&str]) -> (String, serde_json::Value) {
     (user, created)
 }
 
+/// A `GET` of `path` with `headers` written exactly as given, repeats and bytes that are not
+/// UTF-8 included (the HTTP client of [`App::request`] sends neither), on a connection of its
+/// own. Returns the status and the whole response as text (head, then the body as sent).
+fn raw_get(app: &App, path: &str, headers: &[(&str, &[u8])]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = app.url.trim_start_matches("http://");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n").into_bytes();
+    for (name, value) in headers {
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the app");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("read timeout");
+    stream.write_all(&request).expect("send the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    (status, response)
+}
+
 #[test]
 fn a_valid_key_in_the_body_answers_who_and_what() {
     let app = shared_app();
@@ -251,4 +284,54 @@ fn envoy_style_paths_under_verify_are_forward_auth_too() {
     assert_eq!(reply.header("x-api-key-user"), Some(user.as_str()));
     let none = app.request("POST", "/v1/keys.verify/api/orders", &[], None);
     assert_eq!((none.status, none.code()), (401, Some("invalid_key")));
+}
+
+#[test]
+fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
+    // An upstream behind the gateway might read the other value (the last header, the other
+    // name): a key nobody checked. Both keys are valid on their own.
+    let app = shared_app();
+    let (_, first) = new_key(app, &["read"]);
+    let (_, second) = new_key(app, &["read"]);
+    let (k1, k2) = (
+        first["key"].as_str().unwrap(),
+        second["key"].as_str().unwrap(),
+    );
+    let (bearer1, bearer2) = (format!("Bearer {k1}"), format!("Bearer {k2}"));
+    let not_utf8 = [k1.as_bytes(), b"\xff"].concat();
+    let cases: [&[(&str, &[u8])]; 6] = [
+        &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k2.as_bytes())],
+        &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k1.as_bytes())],
+        &[
+            ("Authorization", bearer1.as_bytes()),
+            ("Authorization", bearer2.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", k1.as_bytes()),
+            ("Authorization", bearer2.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", k1.as_bytes()),
+            ("Authorization", bearer1.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", &not_utf8),
+            ("Authorization", bearer1.as_bytes()),
+        ],
+    ];
+    for headers in cases {
+        let (status, response) = raw_get(app, "/v1/keys.verify", headers);
+        assert_eq!(status, 401, "{headers:?}: {response}");
+        let response = response.to_ascii_lowercase();
+        assert!(response.contains(r#""code":"invalid_key""#), "{response}");
+        assert!(
+            response.contains("www-authenticate: bearer\r\n"),
+            "{response}"
+        );
+        assert!(response.contains("x-kv-reads: 0\r\n"), "{response}");
+    }
+    for key in [k1, k2] {
+        let (status, response) = raw_get(app, "/v1/keys.verify", &[("X-API-Key", key.as_bytes())]);
+        assert_eq!(status, 200, "{response}");
+    }
 }
