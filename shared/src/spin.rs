@@ -173,11 +173,9 @@ impl BoundedRequest {
         self.headers.get(name)
     }
 
-    /// The query string, without `?` (empty if none).
-    pub fn query(&self) -> &str {
-        self.path_with_query
-            .split_once('?')
-            .map_or("", |(_, query)| query)
+    /// The path and query of the request as it came (`/v1/keys.verify?scope=read`).
+    pub fn path_with_query(&self) -> &str {
+        &self.path_with_query
     }
 }
 

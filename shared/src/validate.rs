@@ -31,7 +31,7 @@ pub struct CreateInput {
 pub struct VerifyInput {
     /// The presented key, if the body had one.
     pub key: Option<String>,
-    /// The scope the caller requires, if any.
+    /// The scope the caller requires, if any; an empty one is kept, for verify to refuse.
     pub scope: Option<String>,
 }
 
@@ -123,7 +123,8 @@ pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
         .map_err(|_| ApiError::InvalidJson("The body must be a JSON object.".into()))?;
     let scope = match members.scope {
         Member::Absent | Member::Null => None,
-        Member::Text(scope) if scope.is_empty() => None,
+        // An empty one is kept: verify refuses it (`invalid_scope`) rather than read it as
+        // "no scope required".
         Member::Text(scope) => Some(scope),
         Member::Other => return Err(ApiError::InvalidJson("`scope` must be a string.".into())),
     };
@@ -757,7 +758,8 @@ mod tests {
         }
         assert_eq!(
             verify_input(br#"{"key": "k", "scope": ""}"#).unwrap().scope,
-            None
+            Some(String::new()),
+            "kept for verify to refuse"
         );
         assert_eq!(
             verify_input(br#"{"key": "k", "scope": null}"#)
