@@ -46,15 +46,17 @@ pub struct VerifyRequest<'a> {
 
 /// Finds the presented key and the required scopes.
 ///
-/// Which route the request came by decides whose its query and body are. On [`PATH`] (with
-/// the one trailing slash Spin's exact routes also take) they are the caller's: the query may
-/// hold `scope` and nothing else, and a POST without a key header may carry the key and a
-/// scope in a JSON body. Under `/v1/keys.verify/...`, Envoy's ext_authz sends the client's
-/// own path and query: the query is ignored (neither refused nor required: the client could
-/// otherwise choose what is checked) and so is the body; the key comes from the headers and
-/// the required scopes from [`REQUIRED_SCOPE_HEADER`] only. The path is the request's own
-/// (`path-with-query`), not Spin's `spin-matched-route` header, so that no host header is
-/// trusted for it.
+/// Which route the request came by decides whose its query and body are. Under
+/// `/v1/keys.verify/...`, Envoy's ext_authz sends the client's own path and query: the query is
+/// ignored (neither refused nor required: the client could otherwise choose what is checked)
+/// and so is the body; the key comes from the headers and the required scopes from
+/// [`REQUIRED_SCOPE_HEADER`] only. Any other path is the caller's own request: [`PATH`], with
+/// the one trailing slash that Spin's exact routes also take, and, should `spin.toml` route
+/// verify elsewhere, any path this code does not know, so that a route it cannot place is
+/// checked strictly rather than let through. There the query may hold `scope` and nothing else,
+/// and a POST without a key header may carry the key and a scope in a JSON body. The path is
+/// the request's own (`path-with-query`), not Spin's `spin-matched-route` header: no host
+/// header is needed, or trusted, for it.
 ///
 /// Forward-auth headers win over the body: a gateway forwards the client's own request, whose
 /// body belongs to the upstream API. Every required scope counts (a repeated one is not
@@ -65,7 +67,11 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
         .path_with_query
         .split_once('?')
         .unwrap_or((request.path_with_query, ""));
-    let own_request = path.strip_suffix('/').unwrap_or(path) == PATH;
+    let forwarded = path
+        .strip_prefix(PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty());
+    let own_request = !forwarded;
     let mut scopes = scopes_from_header(request.header)?;
     if own_request {
         scopes.extend(scopes_from_query(query)?);
@@ -478,12 +484,15 @@ mod tests {
                     "{query}"
                 );
             }
-            let trailing_slash = present_at("GET", &format!("{PATH}/?{query}"), &[], b"");
-            assert_eq!(
-                refused(trailing_slash),
-                (400, Some("invalid_query".into())),
-                "{query}: Spin routes `{PATH}/` to the exact route too"
-            );
+            // Spin routes `/v1/keys.verify/` to the exact route too; a path verify does not
+            // know (`spin.toml` changed) is checked as strictly.
+            for path in [&format!("{PATH}/"), "/auth", "/v1/keys.verifyx"] {
+                assert_eq!(
+                    refused(present_at("GET", &format!("{path}?{query}"), &[], b"")),
+                    (400, Some("invalid_query".into())),
+                    "{path}?{query}"
+                );
+            }
         }
         // A bare `?` or empty segments hold no parameter.
         assert!(present("GET", Some("k"), None, "", b"").is_ok());
