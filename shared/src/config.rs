@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `jwt_secret` | (none: management answers `configuration_error`) | HS256 secret of the tokens that sign users in, at least [`MIN_JWT_SECRET_BYTES`] bytes |
 //! | `jwt_issuer` | empty: not checked | required `iss` |
-//! | `jwt_audience` | empty: not checked | required `aud` |
+//! | `jwt_audience` | empty: tokens with an `aud` are refused | required `aud` |
 //! | `allowed_scopes` | [`DEFAULT_ALLOWED_SCOPES`] | comma-separated scopes a key may hold |
 //! | `key_prefix` | [`DEFAULT_KEY_PREFIX`] | what new keys start with, before `_` |
 //! | `max_keys_per_user` | [`DEFAULT_MAX_KEYS`] | 1 to [`MAX_KEYS_CEILING`] |

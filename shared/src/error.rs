@@ -3,6 +3,11 @@
 //! Every failure a handler can meet is an [`ApiError`]; [`ApiError::status`] and
 //! [`ApiError::body`] are the only places that decide what a client sees. Internal detail
 //! (store messages, configuration problems) is logged by the caller and never put in a body.
+//!
+//! Verify answers in a shape of its own, `{"valid": false, "code": …}`, with its codes
+//! (`invalid_key`, `key_expired`, `key_disabled`, `insufficient_scope`, `invalid_json`,
+//! `invalid_query`, `invalid_scope`, `payload_too_large`, `store_unavailable`) mapped in
+//! [`crate::verification`], so that `verify.wasm` links none of this module's code.
 
 use serde_json::json;
 

@@ -1,5 +1,5 @@
 //! HTTP plumbing every component shares, independent of the Spin SDK so it runs in native tests:
-//! the body limit, method checks, header lookup and the JSON reply.
+//! the body limit, method checks, query parsing and the JSON reply.
 
 use crate::error::ApiError;
 use serde::Serialize;
@@ -167,18 +167,19 @@ pub fn require_method(method: &str, allowed: &'static str) -> Result<(), ApiErro
     }
 }
 
-/// Every value of query parameter `name` in `query` (without `?`), percent-decoded. A value
-/// that does not decode is returned as it was written, so that a check built on it fails
-/// closed instead of silently dropping the parameter.
-pub fn query_params(query: &str, name: &str) -> Vec<String> {
+/// Every parameter of `query` (without `?`) as `(name, value)`, in order and repeats included,
+/// percent-decoded (`+` is a space). Empty segments (`a=1&&b=2`, a bare `?`) hold no parameter.
+/// A name or value that does not decode is returned as it was written, so that a check built
+/// on it fails closed instead of silently dropping the parameter.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    let decoded = |text: &str| percent_decode(text).unwrap_or_else(|| text.to_owned());
     query
         .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key).as_deref() == Some(name))
-                .then(|| percent_decode(value).unwrap_or_else(|| value.to_owned()))
+        .filter(|pair| !pair.is_empty())
+        .map(move |pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decoded(name), decoded(value))
         })
-        .collect()
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -302,17 +303,27 @@ mod tests {
 
     #[test]
     fn query_parameters_are_found_and_decoded() {
-        assert_eq!(query_params("scope=read", "scope"), ["read"]);
+        let pairs = |query| query_pairs(query).collect::<Vec<_>>();
+        let pair = |name: &str, value: &str| (name.to_owned(), value.to_owned());
+        assert_eq!(pairs("scope=read"), [pair("scope", "read")]);
         assert_eq!(
-            query_params("a=1&scope=emails%3Asend", "scope"),
-            ["emails:send"]
+            pairs("a=1&scope=emails%3Asend"),
+            [pair("a", "1"), pair("scope", "emails:send")]
         );
-        assert_eq!(query_params("scope=a&scope=b", "scope"), ["a", "b"]);
-        assert!(query_params("scopes=x", "scope").is_empty());
-        assert!(query_params("", "scope").is_empty());
         assert_eq!(
-            query_params("scope=%zz", "scope"),
-            ["%zz"],
+            pairs("scope=a&scope=b"),
+            [pair("scope", "a"), pair("scope", "b")]
+        );
+        assert_eq!(pairs("sc%6Fpe=a+b"), [pair("scope", "a b")]);
+        assert_eq!(
+            pairs("scope&scope="),
+            [pair("scope", ""), pair("scope", "")]
+        );
+        assert!(pairs("").is_empty());
+        assert_eq!(pairs("&&scope=x&"), [pair("scope", "x")], "empty segments");
+        assert_eq!(
+            pairs("scope=%zz&%zz=1"),
+            [pair("scope", "%zz"), pair("%zz", "1")],
             "kept, not dropped"
         );
     }

@@ -3,7 +3,9 @@
 //! Only `HS256` is accepted: the algorithm is fixed by configuration, never taken from the token
 //! (so `alg: none` and algorithm-confusion tokens fail). The signature is checked in constant
 //! time with `hmac` before any claim is trusted. Claims: `sub` (1–256 characters) and `exp` are
-//! required, `nbf` is honoured, `iss`/`aud` must match when configured; 60 s of clock leeway.
+//! required, `nbf` is honoured, `iss`/`aud` must match when configured, and a token with an
+//! `aud` is refused when no audience is configured (it was meant for someone else); 60 s of
+//! clock leeway.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -24,7 +26,8 @@ pub struct Expectations<'a> {
     pub secret: &'a [u8],
     /// Required `iss`, if configured.
     pub issuer: Option<&'a str>,
-    /// Required `aud` (a string, or one element of an array), if configured.
+    /// Required `aud` (a string, or one element of an array), if configured; if not, a token
+    /// that has an `aud` at all is refused.
     pub audience: Option<&'a str>,
     /// The current time, seconds since the Unix epoch.
     pub now: i64,
@@ -104,16 +107,23 @@ pub fn verify(token: &str, expect: &Expectations) -> Result<String, Refusal> {
             return Err("wrong issuer");
         }
     }
-    if let Some(audience) = expect.audience {
-        let matches = match claims.aud.as_ref() {
-            Some(serde_json::Value::String(aud)) => aud == audience,
-            Some(serde_json::Value::Array(auds)) => {
-                auds.iter().any(|a| a.as_str() == Some(audience))
+    match (expect.audience, claims.aud.as_ref()) {
+        (None, None) => {}
+        // RFC 7519 §4.1.3: a recipient that does not identify itself with a value in `aud`
+        // must reject the token. Without `jwt_audience` this service names no audience, so a
+        // token meant for someone (another service sharing the secret) is not for it.
+        (None, Some(_)) => return Err("aud present but jwt_audience is not set"),
+        (Some(audience), aud) => {
+            let matches = match aud {
+                Some(serde_json::Value::String(aud)) => aud == audience,
+                Some(serde_json::Value::Array(auds)) => {
+                    auds.iter().any(|a| a.as_str() == Some(audience))
+                }
+                _ => false,
+            };
+            if !matches {
+                return Err("wrong audience");
             }
-            _ => false,
-        };
-        if !matches {
-            return Err("wrong audience");
         }
     }
     let subject = claims
@@ -290,8 +300,33 @@ mod tests {
         assert_eq!(verify(&wrong_aud, &e), Err("wrong audience"));
         let missing = token(json!({"sub": "u", "exp": NOW + 60}));
         assert!(verify(&missing, &e).is_err());
-        // Not configured: not checked.
-        assert!(verify(&wrong_aud, &expect()).is_ok());
+        // No issuer configured: `iss` is not checked.
+        let any_iss = token(json!({"sub": "u", "exp": NOW + 60, "iss": "https://elsewhere"}));
+        assert!(verify(&any_iss, &expect()).is_ok());
+    }
+
+    #[test]
+    fn without_a_configured_audience_a_token_with_any_aud_is_refused() {
+        // Another service's tokens, signed with a shared secret, carry that service's `aud`.
+        for aud in [
+            json!("other-service"),
+            json!("api-keys"),
+            json!(["other-service", "api-keys"]),
+            json!([]),
+            json!(""),
+        ] {
+            let t = token(json!({"sub": "u", "exp": NOW + 60, "aud": aud}));
+            assert_eq!(
+                verify(&t, &expect()),
+                Err("aud present but jwt_audience is not set"),
+                "{aud}"
+            );
+        }
+        // A token that names no audience is still accepted.
+        let no_aud = token(json!({"sub": "u", "exp": NOW + 60}));
+        assert_eq!(verify(&no_aud, &expect()), Ok("u".into()));
+        let null_aud = token(json!({"sub": "u", "exp": NOW + 60, "aud": null}));
+        assert_eq!(verify(&null_aud, &expect()), Ok("u".into()));
     }
 
     #[test]

@@ -167,11 +167,15 @@ impl BoundedRequest {
         String::from_utf8(first).ok()
     }
 
-    /// The query string, without `?` (empty if none).
-    pub fn query(&self) -> &str {
-        self.path_with_query
-            .split_once('?')
-            .map_or("", |(_, query)| query)
+    /// Every value of header `name` (any case), as the bytes that came, in one host call
+    /// (`fields.get`): for verify, which must see a repeated or undecodable header.
+    pub fn header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.headers.get(name)
+    }
+
+    /// The path and query of the request as it came (`/v1/keys.verify?scope=read`).
+    pub fn path_with_query(&self) -> &str {
+        &self.path_with_query
     }
 }
 

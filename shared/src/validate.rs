@@ -31,7 +31,7 @@ pub struct CreateInput {
 pub struct VerifyInput {
     /// The presented key, if the body had one.
     pub key: Option<String>,
-    /// The scope the caller requires, if any.
+    /// The scope the caller requires, if any; an empty one is kept, for verify to refuse.
     pub scope: Option<String>,
 }
 
@@ -123,7 +123,8 @@ pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
         .map_err(|_| ApiError::InvalidJson("The body must be a JSON object.".into()))?;
     let scope = match members.scope {
         Member::Absent | Member::Null => None,
-        Member::Text(scope) if scope.is_empty() => None,
+        // An empty one is kept: verify refuses it (`invalid_scope`) rather than read it as
+        // "no scope required".
         Member::Text(scope) => Some(scope),
         Member::Other => return Err(ApiError::InvalidJson("`scope` must be a string.".into())),
     };
@@ -245,26 +246,86 @@ fn name(value: Option<&Value>) -> Result<String, ApiError> {
             "`name` must not contain control characters.".into(),
         ));
     }
-    if trimmed.chars().any(is_invisible_formatting) {
+    if has_invisible_character(trimmed) {
         return Err(ApiError::InvalidName(
-            "`name` must not contain bidirectional controls or zero-width characters.".into(),
+            "`name` must not contain invisible characters (bidirectional controls, zero-width \
+             or other default-ignorable characters, blank fillers)."
+                .into(),
         ));
     }
     Ok(trimmed.to_owned())
 }
 
-/// Characters that change how a name is shown without being seen: bidirectional controls,
-/// which can make one name read as another in a list or console (the "Trojan Source"
-/// characters), and zero-width characters, which make two names that look alike differ.
-fn is_invisible_formatting(c: char) -> bool {
-    matches!(
-        c,
-        // Bidirectional marks, embeddings, overrides and isolates.
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-        // Zero-width space, non-joiner, joiner, word joiner, no-break space (BOM), and the
-        // Mongolian vowel separator (zero-width since Unicode 6.3).
-        | '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
-    )
+/// Zero width joiner: joins two emoji into one (👩 + 💻 = 👩‍💻).
+const ZWJ: char = '\u{200D}';
+/// Variation selector 16: asks for the emoji form of a character that has a text form (❤ → ❤️).
+const VS16: char = '\u{FE0F}';
+/// Combining enclosing keycap, which ends a keycap emoji (`#`, `*`, `0`–`9`, VS16, U+20E3: #️⃣).
+const KEYCAP: char = '\u{20E3}';
+
+/// Whether `name` holds a character that is not seen where it stands: such characters let a
+/// name look blank (a name of only U+3164 HANGUL FILLER), let two names that look alike differ,
+/// or make one name read as another (the bidirectional controls of "Trojan Source").
+///
+/// Invisible are Unicode's `Default_Ignorable_Code_Point` characters (DerivedCoreProperties.txt,
+/// from `icu_properties`' data of Unicode 18.0: soft hyphen, combining grapheme joiner, the
+/// zero-width characters, bidirectional controls, invisible operators, variation selectors,
+/// tags, the Hangul fillers U+115F, U+1160, U+3164 and U+FFA0, ...), plus blanks that are not
+/// in that set: U+2800 BRAILLE PATTERN BLANK (and the Hangul fillers, named again so that the
+/// rule does not rest on the set alone).
+///
+/// Two of them are kept where emoji need them, because there they are part of what is seen:
+/// - ZWJ between two pictographs (an emoji, possibly with its skin tone or VS16, before it, and
+///   a pictograph after it): 👩‍💻, 🏳️‍🌈, 👨🏽‍💻. Anywhere else ("pro\u{200D}d") it shows nothing.
+/// - VS16 right after an emoji whose default form is text (Emoji, not Emoji_Presentation),
+///   which it turns into its emoji form: ❤️, ☺️; after `#`, `*` or a digit only as part of a
+///   keycap (#️⃣). After anything else it changes nothing that can be seen.
+///
+/// Everything else in the set is refused wherever it stands, including what some emoji use:
+/// tag characters (the flags of England, Scotland and Wales), the text-form selector VS15, and
+/// ZWNJ (which Persian and Indic scripts use between letters; a name can do without it).
+fn has_invisible_character(name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    (0..chars.len()).any(|at| {
+        let before = at.checked_sub(1).map(|i| chars[i]);
+        let after = chars.get(at + 1).copied();
+        match chars[at] {
+            ZWJ => !(before.is_some_and(ends_an_emoji) && after.is_some_and(is_pictograph)),
+            VS16 => !before.is_some_and(|c| shown_differently_by_vs16(c, after)),
+            c => is_invisible(c),
+        }
+    })
+}
+
+fn is_invisible(c: char) -> bool {
+    use icu_properties::props::{BinaryProperty, DefaultIgnorableCodePoint};
+    DefaultIgnorableCodePoint::for_char(c)
+        || matches!(
+            c,
+            '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+        )
+}
+
+fn is_pictograph(c: char) -> bool {
+    use icu_properties::props::{BinaryProperty, ExtendedPictographic};
+    ExtendedPictographic::for_char(c)
+}
+
+/// What may stand before a ZWJ in an emoji sequence: a pictograph, a skin tone, or VS16 (itself
+/// checked where it stands).
+fn ends_an_emoji(c: char) -> bool {
+    use icu_properties::props::{BinaryProperty, EmojiModifier};
+    c == VS16 || is_pictograph(c) || EmojiModifier::for_char(c)
+}
+
+/// Whether VS16 after `c` (and before `after`) changes what is seen.
+fn shown_differently_by_vs16(c: char, after: Option<char>) -> bool {
+    use icu_properties::props::{BinaryProperty, Emoji, EmojiPresentation};
+    if c.is_ascii() {
+        // `#`, `*` and the digits are Emoji, but look the same with VS16 unless it makes a keycap.
+        return Emoji::for_char(c) && after == Some(KEYCAP);
+    }
+    Emoji::for_char(c) && !EmojiPresentation::for_char(c)
 }
 
 fn scopes(value: Option<&Value>, allowed: &[String]) -> Result<Vec<String>, ApiError> {
@@ -526,6 +587,100 @@ mod tests {
         assert_eq!(code(create(r#"{"scopes": ["read"]}"#)), "invalid_name");
     }
 
+    /// The characters issue 19's review found passing `invalid_name`, and more of their kind.
+    fn invisible_characters() -> Vec<char> {
+        let mut chars = vec![
+            '\u{3164}', // HANGUL FILLER
+            '\u{115F}', // HANGUL CHOSEONG FILLER
+            '\u{1160}', // HANGUL JUNGSEONG FILLER
+            '\u{FFA0}', // HALFWIDTH HANGUL FILLER
+            '\u{2800}', // BRAILLE PATTERN BLANK
+            '\u{00AD}', // SOFT HYPHEN
+            '\u{034F}', // COMBINING GRAPHEME JOINER
+            '\u{180B}', // MONGOLIAN FREE VARIATION SELECTOR ONE
+            '\u{180C}',
+            '\u{180D}',
+            '\u{180E}',  // MONGOLIAN VOWEL SEPARATOR
+            '\u{200B}',  // ZERO WIDTH SPACE
+            '\u{200C}',  // ZERO WIDTH NON-JOINER
+            '\u{200D}',  // ZERO WIDTH JOINER (alone, or between letters)
+            '\u{2060}',  // WORD JOINER
+            '\u{FEFF}',  // ZERO WIDTH NO-BREAK SPACE
+            '\u{1D173}', // MUSICAL SYMBOL BEGIN BEAM
+        ];
+        chars.extend('\u{2061}'..='\u{2064}'); // invisible operators
+        chars.extend('\u{FE00}'..='\u{FE0F}'); // variation selectors
+        chars.extend('\u{E0000}'..='\u{E007F}'); // tags
+        chars.extend('\u{E0100}'..='\u{E01EF}'); // variation selectors supplement
+        chars
+    }
+
+    fn name_of(name: &str) -> Result<CreateInput, ApiError> {
+        create(&serde_json::json!({"name": name, "scopes": ["read"]}).to_string())
+    }
+
+    #[test]
+    fn invisible_characters_are_invalid_name_alone_and_inside_a_name() {
+        for c in invisible_characters() {
+            let code_point = format!("U+{:04X}", c as u32);
+            for name in [
+                c.to_string(),
+                c.to_string().repeat(3),
+                format!("pro{c}d"),
+                format!("{c}prod"),
+                format!("prod{c}"),
+            ] {
+                assert_eq!(
+                    name_of(&name).map(|_| ()).map_err(|e| e.code()),
+                    Err("invalid_name"),
+                    "{code_point} in {name:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn emoji_keep_the_joiners_and_selectors_they_are_drawn_with() {
+        for name in [
+            "👩\u{200D}💻 laptop",                 // woman technologist
+            "👨\u{1F3FD}\u{200D}💻",               // with a skin tone
+            "🏳\u{FE0F}\u{200D}🌈 team",            // rainbow flag
+            "❤\u{FE0F}\u{200D}🔥",                 // heart on fire
+            "🧘\u{200D}\u{2640}\u{FE0F} yoga",     // woman in lotus position
+            "👩\u{200D}❤\u{FE0F}\u{200D}👨",       // couple with heart
+            "I ❤\u{FE0F} prod",                    // red heart
+            "#\u{FE0F}\u{20E3} 1\u{FE0F}\u{20E3}", // keycaps
+            "🔑 deploy",
+            "🇫🇷 Paris", // regional indicators are visible letters of a flag
+        ] {
+            assert_eq!(name_of(name).map(|input| input.name), Ok(name.to_owned()));
+        }
+    }
+
+    #[test]
+    fn joiners_and_selectors_outside_emoji_are_invalid_name() {
+        for name in [
+            "pro\u{200D}d", // ZWJ between letters
+            "🔑\u{200D}",   // ZWJ with nothing to join
+            "\u{200D}🔑",
+            "🔑\u{200D}\u{200D}💻", // two joiners
+            "🔑\u{200D}a",          // ZWJ before a letter
+            "a\u{FE0F}",            // VS16 after a letter
+            "1\u{FE0F} prod",       // after a digit, outside a keycap
+            "🔑\u{FE0F}",           // after an emoji drawn as emoji anyway
+            "❤\u{FE0F}\u{FE0F}",    // twice
+            "❤\u{FE0E}",            // VS15, the text form
+            "🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}", // tag sequence
+            "\u{3164}\u{3164}",     // looks blank
+        ] {
+            assert_eq!(
+                name_of(name).map(|_| ()).map_err(|e| e.code()),
+                Err("invalid_name"),
+                "{name:?}"
+            );
+        }
+    }
+
     #[test]
     fn bad_scopes_are_invalid_scopes() {
         for scopes in [
@@ -603,7 +758,8 @@ mod tests {
         }
         assert_eq!(
             verify_input(br#"{"key": "k", "scope": ""}"#).unwrap().scope,
-            None
+            Some(String::new()),
+            "kept for verify to refuse"
         );
         assert_eq!(
             verify_input(br#"{"key": "k", "scope": null}"#)

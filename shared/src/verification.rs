@@ -1,15 +1,29 @@
-//! What verify answers: how a key is presented (JSON body or forward-auth headers), and the
-//! three answers of the contract with the headers a gateway passes upstream.
+//! What verify answers: how a key is presented (JSON body or forward-auth headers), which
+//! scopes are required, and the three answers of the contract with the headers a gateway
+//! passes upstream.
 //!
 //! A malformed key, or one whose checksum does not match, is answered without opening the
 //! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
+//!
+//! Every doubt is answered by a refusal, never by skipping a check: an unknown query parameter
+//! or an empty required scope is a `400` (a gateway that misspells or forgets its scope must
+//! not let every key through), and two credentials, or one that is not UTF-8, are `401
+//! invalid_key` (an upstream might read the one nobody checked).
 
-use crate::http::{query_params, CappedBody, Reply};
+use crate::http::{query_pairs, CappedBody, Reply};
 use crate::key;
 use crate::protocol::{self, KeyRecord};
 use crate::store::{KeyValue, StoreError};
 use crate::validate;
 use serde::Serialize;
+
+/// The exact verify path: a request on it is verify's own, and its query holds only `scope`.
+pub const PATH: &str = "/v1/keys.verify";
+
+/// The request header by which a gateway requires scopes: every value, repeated or
+/// comma-separated, is required. Unlike `?scope=`, it works under `/v1/keys.verify/...`, where
+/// the query is the client's.
+pub const REQUIRED_SCOPE_HEADER: &str = "x-api-key-required-scope";
 
 /// A key presented for verification and the scopes the caller requires (all of them).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -18,44 +32,53 @@ pub struct Presentation {
     pub scopes: Vec<String>,
 }
 
-/// The request as verify sees it. Each part is asked of the host only when it is needed: a
-/// key in `X-API-Key` is answered without the `Authorization` header, the method or the body
-/// (every one a round trip through the host on the hot path).
+/// The request as verify sees it. Each part is asked of the host only when it is needed: the
+/// method and the body only for a key that came in no header (each a round trip through the
+/// host on the hot path).
 pub struct VerifyRequest<'a> {
     pub method: &'a dyn Fn() -> &'a str,
-    /// The value of a request header by its lowercase name.
-    pub header: &'a dyn Fn(&str) -> Option<String>,
-    pub query: &'a str,
+    /// Every value of a request header by its lowercase name, as the bytes that came.
+    pub header: &'a dyn Fn(&str) -> Vec<Vec<u8>>,
+    /// The request's path and query as they came (`/v1/keys.verify?scope=read`).
+    pub path_with_query: &'a str,
     pub body: &'a dyn Fn() -> &'a CappedBody,
 }
 
 /// Finds the presented key and the required scopes.
 ///
+/// Which route the request came by decides whose its query and body are. Under
+/// `/v1/keys.verify/...`, Envoy's ext_authz sends the client's own path and query: the query is
+/// ignored (neither refused nor required: the client could otherwise choose what is checked)
+/// and so is the body; the key comes from the headers and the required scopes from
+/// [`REQUIRED_SCOPE_HEADER`] only. Any other path is the caller's own request: [`PATH`], with
+/// the one trailing slash that Spin's exact routes also take, and, should `spin.toml` route
+/// verify elsewhere, any path this code does not know, so that a route it cannot place is
+/// checked strictly rather than let through. There the query may hold `scope` and nothing else,
+/// and a POST without a key header may carry the key and a scope in a JSON body. The path is
+/// the request's own (`path-with-query`), not Spin's `spin-matched-route` header: no host
+/// header is needed, or trusted, for it.
+///
 /// Forward-auth headers win over the body: a gateway forwards the client's own request, whose
-/// body belongs to the upstream API; the scopes then come from `?scope=` only. Every `scope`
-/// parameter is required (a repeated one is not silently reduced to its first value), and one
-/// that does not percent-decode is kept as written, so no key holds it: scope checks fail
-/// closed.
+/// body belongs to the upstream API. Every required scope counts (a repeated one is not
+/// reduced to its first value), and one that does not percent-decode is kept as written, so
+/// no key holds it: scope checks fail closed.
 pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
-    let header = request.header;
-    let from_header = header("x-api-key")
-        .map(|key| key.trim().to_owned())
-        .or_else(|| {
-            let authorization = header("authorization")?;
-            let (scheme, token) = authorization.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        });
-    let mut scopes: Vec<String> = query_params(request.query, "scope")
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect();
-    if let Some(key) = from_header {
-        return Ok(Presentation {
-            key: Some(key),
-            scopes,
-        });
+    let (path, query) = request
+        .path_with_query
+        .split_once('?')
+        .unwrap_or((request.path_with_query, ""));
+    let forwarded = path
+        .strip_prefix(PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty());
+    let own_request = !forwarded;
+    let mut scopes = scopes_from_header(request.header)?;
+    if own_request {
+        scopes.extend(scopes_from_query(query)?);
+    }
+    let key = key_from_headers(request.header)?;
+    if key.is_some() || !own_request {
+        return Ok(Presentation { key, scopes });
     }
     if (request.method)() != "POST" {
         return Ok(Presentation { key: None, scopes });
@@ -68,11 +91,90 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
         .bytes()
         .map_err(|_| refusal(413, "payload_too_large"))?;
     let input = validate::verify_input(body).map_err(|_| refusal(400, "invalid_json"))?;
-    scopes.extend(input.scope);
+    if let Some(scope) = input.scope {
+        if scope.is_empty() {
+            return Err(invalid_scope());
+        }
+        scopes.push(scope);
+    }
     Ok(Presentation {
         key: input.key,
         scopes,
     })
+}
+
+/// The key in `X-API-Key` or `Authorization: Bearer`, if there is one.
+///
+/// Exactly one credential may come. Two `X-API-Key` headers, two `Authorization` headers
+/// (whatever their schemes), or an `X-API-Key` next to an `Authorization: Bearer` are refused
+/// as `invalid_key`, and so is a credential header that is not UTF-8: a gateway passes the
+/// request on, and an upstream that reads the other value (the last header, the other name,
+/// its own decoding) would trust a key nobody checked. The same key given twice is refused
+/// too: "the same" would have to be judged as every upstream judges it (whitespace, a proxy
+/// that joins repeated headers with commas), and no client needs to send a key twice.
+///
+/// Both headers are asked for even when `X-API-Key` has the key: that is one host call more on
+/// the hot path (`fields.get`), the price of seeing a second credential.
+fn key_from_headers(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Result<Option<String>, Reply> {
+    let utf8 = |value: Vec<u8>| String::from_utf8(value).map_err(|_| invalid_key());
+    let mut keys = Vec::new();
+    for value in header("x-api-key") {
+        keys.push(utf8(value)?.trim().to_owned());
+    }
+    let authorization = header("authorization");
+    if authorization.len() > 1 {
+        return Err(invalid_key());
+    }
+    for value in authorization {
+        let value = utf8(value)?;
+        // Another scheme (`Basic`, ...) is no API key: it is not this service's to judge.
+        if let Some((scheme, token)) = value.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                keys.push(token.trim().to_owned());
+            }
+        }
+    }
+    match keys.len() {
+        0 | 1 => Ok(keys.pop()),
+        _ => Err(invalid_key()),
+    }
+}
+
+/// The scopes required by [`REQUIRED_SCOPE_HEADER`]: each value split at commas (a list header,
+/// RFC 9110 §5.6.1), each item trimmed. An empty value or item, or one that is not UTF-8, is
+/// `400 invalid_scope`: it is a gateway's mistake, and reading it as "no scope" would let every
+/// key through.
+fn scopes_from_header(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Result<Vec<String>, Reply> {
+    let mut scopes = Vec::new();
+    for value in header(REQUIRED_SCOPE_HEADER) {
+        let value = String::from_utf8(value).map_err(|_| invalid_scope())?;
+        for item in value.split(',') {
+            let item = item.trim_matches([' ', '\t']);
+            if item.is_empty() {
+                return Err(invalid_scope());
+            }
+            scopes.push(item.to_owned());
+        }
+    }
+    Ok(scopes)
+}
+
+/// The scopes required by the query of a request on [`PATH`]: `scope`, as often as it comes.
+/// Any other parameter, `Scope` and `scopes` included, is `400 invalid_query`, and an empty
+/// `scope` is `400 invalid_scope`: either is a caller's mistake that must not pass as "no
+/// scope required".
+fn scopes_from_query(query: &str) -> Result<Vec<String>, Reply> {
+    let mut scopes = Vec::new();
+    for (name, value) in query_pairs(query) {
+        if name != "scope" {
+            return Err(refusal(400, "invalid_query"));
+        }
+        if value.is_empty() {
+            return Err(invalid_scope());
+        }
+        scopes.push(value);
+    }
+    Ok(scopes)
 }
 
 /// Answers a presentation; `open` is called only for a well-formed key.
@@ -139,9 +241,15 @@ fn valid(record: &KeyRecord) -> Reply {
     .with_header("x-api-key-scopes", record.scopes.join(","))
 }
 
-/// One answer for a missing, malformed, mistyped, unknown or deleted key.
+/// One answer for a missing, malformed, mistyped, unknown or deleted key, and for credentials
+/// that are ambiguous.
 fn invalid_key() -> Reply {
     refusal(401, "invalid_key").with_header("www-authenticate", "Bearer")
+}
+
+/// A required scope that is empty or unreadable: a caller's mistake, never "any scope".
+fn invalid_scope() -> Reply {
+    refusal(400, "invalid_scope")
 }
 
 fn refusal(status: u16, code: &'static str) -> Reply {
@@ -167,6 +275,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Verify's view of a request: `headers` as (lowercase name, value) pairs, repeats kept.
+    fn present_at(
+        method: &str,
+        path_with_query: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Result<Presentation, Reply> {
+        let body = CappedBody::from_bytes(body);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, value)| value.to_vec())
+                .collect()
+        };
+        presentation(&VerifyRequest {
+            method: &|| method,
+            header: &header,
+            path_with_query,
+            body: &|| &body,
+        })
+    }
+
+    /// A request on the exact verify path with this query (without `?`).
     fn present(
         method: &str,
         x_api_key: Option<&str>,
@@ -174,18 +306,34 @@ mod tests {
         query: &str,
         body: &[u8],
     ) -> Result<Presentation, Reply> {
-        let body = CappedBody::from_bytes(body);
-        let header = |name: &str| match name {
-            "x-api-key" => x_api_key.map(str::to_owned),
-            "authorization" => authorization.map(str::to_owned),
-            _ => None,
-        };
-        presentation(&VerifyRequest {
-            method: &|| method,
-            header: &header,
-            query,
-            body: &|| &body,
-        })
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(key) = x_api_key {
+            headers.push(("x-api-key", key.as_bytes()));
+        }
+        if let Some(authorization) = authorization {
+            headers.push(("authorization", authorization.as_bytes()));
+        }
+        present_at(method, &format!("{PATH}?{query}"), &headers, body)
+    }
+
+    /// What the component answers: the presentation's refusal, or the answer to it from a
+    /// store that must not be opened.
+    fn answer_without_store(presented: Result<Presentation, Reply>) -> Reply {
+        match presented {
+            Ok(presented) => {
+                answer::<crate::memory::MemoryStore>(presented, || panic!("store opened"), 0)
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
+    fn status_and_code(reply: &Reply) -> (u16, Option<String>) {
+        let code = reply.body_json()["code"].as_str().map(str::to_owned);
+        (reply.status, code)
+    }
+
+    fn refused(result: Result<Presentation, Reply>) -> (u16, Option<String>) {
+        status_and_code(&result.expect_err("should be refused"))
     }
 
     #[test]
@@ -218,40 +366,236 @@ mod tests {
                     scopes: vec!["write".into()]
                 }
             );
-            let p = present(method, Some("k2"), Some("Bearer k1"), "", b"").unwrap();
-            assert_eq!(
-                p,
-                Presentation {
-                    key: Some("k2".into()),
-                    scopes: vec![]
-                }
-            );
+            let p = present(method, Some("k2"), None, "", br#"{"key": "other"}"#).unwrap();
+            assert_eq!(p.key.as_deref(), Some("k2"));
         }
     }
 
     #[test]
-    fn a_key_in_x_api_key_is_answered_without_the_method_authorization_or_body() {
+    fn a_key_in_x_api_key_is_answered_without_the_method_or_body_in_three_header_lookups() {
+        let asked = std::cell::RefCell::new(Vec::new());
         let presented = presentation(&VerifyRequest {
             method: &|| panic!("the method was asked for"),
-            header: &|name| match name {
-                "x-api-key" => Some("k".into()),
-                _ => panic!("header {name} was asked for"),
+            header: &|name| {
+                asked.borrow_mut().push(name.to_owned());
+                match name {
+                    "x-api-key" => vec![b"k".to_vec()],
+                    _ => vec![],
+                }
             },
-            query: "",
+            path_with_query: PATH,
             body: &|| panic!("the body was read"),
         });
         assert_eq!(presented.unwrap().key.as_deref(), Some("k"));
+        // The key, a second credential that would make it ambiguous, the gateway's scopes.
+        let mut asked = asked.into_inner();
+        asked.sort();
+        assert_eq!(asked, ["authorization", "x-api-key", REQUIRED_SCOPE_HEADER]);
     }
 
     #[test]
     fn a_key_in_authorization_is_answered_without_the_method_or_body() {
         let presented = presentation(&VerifyRequest {
             method: &|| panic!("the method was asked for"),
-            header: &|name| (name == "authorization").then(|| "Bearer k".into()),
-            query: "",
+            header: &|name| match name {
+                "authorization" => vec![b"Bearer k".to_vec()],
+                _ => vec![],
+            },
+            path_with_query: PATH,
             body: &|| panic!("the body was read"),
         });
         assert_eq!(presented.unwrap().key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn two_credentials_or_an_undecodable_one_are_invalid_key_without_the_store() {
+        // Well-formed keys, so that only the refusal keeps the store closed.
+        let k1 = crate::key::generate("ak").unwrap().secret;
+        let k2 = crate::key::generate("ak").unwrap().secret;
+        let (bearer1, bearer2) = (format!("Bearer {k1}"), format!("Bearer {k2}"));
+        let lower_bearer1 = format!("bearer {k1}");
+        let not_utf8 = [k1.as_bytes(), b"\xff"].concat();
+        let bearer_not_utf8 = [bearer1.as_bytes(), b"\xff"].concat();
+        let (k1, k2) = (k1.as_bytes(), k2.as_bytes());
+        let cases: [&[(&str, &[u8])]; 9] = [
+            &[("x-api-key", k1), ("x-api-key", k2)],
+            // The same key twice too: see `key_from_headers`.
+            &[("x-api-key", k1), ("x-api-key", k1)],
+            &[
+                ("authorization", bearer1.as_bytes()),
+                ("authorization", bearer2.as_bytes()),
+            ],
+            &[
+                ("authorization", bearer1.as_bytes()),
+                ("authorization", b"Basic dTpw"),
+            ],
+            &[("x-api-key", k1), ("authorization", bearer2.as_bytes())],
+            &[
+                ("x-api-key", k1),
+                ("authorization", lower_bearer1.as_bytes()),
+            ],
+            // Not UTF-8: never skipped in favour of the other header.
+            &[
+                ("x-api-key", &not_utf8),
+                ("authorization", bearer1.as_bytes()),
+            ],
+            &[("x-api-key", k1), ("authorization", &bearer_not_utf8)],
+            &[("x-api-key", k1), ("authorization", b"Basic \xc3\x28")],
+        ];
+        for headers in cases {
+            for method in ["GET", "POST"] {
+                let body = serde_json::to_vec(&json!({ "key": std::str::from_utf8(k1).unwrap() }));
+                let reply = answer_without_store(present_at(method, PATH, headers, &body.unwrap()));
+                assert_eq!(
+                    status_and_code(&reply),
+                    (401, Some("invalid_key".into())),
+                    "{headers:?}"
+                );
+                assert!(reply
+                    .headers
+                    .contains(&("www-authenticate", "Bearer".into())));
+            }
+        }
+        // Another scheme is no second key: the one key is the one verified.
+        let one = std::str::from_utf8(k1).unwrap();
+        let p = present("GET", Some(one), Some("Basic dTpw"), "", b"").unwrap();
+        assert_eq!(p.key.as_deref(), Some(one));
+    }
+
+    #[test]
+    fn unknown_query_parameters_on_the_verify_path_are_invalid_query() {
+        for query in [
+            "scopes=admin",
+            "Scope=admin",
+            "SCOPE=admin",
+            "scope=read&x=1",
+            "utm_source=mail&scope=read",
+            "%zz=1",
+            "key=ak_x",
+        ] {
+            for (method, key, body) in [
+                ("GET", Some("k"), &b""[..]),
+                ("POST", None, &br#"{"key": "k"}"#[..]),
+                ("GET", None, &b""[..]),
+            ] {
+                assert_eq!(
+                    refused(present(method, key, None, query, body)),
+                    (400, Some("invalid_query".into())),
+                    "{query}"
+                );
+            }
+            // Spin routes `/v1/keys.verify/` to the exact route too; a path verify does not
+            // know (`spin.toml` changed) is checked as strictly.
+            for path in [&format!("{PATH}/"), "/auth", "/v1/keys.verifyx"] {
+                assert_eq!(
+                    refused(present_at("GET", &format!("{path}?{query}"), &[], b"")),
+                    (400, Some("invalid_query".into())),
+                    "{path}?{query}"
+                );
+            }
+        }
+        // A bare `?` or empty segments hold no parameter.
+        assert!(present("GET", Some("k"), None, "", b"").is_ok());
+        assert!(present("GET", Some("k"), None, "&&scope=read&", b"").is_ok());
+    }
+
+    #[test]
+    fn an_empty_required_scope_is_invalid_scope() {
+        for query in ["scope=", "scope", "scope=read&scope=", "scope=&scope=read"] {
+            assert_eq!(
+                refused(present("GET", Some("k"), None, query, b"")),
+                (400, Some("invalid_scope".into())),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            refused(present(
+                "POST",
+                None,
+                None,
+                "",
+                br#"{"key": "k", "scope": ""}"#
+            )),
+            (400, Some("invalid_scope".into()))
+        );
+        let header_values: [&[u8]; 6] = [b"", b" ", b"read,", b"read, ,write", b",", b"r\xffad"];
+        for value in header_values {
+            for path in [PATH, "/v1/keys.verify/api/orders"] {
+                let headers = [("x-api-key", &b"k"[..]), (REQUIRED_SCOPE_HEADER, value)];
+                assert_eq!(
+                    refused(present_at("GET", path, &headers, b"")),
+                    (400, Some("invalid_scope".into())),
+                    "{value:?} on {path}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_gateway_requires_scopes_by_header_repeated_or_comma_separated() {
+        let headers = [
+            ("x-api-key", &b"k"[..]),
+            (REQUIRED_SCOPE_HEADER, b"read, write"),
+            (REQUIRED_SCOPE_HEADER, b"emails:send"),
+        ];
+        // On either route; under `/v1/keys.verify/...` the client's query adds nothing.
+        for path in [PATH, "/v1/keys.verify/api/orders?scope=admin"] {
+            let p = present_at("GET", path, &headers, b"").unwrap();
+            assert_eq!(p.scopes, ["read", "write", "emails:send"], "{path}");
+        }
+        // On the exact path, the query's scopes are required as well as the header's.
+        let both = [("x-api-key", &b"k"[..]), (REQUIRED_SCOPE_HEADER, b"read")];
+        let p = present_at("GET", &format!("{PATH}?scope=admin"), &both, b"").unwrap();
+        assert_eq!(p.scopes, ["read", "admin"]);
+    }
+
+    #[test]
+    fn under_the_wildcard_path_the_query_and_body_are_the_clients_and_ignored() {
+        let key = [("x-api-key", &b"k"[..])];
+        for path in [
+            "/v1/keys.verify/api/orders?scopes=admin&Scope=x&scope=&utm=1",
+            "/v1/keys.verify/api/orders?scope=admin",
+            "/v1/keys.verify/x/?%zz",
+            "/v1/keys.verify//?scope=",
+        ] {
+            let p = present_at("GET", path, &key, b"").unwrap();
+            assert_eq!(
+                p,
+                Presentation {
+                    key: Some("k".into()),
+                    scopes: vec![]
+                },
+                "{path}"
+            );
+        }
+        // Without a key header, the client's body is not read for a key or a scope.
+        let presented = presentation(&VerifyRequest {
+            method: &|| "POST",
+            header: &|_| vec![],
+            path_with_query: "/v1/keys.verify/api/orders?scope=admin",
+            body: &|| panic!("the client's body was read"),
+        });
+        assert_eq!(presented.unwrap(), Presentation::default());
+    }
+
+    #[test]
+    fn header_and_query_scopes_are_all_checked_against_the_key() {
+        let key = crate::key::generate("ak").unwrap();
+        let ask = |path: &str, required: &[u8]| {
+            let headers = [
+                ("x-api-key", key.secret.as_bytes()),
+                (REQUIRED_SCOPE_HEADER, required),
+            ];
+            let presented = present_at("GET", path, &headers, b"").unwrap();
+            answer(presented, || Ok(store_with(&key, None)), 1_800_000_000).status
+        };
+        // The key holds `read` only.
+        assert_eq!(ask(PATH, b"read"), 200);
+        assert_eq!(ask(PATH, b"admin"), 403);
+        assert_eq!(ask(&format!("{PATH}?scope=admin"), b"read"), 403);
+        assert_eq!(ask(&format!("{PATH}?scope=read"), b"read, admin"), 403);
+        assert_eq!(ask("/v1/keys.verify/x?scope=admin", b"read"), 200);
+        assert_eq!(ask("/v1/keys.verify/x?scope=read", b"admin"), 403);
     }
 
     #[test]
@@ -376,8 +720,6 @@ mod tests {
         assert_eq!(p.scopes, ["read", "admin"]);
         let p = present("GET", Some("k"), None, "scope=%zz", b"").unwrap();
         assert_eq!(p.scopes, ["%zz"]);
-        let p = present("GET", Some("k"), None, "scope=", b"").unwrap();
-        assert!(p.scopes.is_empty());
         let p = present(
             "POST",
             None,

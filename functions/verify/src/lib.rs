@@ -8,12 +8,13 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-    // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a cap.
+    // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a
+    // cap; the required scopes from the gateway's header and, on the exact path, the query.
     let request = BoundedRequest::read(request);
     let presented = verification::presentation(&VerifyRequest {
         method: &|| request.method(),
-        header: &|name| request.header(name),
-        query: request.query(),
+        header: &|name| request.header_values(name),
+        path_with_query: request.path_with_query(),
         body: &|| request.body(),
     });
     // Validate, read, decide, respond: the store is opened only for a well-formed key.
@@ -21,5 +22,5 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Ok(presented) => verification::answer(presented, SpinStore::open, spin::now()),
         Err(refusal) => refusal,
     };
-    spin::answer_reply("/v1/keys.verify", reply, response_out)
+    spin::answer_reply(verification::PATH, reply, response_out)
 }

@@ -1,7 +1,8 @@
 //! The contract floor component: the floor component's one `get`, plus what API.md makes every
 //! verify do whatever its code: find the key in `X-API-Key` (or, for a POST without it, read
-//! the JSON body), look at the query for scopes, and answer `200` with the `X-Api-Key-*`
-//! headers and a body of a valid answer's size. No key is parsed, hashed or looked up, no
+//! the JSON body), ask for `Authorization` too (a second credential beside `X-API-Key` must be
+//! refused) and for `X-Api-Key-Required-Scope`, look at the query for scopes, and answer `200`
+//! with the `X-Api-Key-*` headers and a body of a valid answer's size. No key is parsed, hashed or looked up, no
 //! record decoded: the benchmark puts verify next to it to show what verify's own work costs,
 //! and how close to the floor any verify can come on the same host.
 
@@ -23,6 +24,10 @@ const VALID: &[u8] = br#"{"valid":true,"user_id":"bench-user","key_id":"key_0000
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let headers = request.headers();
     let in_header = !headers.get("x-api-key").is_empty();
+    // Asked for as verify asks for it, to see a second credential beside `X-API-Key`.
+    let _second_credential = headers.get("authorization");
+    // The scopes a gateway requires by header, as verify asks for them.
+    let _required = headers.get("x-api-key-required-scope");
     drop(headers);
     // Fetched as verify fetches it for `?scope=`; what verify does with it is its own work.
     let _query = request.path_with_query();

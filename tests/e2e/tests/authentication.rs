@@ -149,6 +149,31 @@ fn issuer_and_audience_are_checked_when_configured() {
 }
 
 #[test]
+fn without_jwt_audience_a_token_naming_any_audience_is_401() {
+    // The default: `jwt_audience` empty. A token minted for another service that shares the
+    // secret names that service in `aud`, and must not sign anyone in here (RFC 7519 §4.1.3).
+    let app = App::start();
+    for aud in [json!("billing"), json!(["billing", "api-keys"])] {
+        let theirs = sign(
+            &json!({"sub": "u", "exp": app.now() + 600, "aud": aud}),
+            JWT_SECRET.as_bytes(),
+        );
+        assert_refused(&app, Some(&format!("Bearer {theirs}")));
+    }
+    let ours = sign(
+        &json!({"sub": "u", "exp": app.now() + 600}),
+        JWT_SECRET.as_bytes(),
+    );
+    let reply = app.request(
+        "GET",
+        "/v1/keys.list",
+        &[("authorization", &format!("Bearer {ours}"))],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[test]
 fn the_user_id_comes_only_from_the_token() {
     let app = App::start();
     let alice = unique_user("alice");

@@ -52,6 +52,16 @@ fn names_are_trimmed_and_may_be_any_unicode() {
 }
 
 #[test]
+fn emoji_sequences_with_joiners_are_names_too() {
+    let app = shared_app();
+    let user = unique_user("emoji");
+    // Woman technologist (ZWJ) and rainbow flag (VS16, ZWJ): the joiners are part of the emoji.
+    let name = "👩\u{200D}💻 🏳\u{FE0F}\u{200D}🌈";
+    let body = app.create_ok(&user, name, &["read"]);
+    assert_eq!(body["name"], name);
+}
+
+#[test]
 fn names_need_not_be_unique() {
     let app = shared_app();
     let user = unique_user("twins");
@@ -83,6 +93,16 @@ fn invalid_names_are_400() {
         json!("line\nbreak"),
         json!("\u{202E}dorp"),
         json!("pro\u{200B}d"),
+        // Names that look blank, and characters that show nothing inside a name.
+        json!("\u{3164}"),
+        json!("\u{115F}\u{1160}"),
+        json!("\u{2800}"),
+        json!("pro\u{00AD}d"),
+        json!("pro\u{034F}d"),
+        json!("pro\u{2062}d"),
+        json!("pro\u{FE0F}d"),
+        json!("prod\u{E0041}"),
+        json!("pro\u{180B}d"),
         json!(7),
         json!(null),
     ] {

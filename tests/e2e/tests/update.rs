@@ -106,6 +106,12 @@ fn bad_updates_are_refused_with_a_code_and_change_nothing() {
         (json!({"id": id}), 400, "invalid_json"),
         (json!({"id": id, "enabled": "no"}), 400, "invalid_json"),
         (json!({"id": id, "name": ""}), 400, "invalid_name"),
+        (json!({"id": id, "name": "\u{3164}"}), 400, "invalid_name"),
+        (
+            json!({"id": id, "name": "ke\u{00AD}ep"}),
+            400,
+            "invalid_name",
+        ),
         (json!({"id": id, "scopes": ["root"]}), 400, "invalid_scopes"),
         (json!({"id": "nope", "enabled": false}), 400, "invalid_id"),
         (

@@ -10,6 +10,39 @@ fn new_key(app: &App, scopes: &[&str]) -> (String, serde_json::Value) {
     (user, created)
 }
 
+/// A `GET` of `path` with `headers` written exactly as given, repeats and bytes that are not
+/// UTF-8 included (the HTTP client of [`App::request`] sends neither), on a connection of its
+/// own. Returns the status and the whole response as text (head, then the body as sent).
+fn raw_get(app: &App, path: &str, headers: &[(&str, &[u8])]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = app.url.trim_start_matches("http://");
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n").into_bytes();
+    for (name, value) in headers {
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the app");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("read timeout");
+    stream.write_all(&request).expect("send the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    (status, response)
+}
+
 #[test]
 fn a_valid_key_in_the_body_answers_who_and_what() {
     let app = shared_app();
@@ -251,4 +284,160 @@ fn envoy_style_paths_under_verify_are_forward_auth_too() {
     assert_eq!(reply.header("x-api-key-user"), Some(user.as_str()));
     let none = app.request("POST", "/v1/keys.verify/api/orders", &[], None);
     assert_eq!((none.status, none.code()), (401, Some("invalid_key")));
+}
+
+#[test]
+fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
+    // An upstream behind the gateway might read the other value (the last header, the other
+    // name): a key nobody checked. Both keys are valid on their own.
+    let app = shared_app();
+    let (_, first) = new_key(app, &["read"]);
+    let (_, second) = new_key(app, &["read"]);
+    let (k1, k2) = (
+        first["key"].as_str().unwrap(),
+        second["key"].as_str().unwrap(),
+    );
+    let (bearer1, bearer2) = (format!("Bearer {k1}"), format!("Bearer {k2}"));
+    let not_utf8 = [k1.as_bytes(), b"\xff"].concat();
+    let cases: [&[(&str, &[u8])]; 6] = [
+        &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k2.as_bytes())],
+        &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k1.as_bytes())],
+        &[
+            ("Authorization", bearer1.as_bytes()),
+            ("Authorization", bearer2.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", k1.as_bytes()),
+            ("Authorization", bearer2.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", k1.as_bytes()),
+            ("Authorization", bearer1.as_bytes()),
+        ],
+        &[
+            ("X-API-Key", &not_utf8),
+            ("Authorization", bearer1.as_bytes()),
+        ],
+    ];
+    for headers in cases {
+        let (status, response) = raw_get(app, "/v1/keys.verify", headers);
+        assert_eq!(status, 401, "{headers:?}: {response}");
+        let response = response.to_ascii_lowercase();
+        assert!(response.contains(r#""code":"invalid_key""#), "{response}");
+        assert!(
+            response.contains("www-authenticate: bearer\r\n"),
+            "{response}"
+        );
+        assert!(response.contains("x-kv-reads: 0\r\n"), "{response}");
+    }
+    for key in [k1, k2] {
+        let (status, response) = raw_get(app, "/v1/keys.verify", &[("X-API-Key", key.as_bytes())]);
+        assert_eq!(status, 200, "{response}");
+    }
+}
+
+#[test]
+fn unknown_query_parameters_and_empty_scopes_are_400_not_skipped_checks() {
+    // A gateway that misspells `scope` or forgets its value must not accept every key.
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    for (query, code) in [
+        ("scopes=admin", "invalid_query"),
+        ("Scope=admin", "invalid_query"),
+        ("scope=read&utm_source=mail", "invalid_query"),
+        ("scope=", "invalid_scope"),
+        ("scope", "invalid_scope"),
+        ("scope=read&scope=", "invalid_scope"),
+    ] {
+        for path in ["/v1/keys.verify", "/v1/keys.verify/"] {
+            let reply = app.request(
+                "GET",
+                &format!("{path}?{query}"),
+                &[("x-api-key", key)],
+                None,
+            );
+            assert_eq!(reply.status, 400, "{path}?{query}: {}", reply.text);
+            assert_eq!(reply.body, json!({"valid": false, "code": code}), "{query}");
+            assert_eq!(reply.kv_reads(), 0, "{query}");
+        }
+    }
+    let in_body = app.verify(key, Some(""));
+    assert_eq!(
+        (in_body.status, in_body.code()),
+        (400, Some("invalid_scope"))
+    );
+    // An empty header value, as a gateway sends when its scope variable is unset.
+    for value in [&b""[..], b"read,", b" , "] {
+        let (status, response) = raw_get(
+            app,
+            "/v1/keys.verify",
+            &[
+                ("X-API-Key", key.as_bytes()),
+                ("X-Api-Key-Required-Scope", value),
+            ],
+        );
+        assert_eq!(status, 400, "{value:?}: {response}");
+        assert!(response.contains(r#""code":"invalid_scope""#), "{response}");
+    }
+}
+
+#[test]
+fn a_gateway_requires_scopes_by_header_on_either_route_and_the_query_adds_to_them() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read", "write"]);
+    let key = created["key"].as_str().unwrap();
+    let status = |path: &str, required: &[&str]| {
+        let mut headers = vec![("x-api-key", key)];
+        for scopes in required {
+            headers.push(("x-api-key-required-scope", *scopes));
+        }
+        app.request("GET", path, &headers, None).status
+    };
+    for path in ["/v1/keys.verify", "/v1/keys.verify/api/orders/42"] {
+        assert_eq!(status(path, &["read, write"]), 200, "{path}");
+        assert_eq!(status(path, &["read", "write"]), 200, "{path}: repeated");
+        assert_eq!(status(path, &["read, admin"]), 403, "{path}");
+        assert_eq!(status(path, &["read", "admin"]), 403, "{path}");
+    }
+    // On verify's own path the query's scopes are required too: all of them, fail closed.
+    assert_eq!(status("/v1/keys.verify?scope=admin", &["read"]), 403);
+    assert_eq!(status("/v1/keys.verify?scope=read", &["admin"]), 403);
+    assert_eq!(status("/v1/keys.verify?scope=write", &["read"]), 200);
+}
+
+#[test]
+fn under_verify_the_clients_query_and_body_are_ignored() {
+    // Envoy's ext_authz appends the client's path and query: they are the client's, so they
+    // neither require nor refuse anything; only the gateway's header requires a scope.
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    for query in [
+        "scope=admin",
+        "scopes=admin&Scope=x",
+        "scope=",
+        "page=2&sort=-id",
+    ] {
+        let path = format!("/v1/keys.verify/ext-authz/api/orders?{query}");
+        let reply = app.request("GET", &path, &[("x-api-key", key)], None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+        let required = app.request(
+            "GET",
+            &path,
+            &[("x-api-key", key), ("x-api-key-required-scope", "admin")],
+            None,
+        );
+        assert_eq!(required.status, 403, "{path}");
+    }
+    // The client's JSON body is no key presentation there.
+    let body = json!({ "key": key }).to_string();
+    let reply = app.request(
+        "POST",
+        "/v1/keys.verify/ext-authz/api/orders",
+        &[("content-type", "application/json")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!((reply.status, reply.code()), (401, Some("invalid_key")));
+    assert_eq!(reply.kv_reads(), 0);
 }
