@@ -61,6 +61,7 @@ pub fn roll<S: KeyValue>(
         ahead: Ahead::default(),
         written: None,
         expires_at: None,
+        proposed: None,
     };
     let result = rolling.steps();
     if result.is_err() {
@@ -86,6 +87,8 @@ struct Rolling<'a, S> {
     written: Option<Published>,
     /// The key's expiry, as the new secret's record was written with it.
     expires_at: Option<i64>,
+    /// The key as this roll last proposed it: its answer, should the key be deleted after it.
+    proposed: Option<KeySummary>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,11 +126,16 @@ impl<S: KeyValue> Rolling<'_, S> {
                 continue;
             };
             let Some(position) = index.keys.iter().position(|e| e.id == id) else {
-                // Never ours, or deleted (whether before or after this roll landed): no entry
-                // names the new secret any more.
+                // Never ours, or deleted: before this roll landed (404), or after it, when the
+                // history still holds its event — the roll happened first (its secret never
+                // verified: the delete killed it), and its client is told so, as the history
+                // tells it. Either way no entry names the new secret any more.
                 self.versions.sweep(store, user, head.version);
                 self.written = self.written.map(|_| Published::No);
-                return Err(ApiError::KeyNotFound);
+                return match self.proposed.take() {
+                    Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
+                    _ => Err(ApiError::KeyNotFound),
+                };
             };
             // Only this request writes this event id, so seeing it means one of its proposals
             // landed, whatever the swap answered: the roll is never published twice.
@@ -224,6 +232,13 @@ impl<S: KeyValue> Rolling<'_, S> {
             let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
             event.previous_key_expires_at = Some(replaced_until);
             index.record(event);
+            let entry = &index.keys[position];
+            self.proposed = Some(KeySummary {
+                previous_expires_at: entry.previous_expires_at(now),
+                entry: entry.clone(),
+                last_used_at: None,
+                expires_at: self.expires_at,
+            });
             self.written = Some(Published::Maybe);
             publish(store, user, cas, head, version, &index)?;
             self.ahead.proposed();
@@ -241,12 +256,23 @@ impl<S: KeyValue> Rolling<'_, S> {
         // dropped it, its grace over), which it did only after helping it go live.
         if entry.hash == new.hash {
             if let Err(error) = activate(store, new.hash) {
-                // Revoked (given back as abandoned) or killed (deleted): this roll lost, unless
-                // a later version shows it replaced after a helper activated it.
-                return if still_at(store, user, head)? {
-                    Err(error)
-                } else {
-                    Ok(None)
+                // Its secret can no longer go live. A later version may show why (replaced
+                // after a helper activated it, or the key deleted): read it.
+                if !still_at(store, user, head)? {
+                    return Ok(None);
+                }
+                // Killed by a delete that has not published yet: the roll happened, then the
+                // key was deleted, and its client is told so, as the history will tell it.
+                // Otherwise it is being given back (revoked as abandoned): that removes its
+                // event, and the roll failed.
+                let (_, now_stored) = store.watch(&record_key(new.hash))?;
+                let deleted = now_stored
+                    .as_deref()
+                    .and_then(parse_record)
+                    .is_some_and(|r| r.state == KeyState::Deleted);
+                return match self.proposed.take() {
+                    Some(key) if deleted => Ok(Some(key)),
+                    _ => Err(error),
                 };
             }
         }

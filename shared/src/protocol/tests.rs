@@ -105,6 +105,7 @@ under_every_swap_answer!(
     an_update_caught_by_an_outage_of_any_length_takes_rights_away_first,
     a_roll_caught_by_an_outage_of_any_length_is_whole_or_undone,
     a_list_overlapping_a_roll_always_shows_the_key,
+    an_update_racing_a_roll_without_grace_is_applied_in_every_interleaving,
     three_rolls_and_a_list_of_one_key_racing_freely_are_all_applied,
     a_create_that_stops_needing_a_reclaimed_slot_leaves_the_expired_key_listed,
     an_expired_key_whose_roll_died_gives_its_slot_to_the_next_create,
@@ -764,19 +765,21 @@ fn check_all_interleavings_with_expired(
             .collect();
         let outcomes = run_plan(&store, &requests, plan.clone(), &[], MAX);
         assert_outcomes(&store, &outcomes, &known);
-        // With no store failure, an update answers an error only if its change did not happen
-        // (or the key was deleted after it: then 404).
+        // With no store failure, an update's change is in the history iff it answered 200
+        // (a key deleted after the change was made is still told so), and only a delete of
+        // the key makes it answer anything else.
+        let history = current_index(&store, "alice").events;
+        let anyone_deletes = requests.iter().any(|r| matches!(r, Request::Delete { .. }));
         for outcome in &outcomes {
-            if let Outcome::Updated(event, Err(e)) = outcome {
-                let index = current_index(&store, "alice");
-                let deleted = *e == ApiError::KeyNotFound
-                    && index
-                        .events
-                        .iter()
-                        .any(|shown| shown.kind == EventKind::Deleted);
+            if let Outcome::Updated(event, result) = outcome {
+                let in_history = history.iter().any(|shown| &shown.id == event);
                 assert!(
-                    deleted || index.events.iter().all(|shown| &shown.id != event),
-                    "plan {plan:?}: an update answered {e:?} but its change is in the history"
+                    !in_history || result.is_ok(),
+                    "plan {plan:?}: an update answered {result:?} but its change is in the history"
+                );
+                assert!(
+                    result.is_ok() || anyone_deletes,
+                    "plan {plan:?}: an update answered {result:?}: {outcomes:?}"
                 );
             }
         }
@@ -810,15 +813,14 @@ fn check_all_interleavings_with_expired(
                 _ => {}
             }
         }
-        // The history shows every roll that answered 201, and no other.
-        if deleted.is_empty() {
-            let rolled = events(&store, "alice", NOW)
-                .unwrap()
-                .iter()
-                .filter(|e| e.kind == EventKind::Rolled)
-                .count();
-            assert_eq!(rolled, applied_rolls, "plan {plan:?}: {outcomes:?}");
-        }
+        // The history shows every roll that answered 201, and no other (a key deleted after
+        // a roll was made keeps its history, and the roll was told it was made).
+        let rolled = events(&store, "alice", NOW)
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == EventKind::Rolled)
+            .count();
+        assert_eq!(rolled, applied_rolls, "plan {plan:?}: {outcomes:?}");
         assert_invariants(&store, &["alice", "bob"], MAX as usize);
         assert_settings_carried(&store, &["alice", "bob"]);
         assert_no_pending(&store);
@@ -1750,9 +1752,7 @@ fn a_full_index_stays_within_its_byte_budget(answers: SwapAnswers) {
     );
 }
 
-fn an_update_answers_what_verify_obeys_after_another_died_taking_rights_away(
-    answers: SwapAnswers,
-) {
+fn an_update_answers_what_verify_obeys_after_another_died_taking_rights_away(answers: SwapAnswers) {
     // An update disabling the key dies after each of its operations; then the user asks for
     // the key enabled, which the index may already say: the answer and verify agree at once.
     let setup = |store: &MemoryStore| {
@@ -2168,6 +2168,19 @@ fn an_expired_key_whose_roll_died_gives_its_slot_to_the_next_create(answers: Swa
         let created = create_with(&store, "alice", &new_key(), 2, later);
         assert!(created.is_ok(), "died after {died_after}: {created:?}");
     }
+}
+
+fn an_update_racing_a_roll_without_grace_is_applied_in_every_interleaving(answers: SwapAnswers) {
+    check_all_roll_interleavings(answers, 1, |made| {
+        [
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: renamed("admin"),
+            },
+            roll_request(made, 0),
+        ]
+    });
 }
 
 fn a_verify_racing_a_roll_sees_the_old_secret_valid_throughout_its_grace(answers: SwapAnswers) {

@@ -52,15 +52,22 @@ fn update_steps<S: KeyValue>(
 ) -> Result<KeySummary, ApiError> {
     let user = UserSpace::of(user_id);
     let mut versions = Versions::default();
+    // The key as this update last proposed it, with its expiry.
+    let mut proposed: Option<KeySummary> = None;
     for _ in 0..MAX_ATTEMPTS {
         let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
         else {
             continue;
         };
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
-            // Never ours, or deleted (whether before or after this update landed).
+            // Never ours, or deleted: before this update landed (404), or after it, when the
+            // history still holds its event — the update happened first, and its client is
+            // told so, as the history tells it.
             versions.sweep(store, &user, head.version);
-            return Err(ApiError::KeyNotFound);
+            return match proposed {
+                Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
+                _ => Err(ApiError::KeyNotFound),
+            };
         };
         // Only this request writes this event id, so seeing it means one of its proposals
         // landed, whatever the swap answered: the change is never published twice.
@@ -86,12 +93,26 @@ fn update_steps<S: KeyValue>(
                 versions.note(head, proposed);
                 continue;
             }
-            return answer(store, entry, current, user_id, now);
+            match answer(store, entry, current, user_id, now)? {
+                Some(key) => return Ok(key),
+                // The key looks dead from its records. This update landed before, so it
+                // happened first: it was deleted after (its records killed, the removal not
+                // yet published), and the client is told its change was made.
+                None if landed => return proposed.ok_or(ApiError::StoreUnavailable),
+                // No change to make: it is dead, if the head still names the version read;
+                // else a change published since (a roll that ended the secret read) explains
+                // it, and the next round reads that.
+                None if still_at(store, &user, head)? => return Err(ApiError::KeyNotFound),
+                None => continue,
+            }
         }
-        match Standing::of(store, &index.keys[position], user_id, now)? {
+        let expires_at = match Standing::of(store, &index.keys[position], user_id, now)? {
             // A roll in flight: its secret gets the restriction and the settings too, and its
             // activation keeps them.
-            Standing::Active(_) | Standing::Rolling { .. } => {}
+            Standing::Active(record)
+            | Standing::Rolling {
+                pending: record, ..
+            } => record.expires_at,
             Standing::RollFailed { abandoned } => {
                 if let Some(proposed) =
                     undo_failed_roll(store, &user, cas, head, &index, position, abandoned)?
@@ -110,7 +131,7 @@ fn update_steps<S: KeyValue>(
                 versions.sweep(store, &user, head.version);
                 return Err(ApiError::KeyNotFound);
             }
-        }
+        };
         let version = next_version(store, &user)?;
         let entry = &mut index.keys[position];
         if let Some(restriction) = entry.restriction_toward(wanted, version, now) {
@@ -124,6 +145,13 @@ fn update_steps<S: KeyValue>(
         let mut event = Event::new(event_id.to_owned(), EventKind::Updated, now, entry);
         event.changes = changes;
         index.record(event);
+        let entry = &index.keys[position];
+        proposed = Some(KeySummary {
+            previous_expires_at: entry.previous_expires_at(now),
+            entry: entry.clone(),
+            last_used_at: None,
+            expires_at,
+        });
         publish(store, &user, cas, head, version, &index)?;
         ahead.proposed();
         versions.note(head, version);
@@ -133,25 +161,22 @@ fn update_steps<S: KeyValue>(
 
 /// The key as list shows it, once `entry` was carried onto its secrets' records (`current`
 /// is what its current secret's holds then): by its current secret's record, or while a roll
-/// is in flight by the secret it lives on in.
+/// is in flight by the secret it lives on in. `None` if its records show no key.
 fn answer<S: KeyValue>(
     store: &S,
     entry: IndexEntry,
     current: Stored,
     user_id: &str,
     now: i64,
-) -> Result<KeySummary, ApiError> {
+) -> Result<Option<KeySummary>, StoreError> {
     let shown = match current {
         Stored::Record(record) if record.state == KeyState::Active => Some(record),
         _ => Standing::of(store, &entry, user_id, now)?.shown(),
     };
-    let Some(record) = shown else {
-        return Err(ApiError::KeyNotFound);
-    };
-    Ok(KeySummary {
+    Ok(shown.map(|record| KeySummary {
         last_used_at: record.last_used_at,
         expires_at: record.expires_at,
         previous_expires_at: entry.previous_expires_at(now),
         entry,
-    })
+    }))
 }
