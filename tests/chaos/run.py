@@ -990,8 +990,10 @@ class Checker:
     def fail_closed(self):
         for key_id, kinds in self.key_ops.items():
             updates = kinds["update"]
-            enables = [u for u in updates if u["fields"].get("enabled") is True and not refused(u)]
-            setters = [u for u in updates if "scopes" in u["fields"] and not refused(u)]
+            # What gives a right back counts once sent, whatever it answered (the brief's rule;
+            # and an answer is not proof: a request may be applied and still answer 404).
+            enables = [u for u in updates if u["fields"].get("enabled") is True]
+            setters = [u for u in updates if "scopes" in u["fields"]]
             # A create sets the first scopes; it counts as a 200 that narrows to them.
             narrowing = [(u, u["fields"]["scopes"]) for u in updates
                          if u["status"] == 200 and "scopes" in u["fields"]]
@@ -1079,8 +1081,9 @@ class Checker:
                     u["fields"].get("enabled") is False and u["t0"] < v["t1"]
                     for u in self.key_ops[key_id]["update"]):
                 continue
+            # Another roll sent meanwhile (whatever it answered: one may publish, then lose).
             others = [o for o in self.key_ops[key_id]["roll"]
-                      if o is not r and not refused(o) and end(o) > r["t0"] and o["t0"] < v["t1"]]
+                      if o is not r and end(o) > r["t0"] and o["t0"] < v["t1"]]
             if others or self.deletes_sent(key_id, v["t1"]):
                 continue
             self.violation("rolls", f"the secret of a roll that answered 201 did not verify "
@@ -1232,9 +1235,14 @@ class Checker:
             self.checked["live keys verify"] += 1
             ops = self.key_ops[key_id]
             c = code(v)
+
+            def sent(op):
+                """Sent before the verify answered, and not refused before it was asked: a
+                request in flight may restrict ahead of its answer, whatever that answer."""
+                return op["t0"] < v["t1"] and (not refused(op) or op["t1"] > v["t0"])
+
             if c == "key_disabled":
-                if not any(u["fields"].get("enabled") is False and u["t0"] < v["t1"]
-                           and not refused(u) for u in ops["update"]):
+                if not any(u["fields"].get("enabled") is False and sent(u) for u in ops["update"]):
                     self.violation("live keys verify", "key_disabled for a key no update "
                                    "disabled", issued, v)
             elif c == "insufficient_scope":
@@ -1243,7 +1251,7 @@ class Checker:
                 def held(s):
                     granted = create is not None and s in create["scopes"]
                     dropped = any("scopes" in u["fields"] and s not in u["fields"]["scopes"]
-                                  and u["t0"] < v["t1"] and not refused(u) for u in ops["update"])
+                                  and sent(u) for u in ops["update"])
                     return granted and not dropped
 
                 if v["scopes_required"] and all(held(s) for s in v["scopes_required"]):
@@ -1255,9 +1263,8 @@ class Checker:
                     continue
                 # A roll replacing this secret: anything not refused, overlapping or after its
                 # issue, whose grace may be over by the verify (server seconds are whole).
-                ended = [r for r in ops["roll"] if not refused(r) and r is not issued
-                         and end(r) > issued["t0"] and r["t0"] < v["t1"]
-                         and v["t1"] >= r["t0"] + r["grace"] - 1]
+                ended = [r for r in ops["roll"] if r is not issued and sent(r)
+                         and end(r) > issued["t0"] and v["t1"] >= r["t0"] + r["grace"] - 1]
                 if not ended:
                     self.violation("live keys verify", f"{v['status']} {c} for a secret no "
                                    "delete or roll had ended", issued, v)
@@ -1333,6 +1340,8 @@ def parse_args():
         p.add_argument(f"--no-{name}", dest=name, action="store_false", help=f"do not {what}")
     p.add_argument("--no-build", action="store_true", help="never build missing artifacts")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--check", metavar="RECORD",
+                   help="run no load: check the record of an earlier run (target/chaos/*.jsonl)")
     args = p.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 1 << 31)
@@ -1347,8 +1356,72 @@ def on_signal(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+def write_record(path, run, runtime, ops):
+    """The run's record: a header with what the checks need, every op, every chaos event."""
+    header = {"seed": run.seed, "runtime": runtime.name, "limit": run.args.limit, "wall0": WALL0,
+              "users": run.users, "seconds": run.args.seconds,
+              "final_list": {u: op["seq"] for u, op in run.final_list.items()},
+              "final_events": {u: op["seq"] for u, op in run.final_events.items()}}
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"run": header}) + "\n")
+        for op in ops:
+            f.write(json.dumps(op) + "\n")
+        for e in run.recorder.chaos:
+            f.write(json.dumps({"chaos": e}) + "\n")
+
+
+def read_record(path):
+    """A run rebuilt from its record, as far as the checks need it, and its ops."""
+    header, ops, chaos = None, [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            item = json.loads(line)
+            if "run" in item:
+                header = item["run"]
+            elif "chaos" in item:
+                chaos.append(item["chaos"])
+            else:
+                ops.append(item)
+    if header is None:
+        raise SystemExit(f"{path}: no run header (a record of an older version of this script?)")
+    # Times in the record are the run's own: map them to the wall clock as that run did.
+    global WALL0
+    WALL0 = header["wall0"]
+    run = argparse.Namespace(args=argparse.Namespace(limit=header["limit"]), seed=header["seed"],
+                             final_list={u: ops[n] for u, n in header["final_list"].items()},
+                             final_events={u: ops[n] for u, n in header["final_events"].items()},
+                             recorder=argparse.Namespace(chaos=chaos))
+    return run, header["runtime"], ops
+
+
+def report(run, runtime_name, ops, record):
+    """Checks the ops and prints what they found; the number of violations."""
+    checker = Checker(run, ops)
+    violations = checker.run_all()
+    total = sum(len(v) for v in violations.values())
+    print(f"operations by kind and status ({runtime_name}, seed {run.seed}):")
+    print(summary(ops, run.recorder.chaos))
+    for check in CHECKS:
+        found = violations.get(check, [])
+        print(f"  check {check}: {checker.checked[check]} checked, {len(found)} violation(s)")
+    for check in CHECKS:
+        for text, evidence in violations.get(check, [])[:20]:
+            print(f"\nVIOLATION [{check}] {text}")
+            for op in evidence:
+                print(f"    {show(op)}")
+        if len(violations.get(check, [])) > 20:
+            print(f"\n... {len(violations[check]) - 20} more [{check}] violations")
+    print(f"record: {record}")
+    return total
+
+
 def main():
     args = parse_args()
+    if args.check:
+        run, runtime_name, ops = read_record(args.check)
+        total = report(run, runtime_name, ops, args.check)
+        print(f"chaos: {len(ops)} operations, {total} violations", flush=True)
+        return 1 if total else 0
     runtime = Runtime()
     print(f"chaos: seed {args.seed} (replay: --seed {args.seed}), runtime {runtime.name}",
           flush=True)
@@ -1382,30 +1455,10 @@ def main():
     out_dir = os.path.join(ROOT, "target", "chaos")
     os.makedirs(out_dir, exist_ok=True)
     record = os.path.join(out_dir, f"{runtime.name}-ops.jsonl")
-    with open(record, "w", encoding="utf-8") as f:
-        for op in ops:
-            f.write(json.dumps(op) + "\n")
-        for e in run.recorder.chaos:
-            f.write(json.dumps({"chaos": e}) + "\n")
-
-    checker = Checker(run, ops)
-    violations = checker.run_all()
-    total = sum(len(v) for v in violations.values())
-    print(f"operations by kind and status ({runtime.name}, seed {args.seed}):")
-    print(summary(ops, run.recorder.chaos))
+    write_record(record, run, runtime, ops)
+    total = report(run, runtime.name, ops, record)
     if client_errors:
-        print(f"  client errors: {client_errors} (see the log above)")
-    for check in CHECKS:
-        found = violations.get(check, [])
-        print(f"  check {check}: {checker.checked[check]} checked, {len(found)} violation(s)")
-    for check in CHECKS:
-        for text, evidence in violations.get(check, [])[:20]:
-            print(f"\nVIOLATION [{check}] {text}")
-            for op in evidence:
-                print(f"    {show(op)}")
-        if len(violations.get(check, [])) > 20:
-            print(f"\n... {len(violations[check]) - 20} more [{check}] violations")
-    print(f"record: {record}")
+        print(f"client errors: {client_errors} (see the log above)")
     if keep or total:
         print(f"work directory kept: {work}")
     else:
