@@ -1353,6 +1353,10 @@ class Interrupted(Exception):
 
 
 def on_signal(signum, _frame):
+    """The first SIGINT, SIGTERM or SIGHUP ends the run (its processes are stopped on the way
+    out); later ones are ignored, so that they cannot cut that cleanup short."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     raise Interrupted(signal.Signals(signum).name)
 
 
@@ -1412,6 +1416,8 @@ def report(run, runtime_name, ops, record):
         if len(violations.get(check, [])) > 20:
             print(f"\n... {len(violations[check]) - 20} more [{check}] violations")
     print(f"record: {record}")
+    failed = sum(1 for check in CHECKS if violations.get(check))
+    print(f"chaos: {len(CHECKS) - failed} passed, {failed} failed")
     return total
 
 
