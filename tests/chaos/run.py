@@ -78,6 +78,7 @@ def protocol_constant(name, default):
 
 ABANDONED_AFTER_SECS = protocol_constant("ABANDONED_AFTER_SECS", 30)
 MAX_EVENTS = protocol_constant("MAX_EVENTS", 100)
+MAX_PREVIOUS_SECRETS = protocol_constant("MAX_PREVIOUS_SECRETS", 3)
 
 
 # ---- Processes ---------------------------------------------------------------------------------
@@ -1127,16 +1128,22 @@ class Checker:
             return grace == roll["grace"] and low <= at <= high
 
         self.checked["rolls"] += len(events) + len(required)
-        # Each event a roll of its own that may have made it.
+        # Each event a roll of its own that may have made it. Which event is left over when
+        # one cannot be matched is arbitrary (one may fit several rolls): the key is reported
+        # once, with the refused rolls that fit an event and the deletes that overlap them.
         matched = bipartite(events, candidates, fits)
-        for i, e in enumerate(events):
-            if i not in matched:
-                near = [r for r in self.key_ops[key_id]["roll"]
-                        if abs(wall(r["t0"]) - e[0]) < 5]
-                self.violation("rolls", f"a `rolled` event of {key_id} at {e[2]['at']} (grace "
-                               f"{e[1]} s) that no roll answered 201, 503 or nothing can account "
-                               f"for ({len(events)} such events, {len(candidates)} rolls)",
-                               events_op, *near)
+        if len(matched) < len(events):
+            rolls = self.key_ops[key_id]["roll"]
+            suspects = [r for r in rolls if refused(r) and any(fits(e, dict(r, status=201))
+                                                               for e in events)]
+            deletes = [d for d in self.key_ops[key_id]["delete"]
+                       if any(d["t0"] < r["t1"] and d["t1"] > r["t0"] for r in suspects)]
+            evidence = sorted(suspects + deletes, key=lambda o: o["seq"]) or rolls
+            shown = ", ".join(f"{e[2]['at'][11:19]} grace {e[1]} s" for e in events)
+            self.violation("rolls", f"{key_id} has {len(events)} `rolled` events ({shown}) but "
+                           f"only {len(matched)} can belong to rolls that answered 201, 503 or "
+                           f"nothing ({len(candidates)} such rolls; {len(suspects)} refused "
+                           "roll(s) fit an event)", events_op, *evidence)
         # Each roll that answered 201 an event of its own.
         matched = bipartite(required, events, lambda r, e: fits(e, r))
         for i, r in enumerate(required):
@@ -1261,10 +1268,19 @@ class Checker:
             elif c in ("invalid_key", "key_expired"):
                 if self.deletes_sent(key_id, v["t1"]):
                     continue
-                # A roll replacing this secret: anything not refused, overlapping or after its
-                # issue, whose grace may be over by the verify (server seconds are whole).
+                # A roll replacing this secret, overlapping or after its issue, whose grace may
+                # be over by the verify (server seconds are whole); or any roll then while
+                # MAX_PREVIOUS_SECRETS older secrets may have been in their grace: beyond that,
+                # the one ending first ends at once (README, "Roll").
+                def crowded(r):
+                    in_grace = [o for o in ops["roll"] if o is not r and not refused(o)
+                                and o["grace"] > 0 and o["t0"] < end(r)
+                                and end(o) + o["grace"] + 1 > r["t0"]]
+                    return len(in_grace) >= MAX_PREVIOUS_SECRETS
+
                 ended = [r for r in ops["roll"] if r is not issued and sent(r)
-                         and end(r) > issued["t0"] and v["t1"] >= r["t0"] + r["grace"] - 1]
+                         and end(r) > issued["t0"]
+                         and (v["t1"] >= r["t0"] + r["grace"] - 1 or crowded(r))]
                 if not ended:
                     self.violation("live keys verify", f"{v['status']} {c} for a secret no "
                                    "delete or roll had ended", issued, v)
