@@ -134,7 +134,7 @@ fn a_store_failure_at_any_operation_of_roll_is_503_and_a_retry_succeeds(store: S
         let body = json!({"id": id, "grace_seconds": 600}).to_string();
         app.as_user(&user, "POST", "/v1/keys.roll", Some(&body))
     };
-    let total = operations_of_change(&app, &user, &roll);
+    let total = operations_of_change(&app, &user, roll);
     assert!(total >= 8, "a roll makes {total} store operations");
     for n in 1..=total {
         let created = app.create_ok(&user, "rolled", &["read"]);
@@ -302,7 +302,7 @@ fn a_disabled_key_never_verifies_once_list_shows_it_disabled_whenever_the_store_
         let body = json!({"id": id, "enabled": false}).to_string();
         app.as_user(&user, "POST", "/v1/keys.update", Some(&body))
     };
-    let total = operations_of_change(&app, &user, &disable);
+    let total = operations_of_change(&app, &user, disable);
     let mut published_but_503 = 0;
     for n in 1..=total {
         let created = app.create_ok(&user, "to disable", &["read"]);
@@ -364,7 +364,7 @@ fn a_roll_cut_short_by_the_store_is_whole_or_undone_by_the_next_read(store: Stor
             .filter(|e| e["type"] == "rolled" && e["key_id"] == id)
             .count()
     };
-    let total = operations_of_change(&app, &user, &roll);
+    let total = operations_of_change(&app, &user, roll);
     for n in 1..=total {
         let created = app.create_ok(&user, "rolled", &["read"]);
         let (id, original) = (
