@@ -228,17 +228,26 @@ pub(super) fn transition<S: KeyValue>(
     Err(StoreError("a record kept changing".into()))
 }
 
+/// Moves a pending record to `state`, its only way out of pending; a record in any other
+/// state is left as it is. Returns what the store holds then.
+fn leave_pending<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    state: KeyState,
+) -> Result<Stored, StoreError> {
+    transition(store, hash, |record| {
+        (record.state == KeyState::Pending).then(|| KeyRecord {
+            state,
+            ..record.clone()
+        })
+    })
+}
+
 /// Turns a pending record active (a create's or a roll's new secret, once published). Fails if
 /// it is anything else by then: revoked (abandoned, or its roll withdrawn), deleted or gone —
 /// those win over the activation, which is what keeps a secret nobody lists from going live.
 pub(super) fn activate<S: KeyValue>(store: &S, hash: &str) -> Result<KeyRecord, ApiError> {
-    let now_active = transition(store, hash, |record| {
-        (record.state == KeyState::Pending).then(|| KeyRecord {
-            state: KeyState::Active,
-            ..record.clone()
-        })
-    })?;
-    match now_active {
+    match leave_pending(store, hash, KeyState::Active)? {
         // Active: this request's swap landed, or another request helped it (see [`roll`]).
         Stored::Record(record) if record.state == KeyState::Active => Ok(record),
         _ => Err(ApiError::StoreUnavailable),
@@ -249,13 +258,7 @@ pub(super) fn activate<S: KeyValue>(store: &S, hash: &str) -> Result<KeyRecord, 
 /// is now dead for good (revoked, deleted or gone), `false` if it turned active meanwhile or
 /// cannot be read by this version.
 pub(super) fn revoke_pending<S: KeyValue>(store: &S, hash: &str) -> Result<bool, StoreError> {
-    let now = transition(store, hash, |record| {
-        (record.state == KeyState::Pending).then(|| KeyRecord {
-            state: KeyState::Revoked,
-            ..record.clone()
-        })
-    })?;
-    Ok(match now {
+    Ok(match leave_pending(store, hash, KeyState::Revoked)? {
         Stored::Absent => true,
         Stored::Unreadable => false,
         Stored::Record(record) => matches!(record.state, KeyState::Revoked | KeyState::Deleted),

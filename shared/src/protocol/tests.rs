@@ -1660,16 +1660,19 @@ fn a_store_failure_at_any_operation_of_an_update_leaves_a_retry_that_succeeds(
     });
 }
 
-fn an_update_that_dies_after_any_operation_is_carried_by_the_next_one(answers: SwapAnswers) {
-    let setup = |store: &MemoryStore| {
-        let made = create_one(store, "alice");
-        let request = Request::Update {
-            user: "alice",
-            id: made.id.clone(),
-            wanted: write_only(),
-        };
-        (made, request)
+/// One key of alice's, and an update of it that disables it and narrows its scopes.
+fn one_key_and_an_update_taking_rights_away(store: &MemoryStore) -> (Made, Request) {
+    let made = create_one(store, "alice");
+    let request = Request::Update {
+        user: "alice",
+        id: made.id.clone(),
+        wanted: write_only(),
     };
+    (made, request)
+}
+
+fn an_update_that_dies_after_any_operation_is_carried_by_the_next_one(answers: SwapAnswers) {
+    let setup = one_key_and_an_update_taking_rights_away;
     let operations = operations_of(answers, |store| setup(store).1);
     for died_after in 0..operations {
         let store = MemoryStore::with_answers(answers);
@@ -1755,15 +1758,7 @@ fn a_full_index_stays_within_its_byte_budget(answers: SwapAnswers) {
 fn an_update_answers_what_verify_obeys_after_another_died_taking_rights_away(answers: SwapAnswers) {
     // An update disabling the key dies after each of its operations; then the user asks for
     // the key enabled, which the index may already say: the answer and verify agree at once.
-    let setup = |store: &MemoryStore| {
-        let made = create_one(store, "alice");
-        let request = Request::Update {
-            user: "alice",
-            id: made.id.clone(),
-            wanted: write_only(),
-        };
-        (made, request)
-    };
+    let setup = one_key_and_an_update_taking_rights_away;
     let operations = operations_of(answers, |store| setup(store).1);
     let enable = Settings {
         enabled: Some(true),
