@@ -223,17 +223,15 @@ impl Repair {
         now: i64,
     ) -> Result<(), ApiError> {
         let mut next = index.clone();
+        // Records that are garbage once this is published: rolls' secrets given back, and
+        // tombstones of keys removed.
+        let mut removed = Vec::new();
         for (id, abandoned) in &self.undo_rolls {
-            let Some(entry) = next.keys.iter_mut().find(|e| &e.id == id) else {
+            let Some(position) = next.keys.iter().position(|e| &e.id == id) else {
                 continue;
             };
-            // A roll's secret that went live after all is a roll that finished: nothing to undo.
-            if *abandoned && !revoke_pending(store, &entry.hash)? {
-                return Ok(());
-            }
-            entry.undo_roll(&mut next.events);
+            removed.extend(give_back(store, &mut next, position, *abandoned)?);
         }
-        let mut removed = Vec::new();
         for id in &self.removals {
             if let Some(at) = next.keys.iter().position(|e| &e.id == id) {
                 let entry = next.keys.remove(at);
@@ -253,7 +251,6 @@ impl Repair {
         if still_at(store, user, published)? {
             let _ = store.delete(&user.index(head.version));
             for hash in removed {
-                // Tombstones of a removal now published: garbage.
                 let _ = store.delete(&record_key(&hash));
             }
         } else {

@@ -330,14 +330,30 @@ fn secrets_after_roll(
     (keep, drop)
 }
 
-/// Gives the key at `position` of `index` (version `head`) back the secret its latest roll
-/// replaced, in a new version proposed from `head`: for a roll whose secret can no longer go
-/// live — revoked (it failed), gone, or `abandoned` pending (revoked here first; if it turned
-/// active meanwhile, that roll finished and there is nothing to give back). The roll's event
-/// leaves the history with it. Returns the version proposed, if any; whether it landed is for
-/// the caller to read back. The replaced secret's record still carries the roll's grace end as
-/// a restriction of a version the head has now passed: the next carry of the key drops it
-/// (a grant, so after the publish).
+/// Gives the key at `position` of `index` back the secret its latest roll replaced (see
+/// [`IndexEntry::undo_roll`]), for a roll whose secret can no longer go live — revoked (it
+/// failed), gone, or `abandoned` pending (revoked here first; if it turned active meanwhile,
+/// that roll finished and there is nothing to give back). Returns the hash of the roll's
+/// secret if it gave the key back: dead for good, its record garbage once that is published.
+/// The replaced secret's record still carries the roll's grace end as a restriction of a
+/// version the head will have passed: the next carry of the key drops it (a grant, so after
+/// the publish).
+pub(super) fn give_back<S: KeyValue>(
+    store: &S,
+    index: &mut Index,
+    position: usize,
+    abandoned: bool,
+) -> Result<Option<String>, StoreError> {
+    let entry = &mut index.keys[position];
+    if abandoned && !revoke_pending(store, &entry.hash)? {
+        return Ok(None);
+    }
+    let failed = entry.hash.clone();
+    Ok(entry.undo_roll(&mut index.events).then_some(failed))
+}
+
+/// [`give_back`] in a new index version proposed from `head`. Returns the version proposed, if
+/// any; whether it landed is for the caller to read back.
 pub(super) fn undo_failed_roll<S: KeyValue>(
     store: &S,
     user: &UserSpace,
@@ -348,17 +364,12 @@ pub(super) fn undo_failed_roll<S: KeyValue>(
     abandoned: bool,
 ) -> Result<Option<u64>, StoreError> {
     let mut index = index.clone();
-    let entry = &mut index.keys[position];
-    if abandoned && !revoke_pending(store, &entry.hash)? {
+    let Some(failed) = give_back(store, &mut index, position, abandoned)? else {
         return Ok(None);
-    }
-    let failed = entry.hash.clone();
-    if !entry.undo_roll(&mut index.events) {
-        return Ok(None);
-    }
+    };
     let proposed = propose(store, user, cas, head, &index)?;
-    // Dead for good: whether or not that landed, its record can go (an entry still naming it
-    // is a roll to give back all the same). Failing to delete it leaves a dead record.
+    // Whether or not that landed, its record can go (an entry still naming it is a roll to
+    // give back all the same). Failing to delete it leaves a dead record.
     let _ = store.delete(&record_key(&failed));
     Ok(Some(proposed))
 }
