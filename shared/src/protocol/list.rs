@@ -244,17 +244,18 @@ impl Repair {
             return Ok(());
         }
         let proposed = propose(store, user, cas, head, &next)?;
-        let published = Head {
-            version: proposed,
-            ..head
-        };
-        if still_at(store, user, published)? {
-            let _ = store.delete(&user.index(head.version));
+        let mut versions = Versions::default();
+        versions.note(head, proposed);
+        let (_, now) = store.watch(&user.head)?;
+        let now = now.as_deref().map(Head::decode).transpose()?;
+        let landed = now.is_some_and(|now| now.version == proposed);
+        if let Some(now) = now {
+            versions.sweep(store, user, now.version);
+        }
+        if landed {
             for hash in removed {
                 let _ = store.delete(&record_key(&hash));
             }
-        } else {
-            let _ = store.delete(&user.index(proposed));
         }
         Ok(())
     }
