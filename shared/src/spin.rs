@@ -69,6 +69,17 @@ impl KeyValue for SpinStore {
             Err(atomics::CasError::StoreError(error)) => Err(logged(error)),
         }
     }
+
+    fn back_off(&self, retry: u32) -> u32 {
+        let mut random = [0u8; 4];
+        // Without randomness the wait is the longest of its bound: still a wait, only not spread.
+        let random = getrandom::fill(&mut random).map_or(u32::MAX, |()| u32::from_le_bytes(random));
+        // On wasm32-wasip2 this is `wasi:clocks` `subscribe-duration` and a poll: the host
+        // serves other requests meanwhile.
+        std::thread::sleep(crate::store::backoff_delay(retry, random));
+        // Another number than the wait's, for spreading racers over keys.
+        random.rotate_left(16)
+    }
 }
 
 /// Spin variables of the component; empty values count as unset.

@@ -42,4 +42,44 @@ pub trait KeyValue {
     /// Writes `value` if the key still holds what `watch` read. The write itself is guarded on
     /// every backend; the answer is only the store's claim (see [`Swap`]).
     fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, StoreError>;
+    /// Waits before retry number `retry` (1, 2, …) of an operation other requests may have
+    /// raced (see [`backoff_delay`]), and answers a random number the caller may use to spread
+    /// racers over several keys. The in-memory stores of the tests have nobody to wait for, and
+    /// answer `retry`, so that a test replays the same way.
+    fn back_off(&self, retry: u32) -> u32 {
+        retry
+    }
+}
+
+/// The first back-off's upper bound.
+const BACKOFF_BASE_MILLIS: u64 = 4;
+/// The upper bound no back-off exceeds.
+const BACKOFF_CAP_MILLIS: u64 = 1024;
+
+/// How long to wait before retry number `retry`, given a uniformly random `random`: anywhere
+/// from zero to a bound that doubles with each retry up to a cap ("full jitter"). Racing
+/// requests that waited the same time would meet again; spread at random, most retry alone.
+pub fn backoff_delay(retry: u32, random: u32) -> std::time::Duration {
+    let bound = BACKOFF_BASE_MILLIS
+        .saturating_mul(1 << retry.min(16))
+        .min(BACKOFF_CAP_MILLIS);
+    let micros = (bound * 1000).saturating_mul(u64::from(random)) >> 32;
+    std::time::Duration::from_micros(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn back_offs_are_random_below_a_bound_that_doubles_up_to_its_cap() {
+        assert_eq!(backoff_delay(1, 0), Duration::ZERO);
+        assert_eq!(backoff_delay(1, u32::MAX / 2), Duration::from_micros(3_999));
+        let longest = |retry| backoff_delay(retry, u32::MAX);
+        assert!(longest(1) < Duration::from_millis(8));
+        assert!(longest(2) < Duration::from_millis(16) && longest(2) > longest(1));
+        assert!(longest(7) < Duration::from_millis(1024) && longest(7) > longest(6));
+        assert_eq!(longest(8), longest(40));
+    }
 }

@@ -13,7 +13,7 @@ pub(super) fn watch_head<S: KeyValue>(
     }
     // Absent: a swap now would be an upsert able to overwrite a concurrent first write (see the
     // module docs). `increment(head, 0)` creates it as 0 atomically, or leaves it as it is.
-    store.increment(&user.head, 0)?;
+    create_head(store, user)?;
     match store.watch(&user.head)? {
         (cas, Some(bytes)) => Ok((cas, Head::decode(&bytes)?)),
         (_, None) => Err(StoreError("head vanished after being created".into())),
@@ -21,18 +21,23 @@ pub(super) fn watch_head<S: KeyValue>(
 }
 
 /// Starts a change of a user's existing index: a compare-and-swap handle on `head` and the index
-/// it names, both read back with retries when `unconfirmed` (see [`read_back`]). `Ok(None)`: the
-/// version was removed meanwhile, start over. A user without a head has no keys:
-/// `key_not_found`.
+/// it names, both read back with retries when this request has proposed before (see
+/// [`read_back`]). `Ok(None)`: start over — the version was removed meanwhile, or this request
+/// lost a race and waited (see [`Versions::waited_after_loss`]). A user without a head has no
+/// keys: `key_not_found`.
 pub(super) fn watch_index<S: KeyValue>(
     store: &S,
     user: &UserSpace,
-    unconfirmed: bool,
+    versions: &mut Versions,
 ) -> Result<Option<(S::Cas, Head, Index)>, ApiError> {
+    let unconfirmed = versions.unconfirmed();
     let (cas, head) = match read_back(unconfirmed, || store.watch(&user.head))? {
         (cas, Some(bytes)) => (cas, Head::decode(&bytes)?),
         (_, None) => return Err(ApiError::KeyNotFound),
     };
+    if versions.waited_after_loss(store, head) {
+        return Ok(None);
+    }
     let index = read_back(unconfirmed, || read_index(store, user, head.version))?;
     Ok(index.map(|index| (cas, head, index)))
 }
@@ -100,15 +105,75 @@ pub(super) fn propose<S: KeyValue>(
     head: Head,
     index: &Index,
 ) -> Result<u64, StoreError> {
-    let version = next_version(store, user)?;
+    let version = next_version(store, user, head)?;
     publish(store, user, cas, head, version, index)?;
     Ok(version)
 }
 
-/// A version number nobody else ever gets, higher than every version published before.
-pub(super) fn next_version<S: KeyValue>(store: &S, user: &UserSpace) -> Result<u64, StoreError> {
-    let number = store.increment(&user.seq, 1)?;
-    u64::try_from(number).map_err(|_| corrupt("seq"))
+/// A version number nobody else ever gets, higher than `head` (which the new version is to
+/// replace), so the head only ever moves to fresh, larger numbers.
+///
+/// The numbers come from [`SEQ_SHARDS`] counters: counter `s` hands out its `n` as the number
+/// `n × SEQ_SHARDS + s`, so no two counters ever give the same one. A request uses `seq`
+/// (shard 0) unless its increment failed; then it retries, after a random wait, on a counter
+/// picked at random. Spin's DynamoDB store needs this: its increment is a read and a
+/// conditional write that fails, not retried, when another request wrote between the two, so
+/// of the requests racing on one counter all but one fail (50 racing creates: 2 answered 201,
+/// 48 × 503); spread over the counters, most retries meet nobody. A counter behind `head` is
+/// moved past it with a second increment. Retrying is always safe: a number handed out but
+/// answered as an error is skipped, never handed out again.
+pub(super) fn next_version<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    head: Head,
+) -> Result<u64, StoreError> {
+    let mut shard = 0;
+    let mut retries = 0;
+    loop {
+        let counter = user.seq_shard(shard);
+        let attempt = store.increment(&counter, 1).and_then(|n| {
+            let number = version_number(n, shard)?;
+            if number > head.version {
+                return Ok(number);
+            }
+            // Behind the head: jump past it in one go (others may add meanwhile; only more).
+            let behind = i64::try_from((head.version - number) / SEQ_SHARDS + 1)
+                .map_err(|_| corrupt("seq"))?;
+            version_number(store.increment(&counter, behind)?, shard)
+        });
+        match attempt {
+            Err(_) if retries < INCREMENT_RETRIES => {
+                retries += 1;
+                shard = u64::from(store.back_off(retries)) % SEQ_SHARDS;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The version number counter `shard` hands out as its `n`.
+fn version_number(n: i64, shard: u64) -> Result<u64, StoreError> {
+    u64::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_mul(SEQ_SHARDS))
+        .map(|n| n + shard)
+        .ok_or_else(|| corrupt("seq"))
+}
+
+/// `increment(head, 0)`, retried after a random wait when it fails: it changes nothing once the
+/// head exists, so retrying is always safe, and on Spin's DynamoDB store (see
+/// [`next_version`]) the first writes of a new user's racing requests fail all but one.
+fn create_head<S: KeyValue>(store: &S, user: &UserSpace) -> Result<(), StoreError> {
+    let mut retries = 0;
+    loop {
+        match store.increment(&user.head, 0) {
+            Err(_) if retries < INCREMENT_RETRIES => {
+                retries += 1;
+                store.back_off(retries);
+            }
+            result => return result.map(drop),
+        }
+    }
 }
 
 /// Writes `index` as version `version` (from [`next_version`]) and asks the store to swing the
@@ -127,22 +192,48 @@ pub(super) fn publish<S: KeyValue>(
     Ok(())
 }
 
-/// Index versions one request wrote or built on, to be removed once they are garbage.
+/// Index versions one request wrote or built on, to be removed once they are garbage, and
+/// whether its last proposal lost a race it has already waited after.
 #[derive(Default)]
-pub(super) struct Versions(Vec<u64>);
+pub(super) struct Versions {
+    noted: Vec<u64>,
+    last_proposed: Option<u64>,
+    waited_after: Option<u64>,
+    losses: u32,
+}
 
 impl Versions {
     /// Whether this request has proposed a version whose fate it has not read back yet.
     pub(super) fn unconfirmed(&self) -> bool {
-        !self.0.is_empty()
+        !self.noted.is_empty()
     }
 
     pub(super) fn note(&mut self, base: Head, proposed: u64) {
         for version in [base.version, proposed] {
-            if version != 0 && !self.0.contains(&version) {
-                self.0.push(version);
+            if version != 0 && !self.noted.contains(&version) {
+                self.noted.push(version);
             }
         }
+        self.last_proposed = Some(proposed);
+    }
+
+    /// Given the head read after this request's last proposal: when it names another version,
+    /// the proposal lost (or landed and was built on; waiting is then only a delay), and this
+    /// waits — once per proposal, a random time growing with each loss — and answers `true`,
+    /// so the caller reads the head again before proposing anew. Requests that keep meeting
+    /// (50 creates of one user) spread out instead of losing together until their attempts run
+    /// out; an uncontended request never waits.
+    pub(super) fn waited_after_loss<S: KeyValue>(&mut self, store: &S, head: Head) -> bool {
+        let Some(proposed) = self.last_proposed else {
+            return false;
+        };
+        if proposed == head.version || self.waited_after == Some(proposed) {
+            return false;
+        }
+        self.waited_after = Some(proposed);
+        self.losses += 1;
+        store.back_off(self.losses);
+        true
     }
 
     /// Removes every noted version but `head`, which must have been read after this request's
@@ -150,7 +241,7 @@ impl Versions {
     /// not name then is never published again. A reader still holding such a number finds it
     /// gone and starts over. Failing to remove one only leaves garbage.
     pub(super) fn sweep<S: KeyValue>(&mut self, store: &S, user: &UserSpace, head: u64) {
-        for version in std::mem::take(&mut self.0)
+        for version in std::mem::take(&mut self.noted)
             .into_iter()
             .filter(|v| *v != head)
         {

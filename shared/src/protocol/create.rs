@@ -78,6 +78,9 @@ fn publish_and_activate<S: KeyValue>(
     for _ in 0..MAX_ATTEMPTS {
         let unconfirmed = versions.unconfirmed();
         let (cas, head) = read_back(unconfirmed, || watch_head(store, user))?;
+        if versions.waited_after_loss(store, head) {
+            continue;
+        }
         let Some(mut index) = read_back(unconfirmed, || read_index(store, user, head.version))?
         else {
             continue;

@@ -17,8 +17,7 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
     let mut killed: Vec<String> = Vec::new();
     let mut versions = Versions::default();
     for _ in 0..MAX_ATTEMPTS {
-        let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
-        else {
+        let Some((cas, head, mut index)) = watch_index(store, &user, &mut versions)? else {
             continue;
         };
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {

@@ -24,6 +24,15 @@ impl UserSpace {
         }
     }
 
+    /// Counter `shard` of the ones handing out version numbers (see `chain::next_version`):
+    /// shard 0 is `seq` itself, the others exist only for users whose writes once raced.
+    pub(super) fn seq_shard(&self, shard: u64) -> String {
+        match shard {
+            0 => self.seq.clone(),
+            shard => format!("{}/{shard}", self.seq),
+        }
+    }
+
     pub(super) fn index(&self, version: u64) -> String {
         format!("{}{version}", self.index_prefix)
     }

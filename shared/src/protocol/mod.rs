@@ -8,6 +8,7 @@
 //! | `key/<sha256(key)>` | [`KeyRecord`]: state (pending, active, revoked, or a delete's tombstone), owner, id, settings (name, scopes, enabled), restrictions in progress, last use, expiry, end of grace (an old secret of a rolled key) | create, delete, update, roll, and list or events to repair; verify at most hourly |
 //! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete, update, roll; list or events to repair |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete, update, roll |
+//! | `user/<sha256(user id)>/seq/<s>` | counters 1–15 beside `seq`, only for users whose writes raced (see `chain::next_version`) | create, delete, update, roll |
 //! | `user/<sha256(user id)>/index/<n>` | [`Index`] version `n`: the user's keys (each with its current secret's hash and its older secrets' in their grace), oldest first, and their latest changes | create, delete, update, roll |
 //!
 //! Only SHA-256 hashes of keys are at rest. Nothing reads the whole store.
@@ -22,7 +23,8 @@
 //!   it 0 if absent and leaves it unchanged otherwise (head is always an integer in the store's
 //!   own increment encoding, so a late `increment(head, 0)` is harmless);
 //! - writes each index version once, under a number from `increment(seq, 1)` that no other
-//!   request ever gets, and publishes it by compare-and-swap of `head` from the version it was
+//!   request ever gets (on a race, from one of [`SEQ_SHARDS`] counters, each handing out its own
+//!   residue: Spin's DynamoDB `increment` fails rather than waits when raced), and publishes it by compare-and-swap of `head` from the version it was
 //!   derived from (copy-on-write: a lost race is detected, never a lost write);
 //! - gives every key its own record, keyed by the key's hash, so that verify reads exactly one
 //!   entry, and moves that record from `pending` to `active` by compare-and-swap.
@@ -182,6 +184,11 @@ pub const USAGE_GRANULARITY_SECS: i64 = 3600;
 pub const MAX_ATTEMPTS: usize = 64;
 /// How often a failed read is retried when it is the read-back of a swap that may have landed.
 pub const READ_BACK_RETRIES: usize = 2;
+/// How often a failed `increment` of `head` or a version counter is retried, each after a
+/// random wait (see `chain::next_version`): past the bound the waits add up to seconds.
+pub const INCREMENT_RETRIES: u32 = 16;
+/// How many counters hand out index version numbers (see `chain::next_version`).
+pub const SEQ_SHARDS: u64 = 16;
 /// How many of the latest changes an index version keeps (see [`Index::events`]), at most
 /// [`MAX_EVENT_BYTES`] of them.
 pub const MAX_EVENTS: usize = 100;

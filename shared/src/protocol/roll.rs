@@ -120,9 +120,7 @@ impl<S: KeyValue> Rolling<'_, S> {
             (self.store, self.user, self.user_id, self.id, self.new);
         let (event_id, now) = (self.event_id, self.now);
         for _ in 0..MAX_ATTEMPTS {
-            let Some((cas, head, mut index)) =
-                watch_index(store, user, self.versions.unconfirmed())?
-            else {
+            let Some((cas, head, mut index)) = watch_index(store, user, &mut self.versions)? else {
                 continue;
             };
             let Some(position) = index.keys.iter().position(|e| e.id == id) else {
@@ -183,7 +181,7 @@ impl<S: KeyValue> Rolling<'_, S> {
                 }
             };
             let (keep, drop) = secrets_after_roll(entry, now + self.grace_secs, now);
-            let version = next_version(store, user)?;
+            let version = next_version(store, user, head)?;
             let pending = KeyRecord {
                 state: KeyState::Pending,
                 user_id: user_id.to_owned(),

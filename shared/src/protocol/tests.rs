@@ -1100,6 +1100,75 @@ fn check_failure_at_every_operation(
     }
 }
 
+/// Spin's DynamoDB store: every `increment` that another request raced fails with an error
+/// and changes nothing. This one loses the first `losses` attempts of every increment.
+struct LosingIncrements {
+    store: MemoryStore,
+    losses: u32,
+    lost_in_a_row: Cell<u32>,
+    waits: std::cell::RefCell<Vec<u32>>,
+}
+
+impl KeyValue for LosingIncrements {
+    type Cas = <MemoryStore as KeyValue>::Cas;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.store.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.store.delete(key)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if self.lost_in_a_row.get() < self.losses {
+            self.lost_in_a_row.set(self.lost_in_a_row.get() + 1);
+            return Err(StoreError("ConditionalCheckFailed".into()));
+        }
+        self.lost_in_a_row.set(0);
+        self.store.increment(key, delta)
+    }
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
+        self.store.watch(key)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<crate::store::Swap, StoreError> {
+        self.store.swap(cas, value)
+    }
+    fn back_off(&self, retry: u32) -> u32 {
+        self.waits.borrow_mut().push(retry);
+        retry
+    }
+}
+
+#[test]
+fn increments_that_lose_races_are_retried_after_growing_waits_up_to_their_bound() {
+    let racing = |losses| LosingIncrements {
+        store: MemoryStore::new(),
+        losses,
+        lost_in_a_row: Cell::new(0),
+        waits: Default::default(),
+    };
+    // A first create increments twice (head, then seq): each loses INCREMENT_RETRIES times.
+    let store = racing(INCREMENT_RETRIES);
+    let made = new_key();
+    create_with(&store, "alice", &made, MAX, NOW).expect("create after lost races");
+    assert!(verifies(&store.store, &made.hash));
+    assert_eq!(
+        listed_ids(&store.store, "alice"),
+        std::slice::from_ref(&made.id)
+    );
+    let retries: Vec<u32> = (1..=INCREMENT_RETRIES).collect();
+    assert_eq!(*store.waits.borrow(), [retries.clone(), retries].concat());
+
+    // One loss more than the bound: 503, and nothing was made.
+    let store = racing(INCREMENT_RETRIES + 1);
+    let made = new_key();
+    let created = create_with(&store, "alice", &made, MAX, NOW);
+    assert_eq!(created, Err(ApiError::StoreUnavailable));
+    assert!(!verifies(&store.store, &made.hash));
+    assert!(listed_ids(&store.store, "alice").is_empty());
+}
+
 fn a_store_failure_at_any_operation_of_a_first_create_leaves_nothing_half_made(
     answers: SwapAnswers,
 ) {

@@ -55,8 +55,7 @@ fn update_steps<S: KeyValue>(
     // The key as this update last proposed it, with its expiry.
     let mut proposed: Option<KeySummary> = None;
     for _ in 0..MAX_ATTEMPTS {
-        let Some((cas, head, mut index)) = watch_index(store, &user, versions.unconfirmed())?
-        else {
+        let Some((cas, head, mut index)) = watch_index(store, &user, &mut versions)? else {
             continue;
         };
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
@@ -132,7 +131,7 @@ fn update_steps<S: KeyValue>(
                 return Err(ApiError::KeyNotFound);
             }
         };
-        let version = next_version(store, &user)?;
+        let version = next_version(store, &user, head)?;
         let entry = &mut index.keys[position];
         if let Some(restriction) = entry.restriction_toward(wanted, version, now) {
             let restrictions: Vec<_> = entry
