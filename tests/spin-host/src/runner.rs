@@ -79,73 +79,6 @@ pub struct App {
     pub component_log: Option<MemoryOutputPipe>,
 }
 
-/// A request body that is drained in the background if it is dropped before its end (a
-/// component answered, say 413, without reading all of it), so that the client reads the answer
-/// rather than a connection reset by unread data; discarded, never held. Gives up after
-/// [`DRAIN_LIMIT_BYTES`] or [`DRAIN_LIMIT_TIME`], closing the connection.
-struct DrainOnDrop(Option<hyper::body::Incoming>);
-
-/// Most a dropped request body is drained before the connection is closed instead.
-const DRAIN_LIMIT_BYTES: usize = 1 << 30;
-/// Longest a dropped request body is drained before the connection is closed instead.
-const DRAIN_LIMIT_TIME: Duration = Duration::from_secs(30);
-
-impl DrainOnDrop {
-    fn new(body: hyper::body::Incoming) -> DrainOnDrop {
-        DrainOnDrop(Some(body))
-    }
-}
-
-impl hyper::body::Body for DrainOnDrop {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        match self.0.as_mut() {
-            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
-            None => std::task::Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.as_ref().is_none_or(|b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.0.as_ref().map(|b| b.size_hint()).unwrap_or_default()
-    }
-}
-
-impl Drop for DrainOnDrop {
-    fn drop(&mut self) {
-        let Some(mut body) = self
-            .0
-            .take()
-            .filter(|b| !hyper::body::Body::is_end_stream(b))
-        else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let drain = async {
-                let mut drained = 0;
-                while let Some(Ok(frame)) = body.frame().await {
-                    drained += frame.data_ref().map_or(0, Bytes::len);
-                    if drained > DRAIN_LIMIT_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_LIMIT_TIME, drain).await;
-        });
-    }
-}
-
 /// How a request ended.
 pub struct Outcome {
     pub response: hyper::Response<HyperOutgoingBody>,
@@ -322,10 +255,12 @@ impl App {
         });
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        // A body the component leaves unread is not drained: the connection closes with it
+        // unread, as on Spin, whose client still sending then sees a reset, not the answer.
         let req = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, req.map(DrainOnDrop::new))?;
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = c.pre.clone();
         // The guest may go on writing the body after sending the head, so it runs in its own task.
