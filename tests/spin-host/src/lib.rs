@@ -284,6 +284,15 @@ impl Server {
         let Some(route) = self.router.route(req.uri().path()) else {
             return status_only(hyper::StatusCode::NOT_FOUND);
         };
+        // Spin refuses a request with any header value that is not UTF-8 before a component
+        // runs: an empty 500, logged as "invalid utf-8 sequence" (measured on Spin 4.1).
+        if req
+            .headers()
+            .values()
+            .any(|value| std::str::from_utf8(value.as_bytes()).is_err())
+        {
+            return status_only(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        }
         let host = req
             .headers()
             .get(hyper::header::HOST)
