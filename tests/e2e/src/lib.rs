@@ -1,5 +1,13 @@
 //! Harness of the end-to-end suite: builds the components once, serves `spin.toml` through
-//! the local host (`spin-host`) with a chosen key-value backend, and speaks the HTTP contract.
+//! the local host (`spin-host`) with a chosen key-value backend — or through real `spin up`
+//! when `SPIN_BIN` names a Spin binary — and speaks the HTTP contract.
+//!
+//! On Spin, a test that needs what only the local host offers (failures injected into the
+//! store, a clock the test moves, the store-operation counters) says so with
+//! [`skip_on_spin`], which prints the reason, and passes without running.
+
+mod spin_up;
+pub use spin_up::{moto_python, spin_bin, SpinInstance, SpinStore};
 
 use serde_json::{json, Value};
 use spin_host::{
@@ -33,30 +41,73 @@ fn build_components() {
     });
 }
 
+/// Whether the suite runs on real Spin (`SPIN_BIN` is set).
+pub fn on_spin() -> bool {
+    spin_bin().is_some()
+}
+
+/// On real Spin, prints why the calling test cannot run there and answers `true` (the test
+/// returns at once); on the local host answers `false`.
+pub fn skip_on_spin(reason: &str) -> bool {
+    if on_spin() {
+        eprintln!("skipped on Spin: {reason}");
+    }
+    on_spin()
+}
+
 /// The key-value stores the store-sensitive tests run on, each as `spin up` would use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
-    /// Spin's default store (an in-memory SQLite database here).
+    /// Spin's default store (an in-memory SQLite database on the local host, a file on Spin).
     Sqlite,
-    /// A real `redis-server`, spoken to as Spin 4.1 does (every swap answers `cas-failed`).
+    /// A real `redis-server`, spoken to as Spin 4.1 does (every swap answers `cas-failed`); on
+    /// Spin, Spin's own Redis store, which does just that.
     RedisAsSpin41,
     /// A real `redis-server`, spoken to as Spin will once its `UNWATCH` is fixed (a lost race
-    /// answers success).
+    /// answers success). The local host only: real Spin is not fixed yet.
     RedisUnwatchFixed,
+    /// Spin's DynamoDB store on a local DynamoDB-compatible server (moto), with consistent
+    /// reads. Real Spin only: the local host has no DynamoDB backend.
+    DynamoDb,
 }
 
 impl Store {
+    /// Why this store cannot be tested on the runtime at hand, if it cannot.
+    pub fn unavailable(self) -> Option<&'static str> {
+        match (self, on_spin()) {
+            (Store::RedisUnwatchFixed, true) => {
+                Some("emulates a fix of Spin's Redis store that real Spin does not have yet")
+            }
+            (Store::DynamoDb, false) => {
+                Some("the local host has no DynamoDB store: run with SPIN_BIN=… and MOTO_PYTHON=…")
+            }
+            (Store::DynamoDb, true) if moto_python().is_none() => Some(
+                "no DynamoDB-compatible server: set MOTO_PYTHON to a Python with moto installed",
+            ),
+            _ => None,
+        }
+    }
+
+    /// Runs `case` on this store, or prints why it cannot run here.
+    pub fn run(self, case: fn(Store)) {
+        match self.unavailable() {
+            Some(reason) => eprintln!("skipped on {self:?}: {reason}"),
+            None => case(self),
+        }
+    }
+
     fn redis_answers(self) -> Option<RedisCasAnswers> {
         match self {
-            Store::Sqlite => None,
+            Store::Sqlite | Store::DynamoDb => None,
             Store::RedisAsSpin41 => Some(RedisCasAnswers::Spin41),
             Store::RedisUnwatchFixed => Some(RedisCasAnswers::UnwatchFixed),
         }
     }
 }
 
-/// Makes `<case>::sqlite`, `<case>::redis_as_spin_4_1` and `<case>::redis_unwatch_fixed` tests
-/// of each `fn <case>(store: Store)`.
+/// Makes `<case>::sqlite`, `<case>::redis_as_spin_4_1`, `<case>::redis_unwatch_fixed` and
+/// `<case>::dynamodb` tests of each `fn <case>(store: Store)`; each store the runtime at hand
+/// lacks is skipped with its reason printed (see [`Store::unavailable`]).
 #[macro_export]
 macro_rules! on_every_store {
     ($($case:ident),* $(,)?) => {$(
@@ -64,23 +115,29 @@ macro_rules! on_every_store {
             use $crate::Store;
             #[test]
             fn sqlite() {
-                super::$case(Store::Sqlite)
+                Store::Sqlite.run(super::$case)
             }
             #[test]
             fn redis_as_spin_4_1() {
-                super::$case(Store::RedisAsSpin41)
+                Store::RedisAsSpin41.run(super::$case)
             }
             #[test]
             fn redis_unwatch_fixed() {
-                super::$case(Store::RedisUnwatchFixed)
+                Store::RedisUnwatchFixed.run(super::$case)
+            }
+            #[test]
+            fn dynamodb() {
+                Store::DynamoDb.run(super::$case)
             }
         }
     )*};
 }
 
-/// A running app: the local host serving `spin.toml`, its store and its clock.
+/// A running app: the local host (or real Spin) serving `spin.toml`, its store and its clock.
 pub struct App {
     host: Option<RunningHost>,
+    /// The `spin up` serving the app, on real Spin (then `store` and `clock` are not the app's).
+    spin: Option<SpinInstance>,
     /// The Redis server this app started for itself, if any (stopped after the host).
     redis: Option<RedisServer>,
     runtime: tokio::runtime::Runtime,
@@ -102,6 +159,19 @@ impl App {
 
     /// The app on a fresh store of the kind `store` (a Redis server of its own for Redis).
     pub fn start_on(store: Store) -> App {
+        if on_spin() {
+            let dir = state_folder();
+            return match store {
+                Store::Sqlite => App::on_spin(&SpinStore::Sqlite(dir.join("kv.db")), &[], &[]),
+                Store::DynamoDb => App::on_spin(&SpinStore::DynamoDb, &[], &[]),
+                Store::RedisAsSpin41 | Store::RedisUnwatchFixed => {
+                    let server = RedisServer::start().expect("redis-server starts");
+                    let mut app = App::on_spin(&SpinStore::Redis(server.url()), &[], &[]);
+                    app.redis = Some(server);
+                    app
+                }
+            };
+        }
         match store.redis_answers() {
             None => App::start_with(SqliteBackend::in_memory(), &[]),
             Some(answers) => {
@@ -120,6 +190,14 @@ impl App {
         answers: RedisCasAnswers,
         components: &[&str],
     ) -> App {
+        if on_spin() {
+            assert_eq!(
+                answers,
+                RedisCasAnswers::Spin41,
+                "real Spin answers as Spin 4.1"
+            );
+            return App::on_spin(&SpinStore::Redis(server.url()), &[], components);
+        }
         let backend = RedisBackend::new(&server.url(), answers).expect("redis backend");
         App::start_serving(backend, &[], components)
     }
@@ -130,8 +208,44 @@ impl App {
     }
 
     /// The app on `backend`, with `variables` (lower-case names) set besides `jwt_secret`.
+    /// On Spin, apps started on one backend share one SQLite file instead.
     pub fn start_with(backend: Arc<dyn KvBackend>, variables: &[(&str, &str)]) -> App {
+        if on_spin() {
+            let file = sqlite_file_standing_for(backend);
+            return App::on_spin(&SpinStore::Sqlite(file), variables, &[]);
+        }
         App::start_serving(backend, variables, &[])
+    }
+
+    /// The app on Spin's SQLite store kept in `file` (as `spin up` keeps
+    /// `.spin/sqlite_key_value.db`).
+    pub fn start_on_sqlite_file(file: &Path) -> App {
+        if on_spin() {
+            return App::on_spin(&SpinStore::Sqlite(file.to_owned()), &[], &[]);
+        }
+        App::start_with(SqliteBackend::open(file).expect("sqlite store"), &[])
+    }
+
+    fn on_spin(store: &SpinStore, variables: &[(&str, &str)], components: &[&str]) -> App {
+        build_components();
+        let mut all = vec![("jwt_secret", JWT_SECRET)];
+        all.extend_from_slice(variables);
+        let instance =
+            SpinInstance::start(&workspace_root().join("spin.toml"), store, &all, components);
+        App {
+            host: None,
+            redis: None,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime"),
+            agent: agent(),
+            url: instance.url.clone(),
+            spin: Some(instance),
+            // Not the app's: tests that need them skip on Spin (see `skip_on_spin`).
+            store: FaultyBackend::new(MemoryBackend::new()),
+            clock: TestClock::new(),
+            log: MemoryOutputPipe::new(0),
+        }
     }
 
     fn start_serving(
@@ -166,16 +280,12 @@ impl App {
             .block_on(spin_host::start(config))
             .expect("host starts");
         let url = host.url();
-        // Redirects are answers to check (the console's `/`), not to follow.
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(60))
-            .redirects(0)
-            .build();
         App {
             host: Some(host),
+            spin: None,
             redis: None,
             runtime,
-            agent,
+            agent: agent(),
             url,
             store,
             clock,
@@ -185,6 +295,9 @@ impl App {
 
     /// Everything the components have logged so far.
     pub fn component_log(&self) -> String {
+        if let Some(spin) = &self.spin {
+            return spin.component_log();
+        }
         String::from_utf8_lossy(&self.log.contents()).into_owned()
     }
 
@@ -192,6 +305,7 @@ impl App {
     /// test that advances to one second before a boundary must not cross it because a real
     /// second went by meanwhile (timings are whole seconds).
     pub fn freeze_clock(&self) {
+        assert!(self.spin.is_none(), "Spin's clock is the real one");
         self.clock
             .set(UNIX_EPOCH + std::time::Duration::from_secs(self.now() as u64));
     }
@@ -322,6 +436,40 @@ impl Drop for App {
     }
 }
 
+/// The HTTP client of the tests. Redirects are answers to check (the console's `/`), not to
+/// follow.
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .redirects(0)
+        .build()
+}
+
+/// A folder that lives as long as the test process (a Spin app's SQLite file).
+fn state_folder() -> PathBuf {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let root = ROOT.get_or_init(|| tempfile::tempdir().expect("temporary folder"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.path().join(n.to_string());
+    std::fs::create_dir_all(&dir).expect("state folder");
+    dir
+}
+
+/// On Spin, the SQLite file that stands for the local host's `backend`: apps started on one
+/// backend share it, as they share the backend on the local host.
+fn sqlite_file_standing_for(backend: Arc<dyn KvBackend>) -> PathBuf {
+    type Files = Vec<(Arc<dyn KvBackend>, PathBuf)>;
+    static FILES: std::sync::Mutex<Files> = std::sync::Mutex::new(Vec::new());
+    let mut files = FILES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, file)) = files.iter().find(|(b, _)| Arc::ptr_eq(b, &backend)) {
+        return file.clone();
+    }
+    let file = state_folder().join("kv.db");
+    files.push((backend, file.clone()));
+    file
+}
+
 /// A response: status, headers, body as text and as JSON (`Null` if it is not JSON).
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -382,6 +530,14 @@ impl Reply {
         self.header("x-kv-writes")
             .and_then(|v| v.parse().ok())
             .expect("x-kv-writes header")
+    }
+}
+
+/// Asserts that `reply` cost no store operation, from the local host's counters; Spin counts
+/// nothing, so there only the rest of the test runs.
+pub fn assert_no_store_operation(reply: &Reply, context: &str) {
+    if !on_spin() {
+        assert_eq!((reply.kv_reads(), reply.kv_writes()), (0, 0), "{context}");
     }
 }
 

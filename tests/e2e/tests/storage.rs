@@ -12,7 +12,7 @@ fn no_plaintext_key_is_in_the_sqlite_file_and_keys_survive_a_restart() {
     let user = unique_user("persistent");
     let mut secrets = vec![];
     {
-        let app = App::start_with(SqliteBackend::open(&db).unwrap(), &[]);
+        let app = App::start_on_sqlite_file(&db);
         for i in 0..6 {
             let created = app.create_ok(&user, &format!("key {i}"), &["read", "write"]);
             secrets.push((
@@ -48,7 +48,8 @@ fn no_plaintext_key_is_in_the_sqlite_file_and_keys_survive_a_restart() {
         "{keys:?}"
     );
 
-    let app = App::start_with(backend, &[]);
+    drop(backend);
+    let app = App::start_on_sqlite_file(&db);
     assert_eq!(app.listed_ids(&user).len(), 4);
     for (_, key) in &secrets[2..] {
         assert!(app.verifies(key), "a key was lost across the restart");

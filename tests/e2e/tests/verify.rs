@@ -1,7 +1,7 @@
 //! `/v1/keys.verify`: the three ways to present a key, the three answers, the gateway headers,
 //! and the store reads each costs.
 
-use e2e::{shared_app, unique_user, App};
+use e2e::{assert_no_store_operation, shared_app, skip_on_spin, unique_user, App};
 use serde_json::json;
 
 fn new_key(app: &App, scopes: &[&str]) -> (String, serde_json::Value) {
@@ -133,20 +133,21 @@ fn missing_malformed_mistyped_and_unknown_keys_get_one_answer_without_a_store_re
         assert_eq!(reply.status, 401, "{bad}");
         assert_eq!(reply.body, json!({"valid": false, "code": "invalid_key"}));
         assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
-        assert_eq!(reply.kv_reads(), 0, "malformed keys never reach the store");
-        assert_eq!(reply.kv_writes(), 0);
+        assert_no_store_operation(&reply, "malformed keys never reach the store");
     }
     let none = app.request("GET", "/v1/keys.verify", &[], None);
-    assert_eq!(
-        (none.status, none.code(), none.kv_reads()),
-        (401, Some("invalid_key"), 0)
-    );
+    assert_eq!((none.status, none.code()), (401, Some("invalid_key")));
+    assert_no_store_operation(&none, "no key");
     let empty_body = app.request("POST", "/v1/keys.verify", &[], Some(b"{}"));
-    assert_eq!((empty_body.status, empty_body.kv_reads()), (401, 0));
+    assert_eq!(empty_body.status, 401);
+    assert_no_store_operation(&empty_body, "an empty body");
 }
 
 #[test]
 fn a_well_formed_unknown_key_costs_exactly_one_read() {
+    if skip_on_spin("counts store operations (the local host's X-Kv-Reads header)") {
+        return;
+    }
     let app = shared_app();
     let stranger = shared::key::generate("ak").unwrap().secret;
     let reply = app.verify(&stranger, None);
@@ -157,6 +158,9 @@ fn a_well_formed_unknown_key_costs_exactly_one_read() {
 
 #[test]
 fn a_valid_key_costs_one_read_and_records_its_use_only_once_an_hour() {
+    if skip_on_spin("counts store operations and moves the clock an hour (the local host's)") {
+        return;
+    }
     let app = App::start();
     let (_, created) = new_key(&app, &["read"]);
     let key = created["key"].as_str().unwrap();
@@ -287,7 +291,7 @@ fn envoy_style_paths_under_verify_are_forward_auth_too() {
 }
 
 #[test]
-fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
+fn two_credentials_are_401_without_a_store_read_and_an_undecodable_one_never_reaches_verify() {
     // An upstream behind the gateway might read the other value (the last header, the other
     // name): a key nobody checked. Both keys are valid on their own.
     let app = shared_app();
@@ -299,7 +303,7 @@ fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
     );
     let (bearer1, bearer2) = (format!("Bearer {k1}"), format!("Bearer {k2}"));
     let not_utf8 = [k1.as_bytes(), b"\xff"].concat();
-    let cases: [&[(&str, &[u8])]; 6] = [
+    let cases: [&[(&str, &[u8])]; 5] = [
         &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k2.as_bytes())],
         &[("X-API-Key", k1.as_bytes()), ("X-API-Key", k1.as_bytes())],
         &[
@@ -314,10 +318,6 @@ fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
             ("X-API-Key", k1.as_bytes()),
             ("Authorization", bearer1.as_bytes()),
         ],
-        &[
-            ("X-API-Key", &not_utf8),
-            ("Authorization", bearer1.as_bytes()),
-        ],
     ];
     for headers in cases {
         let (status, response) = raw_get(app, "/v1/keys.verify", headers);
@@ -328,8 +328,20 @@ fn two_credentials_or_an_undecodable_one_are_401_without_a_store_read() {
             response.contains("www-authenticate: bearer\r\n"),
             "{response}"
         );
-        assert!(response.contains("x-kv-reads: 0\r\n"), "{response}");
+        // The store-operation counters are the local host's (Spin counts nothing).
+        assert!(
+            e2e::on_spin() || response.contains("x-kv-reads: 0\r\n"),
+            "{response}"
+        );
     }
+    // A header value that is not UTF-8 never reaches verify: Spin answers an empty 500 itself
+    // (and so does the local host). Verify's own refusal of one is a unit test of `shared`.
+    let undecodable: &[(&str, &[u8])] = &[
+        ("X-API-Key", &not_utf8),
+        ("Authorization", bearer1.as_bytes()),
+    ];
+    let (status, response) = raw_get(app, "/v1/keys.verify", undecodable);
+    assert_eq!(status, 500, "{response}");
     for key in [k1, k2] {
         let (status, response) = raw_get(app, "/v1/keys.verify", &[("X-API-Key", key.as_bytes())]);
         assert_eq!(status, 200, "{response}");
@@ -359,7 +371,7 @@ fn unknown_query_parameters_and_empty_scopes_are_400_not_skipped_checks() {
             );
             assert_eq!(reply.status, 400, "{path}?{query}: {}", reply.text);
             assert_eq!(reply.body, json!({"valid": false, "code": code}), "{query}");
-            assert_eq!(reply.kv_reads(), 0, "{query}");
+            assert_no_store_operation(&reply, query);
         }
     }
     let in_body = app.verify(key, Some(""));
@@ -439,5 +451,5 @@ fn under_verify_the_clients_query_and_body_are_ignored() {
         Some(body.as_bytes()),
     );
     assert_eq!((reply.status, reply.code()), (401, Some("invalid_key")));
-    assert_eq!(reply.kv_reads(), 0);
+    assert_no_store_operation(&reply, "a key-less request under the wildcard path");
 }
