@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Helpers for the shell test scripts (tests/fuzz/run.sh, tests/gateway/run.sh): run the app on
-# the local host (tests/spin-host) on a loopback port, mint HS256 tokens, wait for ports.
+# Helpers for the shell test scripts (tests/fuzz/run.sh, tests/gateway/run.sh, tests/console/run.sh):
+# run the app on the local host (tests/spin-host) — or on real `spin up` when SPIN_BIN names a
+# Spin binary — on a loopback port, mint HS256 tokens, wait for ports.
 # Source it with ROOT set to the repository root. Everything stays on 127.0.0.1.
 
 : "${ROOT:?ROOT must be the repository root}"
@@ -48,16 +49,19 @@ wait_for_http() {
     return 1
 }
 
-# stop_pid PID: SIGTERM, then SIGKILL after 10 s. Only the process we started, by its id.
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s. Only the process we started, by its id, and
+# the processes it started if it leads a process group of its own (`spin up` runs the HTTP
+# trigger as a child, so start_local_host starts Spin as a group leader).
 stop_pid() {
     local pid=$1
     [[ -n $pid ]] || return 0
     kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done
+    kill -KILL -- "-$pid" 2>/dev/null || true
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
 }
@@ -66,7 +70,7 @@ stop_pid() {
 ensure_artifacts() {
     SPIN_HOST_BIN=${SPIN_HOST_BIN:-target/debug/spin-host}
     case $SPIN_HOST_BIN in /*) ;; *) SPIN_HOST_BIN=$ROOT/$SPIN_HOST_BIN ;; esac
-    if [[ ! -x $SPIN_HOST_BIN ]]; then
+    if [[ -z ${SPIN_BIN:-} && ! -x $SPIN_HOST_BIN ]]; then
         if [[ $SPIN_HOST_BIN == "$ROOT/target/debug/spin-host" ]]; then
             log "building the local host (cargo build -p spin-host)"
             (cd "$ROOT" && cargo build -p spin-host) || return 1
@@ -90,19 +94,31 @@ ensure_artifacts() {
 # DIR/host.log. The manifest is copied to DIR with its component paths made absolute, so the
 # host keeps its SQLite store in DIR/.spin/ — a fresh, empty store that no developer's data
 # shares and that goes away with DIR. With SPIN_RUNTIME_CONFIG set to a runtime config file
-# (Spin's format, e.g. a Redis store), the host uses the store that file names instead.
+# (Spin's format, e.g. a Redis store), the host uses the store that file names instead. With
+# SPIN_BIN set, the app runs on real `spin up` (SPIN_BIN made absolute) the same way.
 start_local_host() {
     local dir=$1 port=$2 store=()
     ensure_artifacts || return 1
+    if [[ -n ${SPIN_BIN:-} ]]; then
+        case $SPIN_BIN in /*) ;; *) SPIN_BIN=$ROOT/$SPIN_BIN ;; esac
+    fi
     if [[ -n ${SPIN_RUNTIME_CONFIG:-} ]]; then
         store=(--runtime-config-file "$SPIN_RUNTIME_CONFIG")
         log "key-value store as in $SPIN_RUNTIME_CONFIG"
     fi
     sed -E "s#^source = \"([^/\"][^\"]*)\"#source = \"$ROOT/\\1\"#" "$ROOT/spin.toml" >"$dir/spin.toml"
     rm -f "$dir/.spin/sqlite_key_value.db"
-    log "starting $SPIN_HOST_BIN on 127.0.0.1:$port"
-    (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build "${store[@]}" \
-        --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" </dev/null >"$dir/host.log" 2>&1) &
+    if [[ -n ${SPIN_BIN:-} ]]; then
+        # Real Spin, in a process group of its own (see stop_pid); its SQLite store in DIR/.spin.
+        log "starting real Spin ($SPIN_BIN) on 127.0.0.1:$port"
+        (cd "$dir" && exec setsid env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_BIN" up "${store[@]}" \
+            --listen "127.0.0.1:$port" -f "$dir/spin.toml" --state-dir "$dir/.spin" \
+            </dev/null >"$dir/host.log" 2>&1) &
+    else
+        log "starting $SPIN_HOST_BIN on 127.0.0.1:$port"
+        (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build "${store[@]}" \
+            --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" </dev/null >"$dir/host.log" 2>&1) &
+    fi
     HOST_PID=$!
     # Compiling the five components takes a while on a debug build of the host.
     if ! wait_for_http "http://127.0.0.1:$port/" "${HOST_START_TIMEOUT:-300}" "$HOST_PID"; then
