@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p bench                      # local host, default SQLite store
 //! cargo run --release -p bench -- --short           # a quick run that proves it works (CI)
+//! cargo run --release -p bench -- --spin ../shared/tools/spin/spin   # on real `spin up`
 //! cargo run --release -p bench -- --url http://127.0.0.1:3000 --jwt-secret S   # any server
 //! ```
 
@@ -20,7 +21,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wrk::{Load, Wrk};
+use wrk::{Load, ServerCpu, Wrk};
 
 #[derive(Parser)]
 #[command(about = "Benchmark api-keys: verify next to an empty component, and the other functions")]
@@ -31,6 +32,11 @@ struct Args {
     /// The server's `jwt_secret`, to mint tokens for the users the benchmark creates.
     #[arg(long)]
     jwt_secret: Option<String>,
+    /// Serve the app on real `spin up` (this Spin binary) instead of the local host: the same
+    /// rows, the reference components included, on Spin's SQLite store and then on Redis, with
+    /// the CPU time of Spin's processes per request.
+    #[arg(long, conflicts_with = "url")]
+    spin: Option<PathBuf>,
     /// One second per measurement and small stores: proves the benchmark works.
     #[arg(long)]
     short: bool,
@@ -59,6 +65,30 @@ struct Server {
     /// The local host's store, for seeding without the API; `None` for a remote server.
     local_store: Option<Arc<SqliteBackend>>,
     _host: Option<(tokio::runtime::Runtime, spin_host::RunningHost)>,
+    /// The `spin up` serving the app, when the benchmark runs on real Spin.
+    spin: Option<SpinUp>,
+}
+
+/// A `spin up` of this benchmark: the leader of a process group (Spin runs the HTTP trigger as
+/// a child process), stopped with its group when dropped.
+struct SpinUp {
+    child: std::process::Child,
+}
+
+impl SpinUp {
+    fn group(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
+        unsafe { libc::kill(-self.group(), libc::SIGTERM) };
+        let _ = self.child.wait();
+        // SAFETY: as above.
+        unsafe { libc::kill(-self.group(), libc::SIGKILL) };
+    }
 }
 
 /// Store reads and writes of one request, when the server reports them.
@@ -80,8 +110,9 @@ fn main() -> Result<()> {
     let root = workspace_root();
     let scratch = tempfile::tempdir()?;
     let duration = Duration::from_secs(args.seconds);
-    let server = match (&args.url, &args.jwt_secret) {
-        (Some(url), Some(secret)) => Server::remote(url, secret),
+    let server = match (&args.url, &args.jwt_secret, &args.spin) {
+        (Some(url), Some(secret), _) => Server::remote(url, secret),
+        (_, _, Some(spin)) => Server::spin(&root, scratch.path(), spin, None)?,
         _ => Server::local(&root, scratch.path())?,
     };
     let mut report = Report::default();
@@ -134,7 +165,7 @@ fn main() -> Result<()> {
     let wrk = Wrk {
         duration,
         scratch: scratch.path(),
-        host_in_process: server.local_store.is_some(),
+        server_cpu: server.cpu(),
     };
     let verify_url = format!("{}/v1/keys.verify", server.url);
     // A reference component's row, if the server has it (a remote one may not).
@@ -190,7 +221,14 @@ fn main() -> Result<()> {
     // scaled-out deployment runs it: what the distributed store costs next to SQLite.
     if server.local_store.is_some() {
         let redis = RedisServer::start()?;
-        let on_redis = Server::local_on_redis(scratch.path(), &redis)?;
+        let on_redis = match &args.spin {
+            Some(spin) => Server::spin(&root, scratch.path(), spin, Some(&redis))?,
+            None => Server::local_on_redis(scratch.path(), &redis)?,
+        };
+        let wrk = Wrk {
+            server_cpu: on_redis.cpu(),
+            ..wrk
+        };
         let key = key_of(&on_redis.create(owner, "valid")?)?;
         let created = on_redis.create_answer(owner, "ops")?;
         report.operations("create, Redis store", &created);
@@ -260,6 +298,32 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Builds the components and writes `scratch/spin.toml`: the app of `spin.toml`, plus the
+/// reference components under `/bench/`, with absolute paths.
+fn write_manifest(root: &Path, scratch: &Path) -> Result<()> {
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root)
+            .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
+            .args(COMPONENTS.iter().flat_map(|package| ["-p", package]))
+            .status()?;
+    if !status.success() {
+        bail!("building the components failed");
+    }
+    let wasm_dir = root.join("target/wasm32-wasip2/wasm");
+    let mut manifest = std::fs::read_to_string(root.join("spin.toml"))?.replace(
+        "source = \"target/wasm32-wasip2/wasm/",
+        &format!("source = \"{}/", wasm_dir.display()),
+    );
+    manifest.push_str(&format!(
+        "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{0}/empty.wasm\"\n\n[[trigger.http]]\nroute = \"/bench/floor\"\ncomponent = \"floor\"\n\n[component.floor]\nsource = \"{0}/floor.wasm\"\nkey_value_stores = [\"default\"]\n\n[[trigger.http]]\nroute = \"/bench/contract-floor\"\ncomponent = \"contract-floor\"\n\n[component.contract-floor]\nsource = \"{0}/contract_floor.wasm\"\nkey_value_stores = [\"default\"]\n",
+        wasm_dir.display()
+    ));
+    std::fs::write(scratch.join("spin.toml"), manifest)?;
+    std::fs::create_dir_all(scratch.join(".spin"))?;
+    Ok(())
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -275,34 +339,87 @@ impl Server {
             agent: agent(),
             local_store: None,
             _host: None,
+            spin: None,
+        }
+    }
+
+    /// Whose CPU time the server's is (see [`ServerCpu`]).
+    fn cpu(&self) -> ServerCpu {
+        match (&self.spin, &self._host) {
+            (Some(spin), _) => ServerCpu::Group(spin.group()),
+            (None, Some(_)) => ServerCpu::ThisProcess,
+            (None, None) => ServerCpu::Unknown,
         }
     }
 
     /// The app of `spin.toml`, plus the reference components under `/bench/`, on the local host
     /// with the default SQLite store in `scratch`.
     fn local(root: &Path, scratch: &Path) -> Result<Server> {
-        let status =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(root)
-                .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2"])
-                .args(COMPONENTS.iter().flat_map(|package| ["-p", package]))
-                .status()?;
-        if !status.success() {
-            bail!("building the components failed");
-        }
-        let wasm_dir = root.join("target/wasm32-wasip2/wasm");
-        let mut manifest = std::fs::read_to_string(root.join("spin.toml"))?.replace(
-            "source = \"target/wasm32-wasip2/wasm/",
-            &format!("source = \"{}/", wasm_dir.display()),
-        );
-        manifest.push_str(&format!(
-            "\n[[trigger.http]]\nroute = \"/bench/empty\"\ncomponent = \"empty\"\n\n[component.empty]\nsource = \"{0}/empty.wasm\"\n\n[[trigger.http]]\nroute = \"/bench/floor\"\ncomponent = \"floor\"\n\n[component.floor]\nsource = \"{0}/floor.wasm\"\nkey_value_stores = [\"default\"]\n\n[[trigger.http]]\nroute = \"/bench/contract-floor\"\ncomponent = \"contract-floor\"\n\n[component.contract-floor]\nsource = \"{0}/contract_floor.wasm\"\nkey_value_stores = [\"default\"]\n",
-            wasm_dir.display()
-        ));
-        std::fs::write(scratch.join("spin.toml"), manifest)?;
-        std::fs::create_dir_all(scratch.join(".spin"))?;
+        write_manifest(root, scratch)?;
         let store = SqliteBackend::open(scratch.join(".spin/sqlite_key_value.db"))?;
         Server::on_local_host(scratch, store.clone(), Some(store))
+    }
+
+    /// The same app on real `spin up` (the binary `spin`): on its SQLite store in `scratch`,
+    /// seeded through that file as the local host's is, or on `redis`.
+    fn spin(
+        root: &Path,
+        scratch: &Path,
+        spin: &Path,
+        redis: Option<&RedisServer>,
+    ) -> Result<Server> {
+        write_manifest(root, scratch)?;
+        let file = scratch.join(".spin/sqlite_key_value.db");
+        let (store, local_store) = match redis {
+            Some(redis) => (format!("type = \"redis\"\nurl = {:?}", redis.url()), None),
+            None => (
+                format!("type = \"spin\"\npath = {:?}", file.display().to_string()),
+                Some(SqliteBackend::open(&file)?),
+            ),
+        };
+        let runtime_config = scratch.join("runtime-config.toml");
+        std::fs::write(
+            &runtime_config,
+            format!("[key_value_store.default]\n{store}\n"),
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let jwt_secret = "bench-secret-for-measurements-only-0123".to_owned();
+        let mut command = std::process::Command::new(spin);
+        command
+            .arg("up")
+            .arg("-f")
+            .arg(scratch.join("spin.toml"))
+            .arg("--runtime-config-file")
+            .arg(&runtime_config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(scratch.join(".spin"))
+            .env("SPIN_VARIABLE_JWT_SECRET", &jwt_secret)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let spin_up = SpinUp {
+            child: command.spawn().context("starting spin up")?,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("spin up did not listen on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Server {
+            url: format!("http://127.0.0.1:{port}"),
+            jwt_secret,
+            agent: agent(),
+            local_store,
+            _host: None,
+            spin: Some(spin_up),
+        })
     }
 
     /// The same app (after [`Server::local`] wrote its manifest) with its store on `redis`,
@@ -337,6 +454,7 @@ impl Server {
             agent: agent(),
             local_store,
             _host: Some((runtime, host)),
+            spin: None,
         })
     }
 
@@ -610,10 +728,15 @@ impl Report {
 
     fn markdown(&self, args: &Args, took: Duration) -> String {
         let mut out = String::new();
+        let on_spin = args
+            .spin
+            .as_ref()
+            .map(|spin| format!("real `spin up` ({}), SQLite store", spin.display()));
         let target = args
             .url
-            .as_deref()
-            .unwrap_or("local host (tests/spin-host), default SQLite store");
+            .clone()
+            .or(on_spin)
+            .unwrap_or_else(|| "local host (tests/spin-host), default SQLite store".to_owned());
         let _ = writeln!(out, "### Benchmark: {target}\n");
         let rounds = match args.rounds.max(1) {
             1 => "one round".to_owned(),

@@ -49,8 +49,9 @@ end
 pub struct Wrk<'a> {
     pub duration: Duration,
     pub scratch: &'a Path,
-    /// Whether the server is the local host running in this process (its CPU time is ours).
-    pub host_in_process: bool,
+    /// Whose CPU time is the server's: this process (the local host runs in it), a process
+    /// group (real `spin up` and the trigger process it starts), or unknown (a remote server).
+    pub server_cpu: ServerCpu,
 }
 
 impl Wrk<'_> {
@@ -88,14 +89,65 @@ impl Wrk<'_> {
     }
 
     fn run(&self, command: &mut Command) -> Result<Load> {
-        let cpu_before = process_cpu();
+        let cpu_before = self.server_cpu.spent();
         let mut load = run(command)?;
-        if self.host_in_process && load.requests > 0.0 {
-            let spent = process_cpu().saturating_sub(cpu_before);
-            load.host_cpu = Some(spent.div_f64(load.requests));
+        if let (Some(before), Some(after)) = (cpu_before, self.server_cpu.spent()) {
+            if load.requests > 0.0 {
+                load.host_cpu = Some(after.saturating_sub(before).div_f64(load.requests));
+            }
         }
         Ok(load)
     }
+}
+
+/// Where the server's CPU time is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum ServerCpu {
+    /// The local host, in this process.
+    ThisProcess,
+    /// Every process of this process group (`spin up` and its trigger), from `/proc`.
+    Group(i32),
+    /// A remote server: not known.
+    Unknown,
+}
+
+impl ServerCpu {
+    /// User and system CPU time the server has spent so far.
+    fn spent(self) -> Option<Duration> {
+        match self {
+            ServerCpu::ThisProcess => Some(process_cpu()),
+            ServerCpu::Group(group) => group_cpu(group),
+            ServerCpu::Unknown => None,
+        }
+    }
+}
+
+/// User and system CPU time of the live processes of process group `group`, from
+/// `/proc/<pid>/stat` (fields 5: process group, 14 and 15: user and system time in ticks).
+fn group_cpu(group: i32) -> Option<Duration> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks_per_second = u64::try_from(ticks_per_second).ok().filter(|t| *t > 0)?;
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name (field 2) is in parentheses and may hold spaces: split after it.
+        let Some(after_name) = stat.rsplit_once(") ").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // `after_name` starts at field 3 (state): field n is at index n - 3.
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) != Some(group) {
+            continue;
+        }
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+    }
+    Some(Duration::from_secs_f64(
+        ticks as f64 / ticks_per_second as f64,
+    ))
 }
 
 /// User and system CPU time of this process so far, all threads.
