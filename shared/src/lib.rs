@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod introspection;
 pub mod jwt;
 pub mod key;
 pub mod protocol;

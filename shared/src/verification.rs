@@ -115,7 +115,9 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
 ///
 /// Both headers are asked for even when `X-API-Key` has the key: that is one host call more on
 /// the hot path (`fields.get`), the price of seeing a second credential.
-fn key_from_headers(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Result<Option<String>, Reply> {
+pub(crate) fn key_from_headers(
+    header: &dyn Fn(&str) -> Vec<Vec<u8>>,
+) -> Result<Option<String>, Reply> {
     let utf8 = |value: Vec<u8>| String::from_utf8(value).map_err(|_| invalid_key());
     let mut keys = Vec::new();
     for value in header("x-api-key") {
@@ -163,7 +165,7 @@ fn scopes_from_header(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Result<Vec<Strin
 /// Any other parameter, `Scope` and `scopes` included, is `400 invalid_query`, and an empty
 /// `scope` is `400 invalid_scope`: either is a caller's mistake that must not pass as "no
 /// scope required".
-fn scopes_from_query(query: &str) -> Result<Vec<String>, Reply> {
+pub(crate) fn scopes_from_query(query: &str) -> Result<Vec<String>, Reply> {
     let mut scopes = Vec::new();
     for (name, value) in query_pairs(query) {
         if name != "scope" {
@@ -177,31 +179,52 @@ fn scopes_from_query(query: &str) -> Result<Vec<String>, Reply> {
     Ok(scopes)
 }
 
-/// Answers a presentation; `open` is called only for a well-formed key.
+/// What a presented key is worth, decided with one store read at most.
+#[derive(Debug)]
+pub enum Judgement {
+    /// Live, with every required scope: its record.
+    Valid(KeyRecord),
+    /// Refused: the contract's status and code (`503 store_unavailable` included).
+    Refused(u16, &'static str),
+}
+
+/// Judges a presentation; `open` is called only for a well-formed key.
+pub fn judge<S: KeyValue>(
+    presented: &Presentation,
+    open: impl FnOnce() -> Result<S, StoreError>,
+    now: i64,
+) -> Judgement {
+    // Shape and checksum first: a typo or a random string costs no store access.
+    let Some(hash) = presented.key.as_deref().and_then(key::parse) else {
+        return Judgement::Refused(401, "invalid_key");
+    };
+    let looked_up = open().and_then(|store| protocol::verify(&store, &hash, now));
+    match looked_up {
+        Err(_) => Judgement::Refused(503, "store_unavailable"),
+        Ok(None) => Judgement::Refused(401, "invalid_key"),
+        // Only someone holding this exact secret learns that it expired or was disabled.
+        Ok(Some(record)) if record.is_expired(now) => Judgement::Refused(401, "key_expired"),
+        Ok(Some(record)) if !record.enabled => Judgement::Refused(401, "key_disabled"),
+        Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {
+            Judgement::Valid(record)
+        }
+        Ok(Some(_)) => Judgement::Refused(403, "insufficient_scope"),
+    }
+}
+
+/// Answers a presentation as verify does; `open` is called only for a well-formed key.
 pub fn answer<S: KeyValue>(
     presented: Presentation,
     open: impl FnOnce() -> Result<S, StoreError>,
     now: i64,
 ) -> Reply {
-    // Shape and checksum first: a typo or a random string costs no store access.
-    let Some(hash) = presented.key.as_deref().and_then(key::parse) else {
-        return invalid_key();
-    };
-    let looked_up = open().and_then(|store| protocol::verify(&store, &hash, now));
-    match looked_up {
-        Err(_) => refusal(503, "store_unavailable").with_header("retry-after", "1"),
-        Ok(None) => invalid_key(),
-        // Only someone holding this exact secret learns that it expired or was disabled.
-        Ok(Some(record)) if record.is_expired(now) => {
-            refusal(401, "key_expired").with_header("www-authenticate", "Bearer")
+    match judge(&presented, open, now) {
+        Judgement::Valid(record) => valid(&record),
+        Judgement::Refused(503, code) => refusal(503, code).with_header("retry-after", "1"),
+        Judgement::Refused(401, code) => {
+            refusal(401, code).with_header("www-authenticate", "Bearer")
         }
-        Ok(Some(record)) if !record.enabled => {
-            refusal(401, "key_disabled").with_header("www-authenticate", "Bearer")
-        }
-        Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {
-            valid(&record)
-        }
-        Ok(Some(_)) => refusal(403, "insufficient_scope"),
+        Judgement::Refused(status, code) => refusal(status, code),
     }
 }
 

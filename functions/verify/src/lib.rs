@@ -1,6 +1,8 @@
 //! `/v1/keys.verify`: is this key valid, whose is it, may it do X? Called by gateways, SMTP
 //! servers and services; needs no JWT. One store read for a well-formed key, none otherwise.
+//! `/v1/keys.introspect` answers the same question in OAuth's words (RFC 7662).
 
+use shared::introspection;
 use shared::spin::{self, BoundedRequest, SpinStore};
 use shared::verification::{self, VerifyRequest};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -8,15 +10,24 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-    // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a
-    // cap; the required scopes from the gateway's header and, on the exact path, the query.
     let request = BoundedRequest::read(request);
-    let presented = verification::presentation(&VerifyRequest {
+    let parts = VerifyRequest {
         method: &|| request.method(),
         header: &|name| request.header_values(name),
         path_with_query: request.path_with_query(),
         body: &|| request.body(),
-    });
+    };
+    // OAuth token introspection (RFC 7662) of the same keys, with the same one read.
+    if request.path_with_query().starts_with(introspection::PATH) {
+        let reply = match introspection::presentation(&parts) {
+            Ok(presented) => introspection::answer(presented, SpinStore::open, spin::now()),
+            Err(refusal) => refusal,
+        };
+        return spin::answer_reply(introspection::PATH, reply, response_out);
+    }
+    // Parse: the key from forward-auth headers (any method) or a POST JSON body, read with a
+    // cap; the required scopes from the gateway's header and, on the exact path, the query.
+    let presented = verification::presentation(&parts);
     // Validate, read, decide, respond: the store is opened only for a well-formed key.
     let reply = match presented {
         Ok(presented) => verification::answer(presented, SpinStore::open, spin::now()),
