@@ -34,8 +34,8 @@ struct Args {
     jwt_secret: Option<String>,
     /// Serve the app on real `spin up` (this Spin binary) instead of the local host: the same
     /// rows, the reference components included, on Spin's SQLite store and then on Redis, with
-    /// the CPU time of Spin's processes per request.
-    #[arg(long, conflicts_with = "url")]
+    /// the CPU time of Spin's processes per request. `SPIN_BIN` sets it too, as for the tests.
+    #[arg(long, env = "SPIN_BIN", conflicts_with = "url")]
     spin: Option<PathBuf>,
     /// One second per measurement and small stores: proves the benchmark works.
     #[arg(long)]
@@ -209,6 +209,9 @@ fn main() -> Result<()> {
             }
         }
         for ((name, _, _), loads) in rows.iter().zip(rounds) {
+            report
+                .rounds
+                .push((name.to_string(), connections, loads.clone()));
             report.load(
                 name,
                 connections,
@@ -689,6 +692,8 @@ fn break_checksum(key: &str) -> String {
 #[derive(Default)]
 struct Report {
     loads: Vec<(String, u32, Load)>,
+    /// Every round of the interleaved rows, in round order: the spread of their ratios.
+    rounds: Vec<(String, u32, Vec<Load>)>,
     /// Per request: what it was, its status, and (reads, writes) if the server counts them.
     operations: Vec<(String, u16, StoreOps)>,
     scaling: Option<(u64, Load, u64, Load)>,
@@ -696,6 +701,32 @@ struct Report {
 }
 
 impl Report {
+    /// ` (rounds: lowest–highest)`: the ratio of `measured` to `reference` in each interleaved
+    /// round (the same round of both), when there was more than one.
+    fn spread(&self, measured: &str, reference: &str, connections: u32) -> String {
+        let rounds = |name: &str| {
+            self.rounds
+                .iter()
+                .find(|(n, c, _)| n == name && *c == connections)
+                .map(|(_, _, loads)| loads)
+        };
+        let (Some(m), Some(r)) = (rounds(measured), rounds(reference)) else {
+            return String::new();
+        };
+        let ratios: Vec<f64> = m
+            .iter()
+            .zip(r)
+            .filter(|(_, r)| r.rps > 0.0)
+            .map(|(m, r)| m.rps / r.rps)
+            .collect();
+        if ratios.len() < 2 {
+            return String::new();
+        }
+        let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = ratios.iter().copied().fold(0.0, f64::max);
+        format!(" (rounds: {low:.2}–{high:.2})")
+    }
+
     fn load(&mut self, name: &str, connections: u32, load: Load) {
         self.loads.push((name.to_owned(), connections, load));
     }
@@ -796,7 +827,8 @@ impl Report {
                     self.find(reference, connections),
                 ) {
                     let ratio = m.rps / r.rps;
-                    let _ = writeln!(out, "| {row} ≥ {target}× {reference} (req/s, {connections} conn.) | {ratio:.2}× | {} |", yes(ratio >= target));
+                    let spread = self.spread(measured, reference, connections);
+                    let _ = writeln!(out, "| {row} ≥ {target}× {reference} (req/s, {connections} conn.) | {ratio:.2}×{spread} | {} |", yes(ratio >= target));
                 }
             }
         }
@@ -839,10 +871,11 @@ impl Report {
                     }
                     _ => String::new(),
                 };
+                let spread = self.spread(measured, reference, connections);
                 let _ = writeln!(
                     out,
                     "| (measured, no target) {measured} next to {reference} ({connections} \
-                     conn.) | {:.2}× req/s{cpu} | — |",
+                     conn.) | {:.2}× req/s{spread}{cpu} | — |",
                     m.rps / r.rps
                 );
             }
