@@ -127,24 +127,34 @@ pub(super) fn next_version<S: KeyValue>(
     user: &UserSpace,
     head: Head,
 ) -> Result<u64, StoreError> {
-    let mut shard = 0;
-    let mut retries = 0;
-    loop {
+    retried_when_raced(store, |random| {
+        let shard = u64::from(random) % SEQ_SHARDS;
         let counter = user.seq_shard(shard);
-        let attempt = store.increment(&counter, 1).and_then(|n| {
-            let number = version_number(n, shard)?;
-            if number > head.version {
-                return Ok(number);
-            }
-            // Behind the head: jump past it in one go (others may add meanwhile; only more).
-            let behind = i64::try_from((head.version - number) / SEQ_SHARDS + 1)
-                .map_err(|_| corrupt("seq"))?;
-            version_number(store.increment(&counter, behind)?, shard)
-        });
-        match attempt {
+        let number = version_number(store.increment(&counter, 1)?, shard)?;
+        if number > head.version {
+            return Ok(number);
+        }
+        // Behind the head: jump past it in one go (others may add meanwhile; only more).
+        let behind =
+            i64::try_from((head.version - number) / SEQ_SHARDS + 1).map_err(|_| corrupt("seq"))?;
+        version_number(store.increment(&counter, behind)?, shard)
+    })
+}
+
+/// Runs `attempt` until it succeeds, retrying a failure up to [`INCREMENT_RETRIES`] times, each
+/// after a random, growing wait ([`KeyValue::back_off`]); `attempt` is given the random number
+/// of the last wait (0 the first time), to pick what it retries on. For increments only, where
+/// a failure that landed after all is harmless (see [`next_version`] and [`create_head`]).
+fn retried_when_raced<S: KeyValue, T>(
+    store: &S,
+    mut attempt: impl FnMut(u32) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let (mut retries, mut random) = (0, 0);
+    loop {
+        match attempt(random) {
             Err(_) if retries < INCREMENT_RETRIES => {
                 retries += 1;
-                shard = u64::from(store.back_off(retries)) % SEQ_SHARDS;
+                random = store.back_off(retries);
             }
             result => return result,
         }
@@ -164,16 +174,7 @@ fn version_number(n: i64, shard: u64) -> Result<u64, StoreError> {
 /// head exists, so retrying is always safe, and on Spin's DynamoDB store (see
 /// [`next_version`]) the first writes of a new user's racing requests fail all but one.
 fn create_head<S: KeyValue>(store: &S, user: &UserSpace) -> Result<(), StoreError> {
-    let mut retries = 0;
-    loop {
-        match store.increment(&user.head, 0) {
-            Err(_) if retries < INCREMENT_RETRIES => {
-                retries += 1;
-                store.back_off(retries);
-            }
-            result => return result.map(drop),
-        }
-    }
+    retried_when_raced(store, |_| store.increment(&user.head, 0)).map(drop)
 }
 
 /// Writes `index` as version `version` (from [`next_version`]) and asks the store to swing the
