@@ -515,7 +515,14 @@ workdir = "functions/create"
         let mut m = Manifest::load(&spin_toml).unwrap();
         m.retain_components(&["verify".to_owned()]).unwrap();
         let routes: Vec<&str> = m.routes.iter().map(|(r, _)| r.as_str()).collect();
-        assert_eq!(routes, ["/v1/keys.verify", "/v1/keys.verify/..."]);
+        assert_eq!(
+            routes,
+            [
+                "/v1/keys.verify",
+                "/v1/keys.verify/...",
+                "/v1/keys.introspect"
+            ]
+        );
         assert_eq!(m.components.keys().collect::<Vec<_>>(), ["verify"]);
         let error = m.retain_components(&["nope".to_owned()]).unwrap_err();
         assert!(error.to_string().contains("no component `nope`"));
