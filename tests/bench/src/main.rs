@@ -13,6 +13,7 @@ mod wrk;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use e2e::{SpinInstance, SpinStore};
 use serde_json::{json, Value};
 use shared::memory::MemoryStore;
 use shared::protocol::{self, NewKeyRecord};
@@ -66,29 +67,7 @@ struct Server {
     local_store: Option<Arc<SqliteBackend>>,
     _host: Option<(tokio::runtime::Runtime, spin_host::RunningHost)>,
     /// The `spin up` serving the app, when the benchmark runs on real Spin.
-    spin: Option<SpinUp>,
-}
-
-/// A `spin up` of this benchmark: the leader of a process group (Spin runs the HTTP trigger as
-/// a child process), stopped with its group when dropped.
-struct SpinUp {
-    child: std::process::Child,
-}
-
-impl SpinUp {
-    fn group(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for SpinUp {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with a negative pid signals that process group; no memory is shared.
-        unsafe { libc::kill(-self.group(), libc::SIGTERM) };
-        let _ = self.child.wait();
-        // SAFETY: as above.
-        unsafe { libc::kill(-self.group(), libc::SIGKILL) };
-    }
+    spin: Option<SpinInstance>,
 }
 
 /// Store reads and writes of one request, when the server reports them.
@@ -349,7 +328,7 @@ impl Server {
     /// Whose CPU time the server's is (see [`ServerCpu`]).
     fn cpu(&self) -> ServerCpu {
         match (&self.spin, &self._host) {
-            (Some(spin), _) => ServerCpu::Group(spin.group()),
+            (Some(spin), _) => ServerCpu::Group(spin.process_group()),
             (None, Some(_)) => ServerCpu::ThisProcess,
             (None, None) => ServerCpu::Unknown,
         }
@@ -374,54 +353,23 @@ impl Server {
         write_manifest(root, scratch)?;
         let file = scratch.join(".spin/sqlite_key_value.db");
         let (store, local_store) = match redis {
-            Some(redis) => (format!("type = \"redis\"\nurl = {:?}", redis.url()), None),
+            Some(redis) => (SpinStore::Redis(redis.url()), None),
             None => (
-                format!("type = \"spin\"\npath = {:?}", file.display().to_string()),
+                SpinStore::Sqlite(file.clone()),
                 Some(SqliteBackend::open(&file)?),
             ),
         };
-        let runtime_config = scratch.join("runtime-config.toml");
-        std::fs::write(
-            &runtime_config,
-            format!("[key_value_store.default]\n{store}\n"),
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
         let jwt_secret = "bench-secret-for-measurements-only-0123".to_owned();
-        let mut command = std::process::Command::new(spin);
-        command
-            .arg("up")
-            .arg("-f")
-            .arg(scratch.join("spin.toml"))
-            .arg("--runtime-config-file")
-            .arg(&runtime_config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--state-dir")
-            .arg(scratch.join(".spin"))
-            .env("SPIN_VARIABLE_JWT_SECRET", &jwt_secret)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let spin_up = SpinUp {
-            child: command.spawn().context("starting spin up")?,
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("spin up did not listen on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let variables = [("jwt_secret", jwt_secret.as_str())];
+        let instance =
+            SpinInstance::start(spin, &scratch.join("spin.toml"), &store, &variables, &[]);
         Ok(Server {
-            url: format!("http://127.0.0.1:{port}"),
+            url: instance.url.clone(),
             jwt_secret,
             agent: agent(),
             local_store,
             _host: None,
-            spin: Some(spin_up),
+            spin: Some(instance),
         })
     }
 

@@ -230,8 +230,9 @@ impl App {
         build_components();
         let mut all = vec![("jwt_secret", JWT_SECRET)];
         all.extend_from_slice(variables);
-        let instance =
-            SpinInstance::start(&workspace_root().join("spin.toml"), store, &all, components);
+        let spin = spin_bin().expect("SPIN_BIN");
+        let manifest = workspace_root().join("spin.toml");
+        let instance = SpinInstance::start(&spin, &manifest, store, &all, components);
         App {
             host: None,
             redis: None,

@@ -33,15 +33,15 @@ pub struct SpinInstance {
 }
 
 impl SpinInstance {
-    /// Starts `spin up` on `manifest` serving `components` (all if empty), with `variables`
-    /// (lower-case names) and the store `store`; returns once it answers HTTP.
+    /// Starts `spin up` (the binary `spin`) on `manifest` serving `components` (all if empty),
+    /// with `variables` (lower-case names) and the store `store`; returns once it answers HTTP.
     pub fn start(
+        spin: &Path,
         manifest: &Path,
         store: &SpinStore,
         variables: &[(&str, &str)],
         components: &[&str],
     ) -> SpinInstance {
-        let spin = spin_bin().expect("SPIN_BIN");
         let dir = tempfile::tempdir().expect("temporary folder");
         let mut environment: Vec<(String, String)> = variables
             .iter()
@@ -74,7 +74,7 @@ impl SpinInstance {
         )
         .expect("runtime config written");
         let port = free_port();
-        let mut command = Command::new(&spin);
+        let mut command = Command::new(spin);
         command
             .arg("up")
             .arg("-f")
@@ -111,6 +111,12 @@ impl SpinInstance {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("spin up did not listen on port {port} within 60 s");
+    }
+
+    /// Its process group: `spin up` and the trigger process it starts (whose CPU time is the
+    /// server's).
+    pub fn process_group(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// What the components wrote to stderr: Spin keeps it in `<state>/logs/<component>_stderr.txt`.
