@@ -257,7 +257,8 @@ class Runtime:
 
     def argv(self, manifest, runtime_config, port, components, state_dir):
         listen = f"127.0.0.1:{port}"
-        chosen = []
+        # The instance memory limit of every suite (tests/lib/local-host.sh), on both runtimes.
+        chosen = ["--max-instance-memory", os.environ.get("INSTANCE_MEMORY_LIMIT", "2097152")]
         for c in components:
             chosen += ["-c", c]
         if self.name == "spin":

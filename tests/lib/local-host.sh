@@ -11,6 +11,11 @@
 JWT_SECRET=${JWT_SECRET:-local-test-secret-0123456789abcdef-$$}
 export JWT_SECRET
 
+# The instance memory limit the app runs with, on either runtime (`spin up --max-instance-memory`,
+# the host's flag of the same name); as tests/e2e/src/lib.rs INSTANCE_MEMORY_LIMIT, so every
+# suite shows that each component fits in it. Spin itself sets no limit by default.
+INSTANCE_MEMORY_LIMIT=${INSTANCE_MEMORY_LIMIT:-2097152}
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # A free TCP port on 127.0.0.1 (the kernel picks it; free at the time of asking).
@@ -113,11 +118,13 @@ start_local_host() {
         log "starting real Spin ($SPIN_BIN) on 127.0.0.1:$port"
         (cd "$dir" && exec setsid env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_BIN" up "${store[@]}" \
             --listen "127.0.0.1:$port" -f "$dir/spin.toml" --state-dir "$dir/.spin" \
+            --max-instance-memory "$INSTANCE_MEMORY_LIMIT" \
             </dev/null >"$dir/host.log" 2>&1) &
     else
         log "starting $SPIN_HOST_BIN on 127.0.0.1:$port"
         (cd "$dir" && exec env SPIN_VARIABLE_JWT_SECRET="$JWT_SECRET" "$SPIN_HOST_BIN" up --no-build "${store[@]}" \
-            --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" </dev/null >"$dir/host.log" 2>&1) &
+            --listen "127.0.0.1:$port" --manifest "$dir/spin.toml" \
+            --max-instance-memory "$INSTANCE_MEMORY_LIMIT" </dev/null >"$dir/host.log" 2>&1) &
     fi
     HOST_PID=$!
     # Compiling the five components takes a while on a debug build of the host.

@@ -85,6 +85,8 @@ impl SpinInstance {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(dir.path().join("state"))
+            .arg("--max-instance-memory")
+            .arg(crate::INSTANCE_MEMORY_LIMIT.to_string())
             .envs(environment)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -70,6 +70,9 @@ pub struct HostConfig {
     pub components: Vec<String>,
     /// Collect the components' stderr (their log) here instead of printing it (tests).
     pub component_log: Option<MemoryOutputPipe>,
+    /// Most memory one instance may use, in bytes; `None` (Spin's default) leaves only wasm32's
+    /// 4 GiB. Defaults to `SPIN_MAX_INSTANCE_MEMORY`, which `spin up` reads too.
+    pub max_instance_memory: Option<usize>,
 }
 
 impl HostConfig {
@@ -91,6 +94,9 @@ impl HostConfig {
             quiet: false,
             components: Vec::new(),
             component_log: None,
+            max_instance_memory: std::env::var("SPIN_MAX_INSTANCE_MEMORY")
+                .ok()
+                .and_then(|bytes| bytes.trim().parse().ok()),
         }
     }
 }
@@ -184,6 +190,7 @@ pub async fn start(config: HostConfig) -> Result<RunningHost> {
     })
     .await??;
     app.component_log = config.component_log.clone();
+    app.max_instance_memory = config.max_instance_memory;
     let app = Arc::new(app);
 
     let std_listener = std::net::TcpListener::bind(config.listen)

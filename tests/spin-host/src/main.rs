@@ -36,6 +36,10 @@ enum Command {
         /// Serve only this component (repeatable), as `spin up --component-id`.
         #[arg(long, short = 'c', value_name = "ID")]
         component_id: Vec<String>,
+        /// Most memory one component instance may use, in bytes (as `spin up
+        /// --max-instance-memory`; default `SPIN_MAX_INSTANCE_MEMORY`, else no limit).
+        #[arg(long, value_name = "BYTES")]
+        max_instance_memory: Option<usize>,
         /// For tests: how a Redis compare-and-swap answers (`spin41`, as Spin 4.1 does, or
         /// `unwatch-fixed`, as Spin will once its stray UNWATCH argument is gone).
         #[arg(long, hide = true, value_enum, default_value = "spin41")]
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         kv_stats_header,
         runtime_config_file,
         component_id,
+        max_instance_memory,
         redis_cas,
     } = Cli::parse().command;
     let mut config = HostConfig::new(&manifest);
@@ -74,6 +79,9 @@ fn main() -> Result<()> {
     config.listen = listen;
     config.build = !no_build;
     config.kv_stats_header = kv_stats_header;
+    if max_instance_memory.is_some() {
+        config.max_instance_memory = max_instance_memory;
+    }
 
     // The host runs on its own runtime; this one only waits for Ctrl-C.
     let rt = tokio::runtime::Builder::new_current_thread()

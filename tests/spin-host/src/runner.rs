@@ -25,8 +25,6 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-/// Memory one instance may use.
-pub const MEMORY_LIMIT: usize = 128 << 20;
 /// How often the epoch advances: guests yield this often and deadlines are checked.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -77,6 +75,8 @@ pub struct App {
     request_timeout: Duration,
     /// Where components' stderr goes instead of the host's own (tests read it).
     pub component_log: Option<MemoryOutputPipe>,
+    /// Most linear memory one instance may grow to (Spin's `--max-instance-memory`).
+    pub max_instance_memory: Option<usize>,
 }
 
 /// How a request ended.
@@ -112,7 +112,6 @@ fn engine() -> Result<Engine> {
         .total_memories(1024)
         .total_tables(2048)
         .total_stacks(256)
-        .max_memory_size(MEMORY_LIMIT)
         // As Spin sets them (crates/core): a slot reused by the next request is reset with
         // memset instead of being unmapped, so pages a request touches do not fault again.
         .linear_memory_keep_resident(2 << 20)
@@ -203,6 +202,7 @@ impl App {
             totals: Arc::default(),
             request_timeout,
             component_log: None,
+            max_instance_memory: None,
         })
     }
 
@@ -231,7 +231,10 @@ impl App {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            limits: StoreLimitsBuilder::new().memory_size(MEMORY_LIMIT).build(),
+            // Like Spin: no limit of the host's own (wasm32's 4 GiB) unless one is configured.
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.max_instance_memory.unwrap_or(usize::MAX))
+                .build(),
             kv: KvDispatch::new(
                 self.backend.clone(),
                 c.key_value_stores.clone(),

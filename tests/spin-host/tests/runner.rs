@@ -257,6 +257,7 @@ async fn runaway_and_memory_hungry_requests_fail_alone() {
     let dir = app_dir("");
     let mut c = config(&dir, MemoryBackend::new());
     c.request_timeout = Duration::from_millis(500);
+    c.max_instance_memory = Some(16 << 20);
     let host = spin_host::start(c).await.unwrap();
     let started = Instant::now();
     assert_eq!(get(&host, "/probe/loop").status, 500);
@@ -265,8 +266,23 @@ async fn runaway_and_memory_hungry_requests_fail_alone() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(get(&host, "/probe/oom").status, 500);
+    assert_eq!(get(&host, "/probe/grow?64").status, 500);
+    let within = get(&host, "/probe/grow?4");
+    assert_eq!((within.status, within.body.as_str()), (200, "4"));
     assert_eq!(get(&host, "/exact").status, 200);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_configured_limit_an_instance_grows_as_on_spin() {
+    // `spin up` sets no instance memory limit unless given `--max-instance-memory`
+    // (SPIN-FACTS: a 300 MB body was buffered whole), so the host sets none either.
+    let dir = app_dir("");
+    let mut c = config(&dir, MemoryBackend::new());
+    c.max_instance_memory = None;
+    let host = spin_host::start(c).await.unwrap();
+    let grown = get(&host, "/probe/grow?256");
+    assert_eq!((grown.status, grown.body.as_str()), (200, "256"));
     host.shutdown().await;
 }
 

@@ -95,9 +95,11 @@ fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             while !std::hint::black_box(false) {}
             "unreachable".into()
         }
-        "/oom" => {
+        "/grow" => {
+            // Allocates and touches the query's number of MiB.
+            let mebibytes: usize = req.query().parse()?;
             let mut v: Vec<Vec<u8>> = Vec::new();
-            for _ in 0..1024 {
+            for _ in 0..mebibytes {
                 v.push(vec![1; 1 << 20]);
             }
             v.len().to_string()
