@@ -6,6 +6,7 @@
 //! cargo run --release -p bench                      # local host, default SQLite store
 //! cargo run --release -p bench -- --short           # a quick run that proves it works (CI)
 //! cargo run --release -p bench -- --spin ../shared/tools/spin/spin   # on real `spin up`
+//! cargo run --release -p bench -- --spin ../shared/tools/spin/spin --local-host-too   # both, one run
 //! cargo run --release -p bench -- --url http://127.0.0.1:3000 --jwt-secret S   # any server
 //! ```
 
@@ -38,6 +39,10 @@ struct Args {
     /// the CPU time of Spin's processes per request. `SPIN_BIN` sets it too, as for the tests.
     #[arg(long, env = "SPIN_BIN", conflicts_with = "url")]
     spin: Option<PathBuf>,
+    /// With `--spin`: measure the local host too, in the same run (first the local host, then
+    /// Spin, the same rows and rounds), and put the two runtimes' ratios side by side.
+    #[arg(long, requires = "spin")]
+    local_host_too: bool,
     /// One second per measurement and small stores: proves the benchmark works.
     #[arg(long)]
     short: bool,
@@ -80,21 +85,76 @@ struct Answer {
     kv: StoreOps,
 }
 
+/// What the benchmark runs the app on.
+enum Runtime {
+    /// A server someone else started.
+    Remote { url: String, jwt_secret: String },
+    /// The local host (tests/spin-host), in this process.
+    LocalHost,
+    /// Real `spin up`, this binary.
+    Spin(PathBuf),
+}
+
+impl Runtime {
+    fn label(&self) -> String {
+        match self {
+            Runtime::Remote { url, .. } => url.clone(),
+            Runtime::LocalHost => "local host (tests/spin-host), default SQLite store".to_owned(),
+            Runtime::Spin(spin) => format!("real `spin up` ({}), SQLite store", spin.display()),
+        }
+    }
+}
+
 fn main() -> Result<()> {
     spin_host::no_backtraces_for_errors();
     let mut args = Args::parse();
     if args.short {
         (args.seconds, args.rounds, args.users, args.many_users) = (1, 1, 100, 1_000);
     }
+    let runtimes = match (&args.url, &args.jwt_secret, &args.spin) {
+        (Some(url), Some(secret), _) => vec![Runtime::Remote {
+            url: url.clone(),
+            jwt_secret: secret.clone(),
+        }],
+        (_, _, Some(spin)) if args.local_host_too => {
+            vec![Runtime::LocalHost, Runtime::Spin(spin.clone())]
+        }
+        (_, _, Some(spin)) => vec![Runtime::Spin(spin.clone())],
+        _ => vec![Runtime::LocalHost],
+    };
+    let mut reports = Vec::new();
+    for runtime in &runtimes {
+        reports.push(measure(&args, runtime)?);
+    }
+    let mut text = String::new();
+    if reports.len() > 1 {
+        text.push_str(&side_by_side(&reports));
+    }
+    for report in &reports {
+        text.push_str(&report.markdown(&args));
+    }
+    println!("{text}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &text)?;
+    Ok(())
+}
+
+/// Every row of the benchmark on one runtime.
+fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     let root = workspace_root();
     let scratch = tempfile::tempdir()?;
     let duration = Duration::from_secs(args.seconds);
-    let server = match (&args.url, &args.jwt_secret, &args.spin) {
-        (Some(url), Some(secret), _) => Server::remote(url, secret),
-        (_, _, Some(spin)) => Server::spin(&root, scratch.path(), spin, None)?,
-        _ => Server::local(&root, scratch.path())?,
+    let server = match runtime {
+        Runtime::Remote { url, jwt_secret } => Server::remote(url, jwt_secret),
+        Runtime::Spin(spin) => Server::spin(&root, scratch.path(), spin, None)?,
+        Runtime::LocalHost => Server::local(&root, scratch.path())?,
     };
-    let mut report = Report::default();
+    let mut report = Report {
+        title: runtime.label(),
+        ..Report::default()
+    };
     let started = Instant::now();
 
     // Keys to present: a valid one, a deleted one, and a malformed one (checksum broken).
@@ -203,9 +263,9 @@ fn main() -> Result<()> {
     // scaled-out deployment runs it: what the distributed store costs next to SQLite.
     if server.local_store.is_some() {
         let redis = RedisServer::start()?;
-        let on_redis = match &args.spin {
-            Some(spin) => Server::spin(&root, scratch.path(), spin, Some(&redis))?,
-            None => Server::local_on_redis(scratch.path(), &redis)?,
+        let on_redis = match runtime {
+            Runtime::Spin(spin) => Server::spin(&root, scratch.path(), spin, Some(&redis))?,
+            _ => Server::local_on_redis(scratch.path(), &redis)?,
         };
         let wrk = Wrk {
             server_cpu: on_redis.cpu(),
@@ -271,13 +331,40 @@ fn main() -> Result<()> {
     if server.local_store.is_some() {
         report.sizes(&root);
     }
-    let text = report.markdown(&args, started.elapsed());
-    println!("{text}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
+    report.took = started.elapsed();
+    Ok(report)
+}
+
+/// The ratios the targets compare, one column per runtime, all from this run.
+fn side_by_side(reports: &[Report]) -> String {
+    let mut out =
+        String::from("### Both runtimes, one run\n\n| ratio (req/s; lowest–highest round) |");
+    for report in reports {
+        let _ = write!(out, " {} |", report.title);
     }
-    std::fs::write(&args.out, &text)?;
-    Ok(())
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(reports.len()));
+    out.push('\n');
+    for (measured, reference) in RATIOS {
+        for connections in [1, 32] {
+            let _ = write!(out, "| {measured} / {reference}, {connections} conn. |");
+            for report in reports {
+                let cell = report.ratio(measured, reference, connections).map_or(
+                    "n/a".to_owned(),
+                    |ratio| {
+                        format!(
+                            "{ratio:.2}×{}",
+                            report.spread(measured, reference, connections)
+                        )
+                    },
+                );
+                let _ = write!(out, " {cell} |");
+            }
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// Builds the components and writes `scratch/spin.toml`: the app of `spin.toml`, plus the
@@ -610,6 +697,14 @@ const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
 const FLOOR: &str = "floor component (one get)";
 const CONTRACT_FLOOR: &str = "contract floor component (one get, the contract's headers)";
 
+/// (measured, reference): the throughput ratios the report puts side by side for each runtime.
+const RATIOS: [(&str, &str); 4] = [
+    ("verify, valid key", FLOOR),
+    ("verify, malformed key", "empty component"),
+    (CONTRACT_FLOOR, FLOOR),
+    ("verify, valid key", CONTRACT_FLOOR),
+];
+
 /// What the contract floor component is sent in `X-API-Key`: any key (it parses none).
 const CONTRACT_FLOOR_KEY: &str = "ak_bench_contract_floor";
 
@@ -639,6 +734,10 @@ fn break_checksum(key: &str) -> String {
 /// What the run measured, turned into Markdown at the end.
 #[derive(Default)]
 struct Report {
+    /// The runtime measured.
+    title: String,
+    /// How long the whole measurement took.
+    took: Duration,
     loads: Vec<(String, u32, Load)>,
     /// Every round of the interleaved rows, in round order: the spread of their ratios.
     rounds: Vec<(String, u32, Vec<Load>)>,
@@ -698,6 +797,15 @@ impl Report {
         }
     }
 
+    /// Throughput of `measured` over that of `reference` (their median rounds).
+    fn ratio(&self, measured: &str, reference: &str, connections: u32) -> Option<f64> {
+        let (m, r) = (
+            self.find(measured, connections)?,
+            self.find(reference, connections)?,
+        );
+        (r.rps > 0.0).then(|| m.rps / r.rps)
+    }
+
     fn find(&self, name: &str, connections: u32) -> Option<Load> {
         self.loads
             .iter()
@@ -705,18 +813,9 @@ impl Report {
             .map(|(_, _, l)| *l)
     }
 
-    fn markdown(&self, args: &Args, took: Duration) -> String {
+    fn markdown(&self, args: &Args) -> String {
         let mut out = String::new();
-        let on_spin = args
-            .spin
-            .as_ref()
-            .map(|spin| format!("real `spin up` ({}), SQLite store", spin.display()));
-        let target = args
-            .url
-            .clone()
-            .or(on_spin)
-            .unwrap_or_else(|| "local host (tests/spin-host), default SQLite store".to_owned());
-        let _ = writeln!(out, "### Benchmark: {target}\n");
+        let _ = writeln!(out, "### Benchmark: {}\n", self.title);
         let rounds = match args.rounds.max(1) {
             1 => "one round".to_owned(),
             n => format!("the median of {n} interleaved rounds"),
@@ -728,7 +827,7 @@ impl Report {
             args.seconds,
             args.users,
             args.many_users,
-            took.as_secs_f64()
+            self.took.as_secs_f64()
         );
         let _ = writeln!(
             out,
