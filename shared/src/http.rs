@@ -197,14 +197,19 @@ pub fn require_method(method: &str, allowed: &'static str) -> Result<(), ApiErro
 /// A name or value that does not decode is returned as it was written, so that a check built
 /// on it fails closed instead of silently dropping the parameter.
 pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    let decoded = |text: &str| percent_decode(text).unwrap_or_else(|| text.to_owned());
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .map(move |pair| {
+        .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decoded(name), decoded(value))
+            (form_decoded(name), form_decoded(value))
         })
+}
+
+/// One form-encoded name or value, decoded (`+` is a space); text that is not valid
+/// percent-encoding is taken as it is.
+pub fn form_decoded(text: &str) -> String {
+    percent_decode(text).unwrap_or_else(|| text.to_owned())
 }
 
 fn percent_decode(text: &str) -> Option<String> {

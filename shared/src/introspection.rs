@@ -4,72 +4,189 @@
 //!
 //! Served by verify's component on [`PATH`], with verify's judgement and its one store read:
 //! - the key comes as the form parameter `token` of a `POST`
-//!   (`application/x-www-form-urlencoded`; `token_type_hint`, `client_id` and `client_secret`
-//!   are ignored), or, without one, in `Authorization: Bearer` or `X-API-Key` as at verify
-//!   (Dovecot's `introspection_mode = auth` sends a `GET` so);
-//! - the query may require scopes with `scope`, as at verify, and holds nothing else;
+//!   (`application/x-www-form-urlencoded`; `token_type_hint` and `client_id` are ignored), or,
+//!   without one, in `Authorization: Bearer` or `X-API-Key` as at verify (Dovecot's
+//!   `introspection_mode = auth` sends a `GET` so);
+//! - the query may require scopes with `scope` (repeatable), as at verify, and may name the
+//!   fixed login the caller's users log in with, `username` (see [`Introspection::username`]);
+//!   nothing else;
 //! - a live key with every required scope is `200 {"active": true, …}`: `scope` (its scopes,
-//!   space-separated), `sub` and `username` (the owner's user id), `client_id` (the key id),
-//!   `token_type`, `iat`, and `exp` if it expires;
+//!   space-separated), `sub` (the owner's user id), `username` (the owner's user id, or the
+//!   fixed login asked for), `client_id` (the key id), `token_type`, `iat`, and `exp` if it
+//!   expires;
 //! - anything else a key can be — unknown, malformed, deleted, disabled, expired, lacking a
 //!   scope — is `200 {"active": false}`, as the RFC requires, telling the caller nothing more;
 //! - the store unavailable is `503 {"error": "temporarily_unavailable"}` with `Retry-After`: a
 //!   mail server then answers "try again later", not "wrong password".
 //!
-//! The RFC's caller authentication is not required: the key is its own proof, as at verify.
-//! Whoever wants the endpoint reachable by gateways only routes it so (see the README).
+//! The RFC's caller authentication is optional here: the key is its own proof, as at verify.
+//! Whoever wants RFC-strict behaviour sets the variable `introspection_client_secret`; then
+//! every caller must show it, as the form's `client_secret` or as the password of HTTP Basic
+//! authentication (RFC 6749 §2.3.1), or gets `401 {"error": "invalid_client"}` before any key
+//! is looked at.
 
-use crate::http::{query_pairs, Reply};
+use crate::http::{form_decoded, query_pairs, Reply};
 use crate::protocol::KeyRecord;
 use crate::store::{KeyValue, StoreError};
 use crate::verification::{self, Judgement, Presentation, VerifyRequest};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// The introspection endpoint's path.
 pub const PATH: &str = "/v1/keys.introspect";
 
-/// The key and the required scopes of an introspection request, or the answer that refuses it.
-pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
+/// The Spin variable that, when set, restricts the endpoint to callers that know it.
+pub const CLIENT_SECRET_VARIABLE: &str = "introspection_client_secret";
+
+/// Longest fixed login `?username=` may name.
+const MAX_USERNAME_CHARS: usize = 64;
+
+/// An introspection request, parsed: what to judge, and what the caller asked for and showed.
+pub struct Introspection {
+    pub presented: Presentation,
+    /// `?username=NAME`: the login every user of the caller logs in with (a mail server's fixed
+    /// `apikey`, as SendGrid's), answered as `username` for a live key so that the caller's
+    /// "does the login match the token's user" check passes for that name and no other. The
+    /// owner stays in `sub`, for the caller to take the user from.
+    pub username: Option<String>,
+    /// The client secret the caller showed, in the form or with HTTP Basic authentication.
+    pub client_secret: Option<String>,
+}
+
+/// Parses an introspection request, or answers the refusal of a malformed one.
+pub fn read(request: &VerifyRequest) -> Result<Introspection, Reply> {
     let query = request
         .path_with_query
         .split_once('?')
         .map_or("", |(_, query)| query);
-    // A bad query is the caller's mistake, answered in OAuth's words.
-    let scopes = verification::scopes_from_query(query).map_err(|_| invalid_request(400))?;
-    let from_form = if (request.method)() == "POST" {
+    let (scopes, username) = query_parameters(query)?;
+    let form = if (request.method)() == "POST" {
         let body = (request.body)().bytes().map_err(|_| invalid_request(413))?;
-        token_of_form(body)?
+        Form::of(body)?
     } else {
-        None
+        Form::default()
     };
-    let key = match from_form {
+    let key = match form.token {
         Some(token) => Some(token),
         // A credential header that is ambiguous is no key: inactive, as for any bad key.
         None => verification::key_from_headers(request.header).unwrap_or(None),
     };
-    Ok(Presentation { key, scopes })
+    let client_secret = form
+        .client_secret
+        .or_else(|| basic_password(request.header));
+    Ok(Introspection {
+        presented: Presentation { key, scopes },
+        username,
+        client_secret,
+    })
 }
 
-/// The `token` of a form body; more than one, or a body that is not a form, is
-/// `400 invalid_request` (RFC 6749's error, which RFC 7662 uses).
-fn token_of_form(body: &[u8]) -> Result<Option<String>, Reply> {
-    let form = std::str::from_utf8(body).map_err(|_| invalid_request(400))?;
-    let mut tokens = query_pairs(form.trim()).filter(|(name, _)| name == "token");
-    let token = tokens.next().map(|(_, value)| value);
-    if tokens.next().is_some() {
-        return Err(invalid_request(400));
+/// The query's required scopes and fixed login; anything else in it, an empty scope, or a
+/// login that is empty, too long, repeated or holds other than letters, digits and `._@+-`, is
+/// `400 invalid_request`: a caller's configuration mistake must not pass as "no scope
+/// required" or as another login.
+fn query_parameters(query: &str) -> Result<(Vec<String>, Option<String>), Reply> {
+    let mut scopes = Vec::new();
+    let mut username = None;
+    for (name, value) in query_pairs(query) {
+        match name.as_str() {
+            "scope" if !value.is_empty() => scopes.push(value),
+            "username" if username.is_none() && is_login(&value) => username = Some(value),
+            _ => return Err(invalid_request(400)),
+        }
     }
-    Ok(token)
+    Ok((scopes, username))
 }
 
-/// Answers a presentation; `open` is called only for a well-formed key.
+fn is_login(name: &str) -> bool {
+    (1..=MAX_USERNAME_CHARS).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
+/// What an introspection form carries that this endpoint reads.
+#[derive(Default)]
+struct Form {
+    token: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl Form {
+    /// Each parameter at most once; a body that is not a form, or one that repeats `token` or
+    /// `client_secret`, is `400 invalid_request` (RFC 6749's error, which RFC 7662 uses).
+    fn of(body: &[u8]) -> Result<Form, Reply> {
+        let text = std::str::from_utf8(body).map_err(|_| invalid_request(400))?;
+        let mut form = Form::default();
+        for (name, value) in query_pairs(text.trim()) {
+            let slot = match name.as_str() {
+                "token" => &mut form.token,
+                "client_secret" => &mut form.client_secret,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(invalid_request(400));
+            }
+        }
+        Ok(form)
+    }
+}
+
+/// The password of `Authorization: Basic`, form-decoded as RFC 6749 §2.3.1 asks; `None` for
+/// any other or malformed header.
+fn basic_password(header: &dyn Fn(&str) -> Vec<Vec<u8>>) -> Option<String> {
+    let values = header("authorization");
+    let [value] = values.as_slice() else {
+        return None;
+    };
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (_client_id, secret) = decoded.split_once(':')?;
+    Some(form_decoded(secret))
+}
+
+/// Whether the caller showed the configured secret, compared in constant time (as digests, so
+/// that not even its length shows in the time taken).
+fn caller_is_known(shown: Option<&str>, required: &str) -> bool {
+    let digest = |text: &str| Sha256::digest(text.as_bytes());
+    shown.is_some_and(|shown| bool::from(digest(shown).ct_eq(&digest(required))))
+}
+
+/// Answers an introspection request; `required_secret` is the configured client secret, if
+/// any. `open` is called only for a known caller and a well-formed key.
 pub fn answer<S: KeyValue>(
-    presented: Presentation,
+    introspection: Introspection,
+    required_secret: Option<&str>,
     open: impl FnOnce() -> Result<S, StoreError>,
     now: i64,
 ) -> Reply {
-    match verification::judge(&presented, open, now) {
-        Judgement::Valid(record) => Reply::json(200, Active::of(&record)),
+    if let Some(required) = required_secret {
+        if !caller_is_known(introspection.client_secret.as_deref(), required) {
+            return Reply::refusal(
+                401,
+                "invalid_client",
+                OAuthError {
+                    error: "invalid_client",
+                },
+            )
+            .with_header("www-authenticate", "Basic realm=\"api-keys introspection\"");
+        }
+    }
+    match verification::judge(&introspection.presented, open, now) {
+        Judgement::Valid(record) => {
+            let mut active = Active::of(&record);
+            if let Some(login) = introspection.username.as_deref() {
+                active.username = login;
+            }
+            Reply::json(200, active)
+        }
         Judgement::Refused(503, code) => Reply::refusal(
             503,
             code,
@@ -147,8 +264,20 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     /// A request on the introspection path (method, query without `?`, headers, body),
-    /// answered from `store`.
+    /// answered from `store` by an endpoint open to any caller.
     fn introspect(
+        store: MemoryStore,
+        method: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        introspect_requiring(None, store, method, query, headers, body)
+    }
+
+    /// The same, by an endpoint that requires the client secret `required`, if any.
+    fn introspect_requiring(
+        required: Option<&str>,
         store: MemoryStore,
         method: &str,
         query: &str,
@@ -164,14 +293,14 @@ mod tests {
                 .collect()
         };
         let path = format!("{PATH}?{query}");
-        let presented = presentation(&VerifyRequest {
+        let parsed = read(&VerifyRequest {
             method: &|| method,
             header: &header,
             path_with_query: &path,
             body: &|| &body,
         });
-        match presented {
-            Ok(presented) => answer(presented, || Ok(store), NOW),
+        match parsed {
+            Ok(introspection) => answer(introspection, required, || Ok(store), NOW),
             Err(refusal) => refusal,
         }
     }
@@ -299,13 +428,94 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_login_is_answered_as_the_username_and_the_owner_stays_in_sub() {
+        let (store, secret) = alice_with(&["smtp"], None);
+        let reply = introspect(store, "POST", "scope=smtp&username=apikey", &[], &form(&secret));
+        let body = reply.body_json();
+        assert_eq!(body["active"], true);
+        assert_eq!(
+            (&body["username"], &body["sub"]),
+            (&json!("apikey"), &json!("alice"))
+        );
+        // A dead key stays inactive whatever login is asked for.
+        let (store, _) = alice_with(&["smtp"], None);
+        let reply = introspect(store, "POST", "username=apikey", &[], &form("not-a-key"));
+        assert_eq!(reply.body_json(), json!({"active": false}));
+        // A login that is empty, repeated, too long or odd is the caller's mistake.
+        let long = format!("username={}", "a".repeat(MAX_USERNAME_CHARS + 1));
+        for query in [
+            "username=",
+            "username=a&username=a",
+            long.as_str(),
+            "username=api%20key",
+            "username=%C3%A9",
+            "scope=",
+        ] {
+            let (store, secret) = alice_with(&["smtp"], None);
+            let reply = introspect(store, "POST", query, &[], &form(&secret));
+            assert_eq!(
+                (reply.status, reply.body_json()),
+                (400, json!({"error": "invalid_request"})),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_client_secret_must_be_shown_in_the_form_or_with_basic_authentication() {
+        const SECRET: &str = "gateway secret+/=";
+        let with = |body: String, headers: &[(&str, &str)]| {
+            let (store, secret) = alice_with(&["smtp"], None);
+            let body = body.replace("KEY", &secret);
+            introspect_requiring(Some(SECRET), store, "POST", "", headers, body.as_bytes())
+        };
+        // In the form (form-encoded), as Dovecot and client_secret_post send it.
+        let shown = with("token=KEY&client_id=dovecot&client_secret=gateway+secret%2B%2F%3D".into(), &[]);
+        assert_eq!(shown.body_json()["active"], true);
+        // As HTTP Basic's password, as mod_auth_openidc's client_secret_basic sends it.
+        let basic = format!("Basic {}", STANDARD.encode("gw:gateway+secret%2B%2F%3D"));
+        let shown = with("token=KEY".into(), &[("authorization", &basic)]);
+        assert_eq!(shown.body_json()["active"], true);
+        // Missing, wrong, a prefix of it, or a Basic header without a password: refused before
+        // any key is looked at.
+        let wrong_basic = format!("Basic {}", STANDARD.encode("gw:gateway secret"));
+        let no_password = format!("Basic {}", STANDARD.encode("gw"));
+        for (body, headers) in [
+            ("token=KEY".to_owned(), vec![]),
+            ("token=KEY&client_secret=wrong".to_owned(), vec![]),
+            ("token=KEY&client_secret=gateway".to_owned(), vec![]),
+            ("token=KEY".to_owned(), vec![("authorization", wrong_basic.as_str())]),
+            ("token=KEY".to_owned(), vec![("authorization", no_password.as_str())]),
+        ] {
+            let refused = with(body.clone(), &headers);
+            assert_eq!(
+                (refused.status, refused.body_json()),
+                (401, json!({"error": "invalid_client"})),
+                "{body} {headers:?}"
+            );
+            assert!(refused
+                .headers
+                .iter()
+                .any(|(name, value)| *name == "www-authenticate" && value.starts_with("Basic")));
+        }
+        // Without a configured secret the form's is ignored.
+        let (store, secret) = alice_with(&["smtp"], None);
+        let open = introspect(store, "POST", "", &[], format!("token={secret}&client_secret=x").as_bytes());
+        assert_eq!(open.body_json()["active"], true);
+    }
+
+    #[test]
     fn a_store_failure_is_a_temporary_error_not_an_inactive_key() {
         let (_, secret) = alice_with(&["smtp"], None);
-        let presented = Presentation {
-            key: Some(secret),
-            scopes: Vec::new(),
+        let introspection = Introspection {
+            presented: Presentation {
+                key: Some(secret),
+                scopes: Vec::new(),
+            },
+            username: None,
+            client_secret: None,
         };
-        let reply = answer::<MemoryStore>(presented, || Err(StoreError("down".into())), NOW);
+        let reply = answer::<MemoryStore>(introspection, None, || Err(StoreError("down".into())), NOW);
         assert_eq!(reply.status, 503);
         assert_eq!(
             reply.body_json(),

@@ -3,7 +3,8 @@
 //! `/v1/keys.introspect` answers the same question in OAuth's words (RFC 7662).
 
 use shared::introspection;
-use shared::spin::{self, BoundedRequest, SpinStore};
+use shared::config::Variables;
+use shared::spin::{self, BoundedRequest, SpinStore, SpinVariables};
 use shared::verification::{self, VerifyRequest};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
@@ -18,9 +19,13 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         body: &|| request.body(),
     };
     // OAuth token introspection (RFC 7662) of the same keys, with the same one read.
+    // Parse, then authenticate the caller (only if a client secret is configured), then judge.
     if request.path_with_query().starts_with(introspection::PATH) {
-        let reply = match introspection::presentation(&parts) {
-            Ok(presented) => introspection::answer(presented, SpinStore::open, spin::now()),
+        let reply = match introspection::read(&parts) {
+            Ok(asked) => {
+                let required = SpinVariables.get(introspection::CLIENT_SECRET_VARIABLE);
+                introspection::answer(asked, required.as_deref(), SpinStore::open, spin::now())
+            }
             Err(refusal) => refusal,
         };
         return spin::answer_reply(introspection::PATH, reply, response_out);

@@ -64,3 +64,49 @@ fn a_form_without_exactly_one_token_is_an_invalid_request() {
     let reply = introspect_form(app, "?scopes=smtp", "token=a");
     assert_eq!(reply.status, 400);
 }
+
+#[test]
+fn a_mail_server_with_a_fixed_login_gets_that_login_as_username_and_the_owner_as_sub() {
+    let app = shared_app();
+    let user = unique_user("Mailer");
+    let created = app.create_ok(&user, "smtp", &["write"]);
+    let form = format!("token={}", created["key"].as_str().unwrap());
+    let reply = introspect_form(app, "?scope=write&username=apikey", &form);
+    assert_eq!(reply.body["active"], true, "{}", reply.text);
+    assert_eq!(reply.body["username"], "apikey");
+    assert_eq!(reply.body["sub"], user.as_str());
+    // A login that could not be a login is a configuration mistake, not an inactive key.
+    let reply = introspect_form(app, "?username=api%20key", &form);
+    assert_eq!(
+        (reply.status, reply.body),
+        (400, json!({"error": "invalid_request"}))
+    );
+}
+
+#[test]
+fn with_a_client_secret_configured_only_callers_that_show_it_are_answered() {
+    let secret = "introspection-secret-for-gateways";
+    let app = e2e::App::start_with(
+        spin_host::MemoryBackend::new(),
+        &[("introspection_client_secret", secret)],
+    );
+    let user = unique_user("gated");
+    let key = app.create_ok(&user, "smtp", &["write"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Shown in the form, as Dovecot's post mode sends its `client_secret`.
+    let shown = format!("token={key}&client_id=dovecot&client_secret={secret}");
+    let reply = introspect_form(&app, "", &shown);
+    assert_eq!(reply.body["active"], true, "{}", reply.text);
+    // Not shown, or wrong: 401 invalid_client, the key not judged.
+    for form in [format!("token={key}"), format!("token={key}&client_secret=guess")] {
+        let reply = introspect_form(&app, "", &form);
+        assert_eq!(reply.status, 401, "{}", reply.text);
+        assert_eq!(reply.body, json!({"error": "invalid_client"}));
+        assert!(reply.header("www-authenticate").is_some());
+    }
+    // verify itself is not gated: the secret is the introspection endpoint's only.
+    let reply = app.request("GET", "/v1/keys.verify", &[("x-api-key", &key)], None);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
