@@ -54,15 +54,11 @@ finish() {
 abort() { fail "$*"; finish; }
 
 # ---- nginx ------------------------------------------------------------------------------------
-# The version apt would install, "" or "(none)" if none.
-apt_candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'; }
-
 # Installs nginx-light (or nginx) from Debian's packages if no nginx is on PATH.
 ensure_nginx() {
     NGINX=${NGINX:-$(command -v nginx || true)}
     [[ -z $NGINX && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
     if [[ -z $NGINX ]]; then
-        command -v apt-get >/dev/null || { log "no nginx and no apt-get"; return 1; }
         local pkg="" name version
         version=$(apt_candidate nginx-light)
         if [[ -z $version || $version == "(none)" ]]; then
@@ -74,18 +70,7 @@ ensure_nginx() {
             if [[ -n $version && $version != "(none)" ]]; then pkg=$name && break; fi
         done
         [[ -n $pkg ]] || { log "no nginx package available"; return 1; }
-        log "installing $pkg"
-        # Keep the package's own service from starting (it would listen on port 80).
-        local guard=""
-        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-            guard=/usr/sbin/policy-rc.d
-            printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
-        fi
-        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$pkg" \
-            >"$WORK/apt.log" 2>&1
-        local rc=$?
-        [[ -n $guard ]] && rm -f "$guard"
-        ((rc == 0)) || { tail -n 20 "$WORK/apt.log" >&2; return 1; }
+        apt_install "$pkg" || return 1
         NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     fi
     [[ -x $NGINX ]] || return 1

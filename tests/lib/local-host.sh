@@ -54,6 +54,36 @@ wait_for_http() {
     return 1
 }
 
+# apt_candidate PACKAGE: the version apt would install, "" or "(none)" if none.
+apt_candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}'; }
+
+# apt_install PACKAGE...: installs Debian packages (needs root), with `apt-get update` first if
+# apt does not know the first one yet. A policy-rc.d guard keeps each package's own service
+# from starting (nginx on port 80, Postfix on 25, Dovecot): the tests start private instances.
+# Logs to $WORK/apt.log if WORK is set.
+apt_install() {
+    command -v apt-get >/dev/null || { log "no apt-get to install $*"; return 1; }
+    local candidate apt_log=${WORK:-/tmp}/apt.log
+    candidate=$(apt_candidate "$1")
+    if [[ -z $candidate || $candidate == "(none)" ]]; then
+        log "apt-get update"
+        timeout 300 apt-get update -qq || return 1
+    fi
+    log "installing $*"
+    local guard=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard"
+    fi
+    # Postfix asks how to configure the system's mail; the tests configure their own.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "$@" \
+        >"$apt_log" 2>&1
+    local rc=$?
+    [[ -n $guard ]] && rm -f "$guard"
+    ((rc == 0)) || { tail -n 20 "$apt_log" >&2; return 1; }
+}
+
 # stop_pid PID: SIGTERM, then SIGKILL after 10 s. Only the process we started, by its id, and
 # the processes it started if it leads a process group of its own (`spin up` runs the HTTP
 # trigger as a child, so start_local_host starts Spin as a group leader).
