@@ -430,7 +430,13 @@ mod tests {
     #[test]
     fn a_fixed_login_is_answered_as_the_username_and_the_owner_stays_in_sub() {
         let (store, secret) = alice_with(&["smtp"], None);
-        let reply = introspect(store, "POST", "scope=smtp&username=apikey", &[], &form(&secret));
+        let reply = introspect(
+            store,
+            "POST",
+            "scope=smtp&username=apikey",
+            &[],
+            &form(&secret),
+        );
         let body = reply.body_json();
         assert_eq!(body["active"], true);
         assert_eq!(
@@ -470,7 +476,10 @@ mod tests {
             introspect_requiring(Some(SECRET), store, "POST", "", headers, body.as_bytes())
         };
         // In the form (form-encoded), as Dovecot and client_secret_post send it.
-        let shown = with("token=KEY&client_id=dovecot&client_secret=gateway+secret%2B%2F%3D".into(), &[]);
+        let shown = with(
+            "token=KEY&client_id=dovecot&client_secret=gateway+secret%2B%2F%3D".into(),
+            &[],
+        );
         assert_eq!(shown.body_json()["active"], true);
         // As HTTP Basic's password, as mod_auth_openidc's client_secret_basic sends it.
         let basic = format!("Basic {}", STANDARD.encode("gw:gateway+secret%2B%2F%3D"));
@@ -484,8 +493,14 @@ mod tests {
             ("token=KEY".to_owned(), vec![]),
             ("token=KEY&client_secret=wrong".to_owned(), vec![]),
             ("token=KEY&client_secret=gateway".to_owned(), vec![]),
-            ("token=KEY".to_owned(), vec![("authorization", wrong_basic.as_str())]),
-            ("token=KEY".to_owned(), vec![("authorization", no_password.as_str())]),
+            (
+                "token=KEY".to_owned(),
+                vec![("authorization", wrong_basic.as_str())],
+            ),
+            (
+                "token=KEY".to_owned(),
+                vec![("authorization", no_password.as_str())],
+            ),
         ] {
             let refused = with(body.clone(), &headers);
             assert_eq!(
@@ -500,7 +515,13 @@ mod tests {
         }
         // Without a configured secret the form's is ignored.
         let (store, secret) = alice_with(&["smtp"], None);
-        let open = introspect(store, "POST", "", &[], format!("token={secret}&client_secret=x").as_bytes());
+        let open = introspect(
+            store,
+            "POST",
+            "",
+            &[],
+            format!("token={secret}&client_secret=x").as_bytes(),
+        );
         assert_eq!(open.body_json()["active"], true);
     }
 
@@ -515,7 +536,8 @@ mod tests {
             username: None,
             client_secret: None,
         };
-        let reply = answer::<MemoryStore>(introspection, None, || Err(StoreError("down".into())), NOW);
+        let reply =
+            answer::<MemoryStore>(introspection, None, || Err(StoreError("down".into())), NOW);
         assert_eq!(reply.status, 503);
         assert_eq!(
             reply.body_json(),

@@ -2,8 +2,8 @@
 //! servers and services; needs no JWT. One store read for a well-formed key, none otherwise.
 //! `/v1/keys.introspect` answers the same question in OAuth's words (RFC 7662).
 
-use shared::introspection;
 use shared::config::Variables;
+use shared::introspection;
 use shared::spin::{self, BoundedRequest, SpinStore, SpinVariables};
 use shared::verification::{self, VerifyRequest};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};

@@ -100,7 +100,10 @@ fn with_a_client_secret_configured_only_callers_that_show_it_are_answered() {
     let reply = introspect_form(&app, "", &shown);
     assert_eq!(reply.body["active"], true, "{}", reply.text);
     // Not shown, or wrong: 401 invalid_client, the key not judged.
-    for form in [format!("token={key}"), format!("token={key}&client_secret=guess")] {
+    for form in [
+        format!("token={key}"),
+        format!("token={key}&client_secret=guess"),
+    ] {
         let reply = introspect_form(&app, "", &form);
         assert_eq!(reply.status, 401, "{}", reply.text);
         assert_eq!(reply.body, json!({"error": "invalid_client"}));
