@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Proves deploy/nginx/nginx.conf end to end: nginx (auth_request) in front of a stand-in API,
-# asking the real components, served by the local host, to verify each request's key.
+# Proves a gateway config from deploy/ end to end: the gateway in front of a stand-in API, asking
+# the real components, served by the local host or Spin, to verify each request's key.
 #
-#   bash tests/gateway/run.sh
+#   bash tests/gateway/run.sh                  # nginx auth_request: deploy/nginx/nginx.conf
+#   GATEWAY=caddy bash tests/gateway/run.sh    # Caddy reverse_proxy: deploy/caddy/Caddyfile
 #
-# Installs nginx from Debian's packages if it is missing (needs root), starts the local host
-# (SPIN_HOST_BIN, default target/debug/spin-host), tests/gateway/upstream.py and nginx, all on
-# free loopback ports, then checks with curl what a client gets and what the API behind sees:
-# which user, and the raw path, which must reach a handler the key's scopes cover however the
-# API reads it (upstream.py reads it three ways).
-# Prints `gateway: N passed, M failed`; exits non-zero if anything failed.
+# Installs the gateway from Debian's packages if it is missing (needs root), starts the local
+# host (SPIN_HOST_BIN, default target/debug/spin-host; or Spin with SPIN_BIN),
+# tests/gateway/upstream.py and the gateway, all on free loopback ports, then checks with curl
+# what a client gets and what the API behind sees: which user, and the raw path, which must
+# reach a handler the key's scopes cover however the API reads it (upstream.py reads it three
+# ways). Both gateways answer every check the same way.
+# Prints `gateway (NAME): N passed, M failed`; exits non-zero if anything failed.
 
 # The checks below are conditions passed to `eval` in single quotes, on purpose.
 # shellcheck disable=SC2016,SC2034
@@ -28,9 +30,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/api-keys-gateway.XXXXXX")
 chmod 755 "$WORK"
 HOST_PID=
 UPSTREAM_PID=
-NGINX_PID=
+GATEWAY=${GATEWAY:-nginx}
+GATEWAY_PID=
 cleanup() {
-    stop_pid "$NGINX_PID"
+    stop_pid "$GATEWAY_PID"
     stop_pid "$UPSTREAM_PID"
     stop_pid "$HOST_PID"
     if [[ ${KEEP_WORK:-} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
@@ -42,12 +45,12 @@ pass() { passed=$((passed + 1)); echo "PASS  $*"; }
 fail() { failed=$((failed + 1)); echo "FAIL  $*"; }
 finish() {
     if ((failed)); then
-        for f in host.log upstream.log nginx.log; do
+        for f in host.log upstream.log gateway.log; do
             [[ -f $WORK/$f ]] && { echo "--- $f (last 20 lines)"; tail -n 20 "$WORK/$f"; }
         done
     fi
     log "took $((SECONDS - started))s"
-    echo "gateway: $passed passed, $failed failed"
+    echo "gateway ($GATEWAY): $passed passed, $failed failed"
     ((failed == 0))
     exit $?
 }
@@ -80,7 +83,24 @@ ensure_nginx() {
     fi
     log "using $NGINX ($("$NGINX" -v 2>&1))"
 }
-ensure_nginx || abort "nginx with auth_request is available"
+
+# ---- Caddy ------------------------------------------------------------------------------------
+# Installs caddy from Debian's packages if it is not on PATH.
+ensure_caddy() {
+    CADDY=${CADDY:-$(command -v caddy || true)}
+    if [[ -z $CADDY ]]; then
+        local version
+        version=$(apt_candidate caddy)
+        if [[ -z $version || $version == "(none)" ]]; then
+            log "apt-get update"
+            timeout 300 apt-get update -qq || return 1
+        fi
+        apt_install caddy || return 1
+        CADDY=$(command -v caddy || echo /usr/bin/caddy)
+    fi
+    [[ -x $CADDY ]] || return 1
+    log "using $CADDY ($("$CADDY" version 2>&1))"
+}
 
 # ---- Processes --------------------------------------------------------------------------------
 GW_PORT=$(free_port)
@@ -102,19 +122,43 @@ upstream_count() { if [[ -f $UP_RECORD ]]; then wc -l <"$UP_RECORD"; else echo 0
 UP_BASE=$(upstream_count)
 
 # The committed config with its three default addresses replaced by the free ports.
-mkdir -p "$WORK/nginx"
-sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$GW_PORT/g" \
-    -e "s/127\.0\.0\.1:3000/127.0.0.1:$HOST_PORT/g" \
-    -e "s/127\.0\.0\.1:9000/127.0.0.1:$UP_PORT/g" \
-    "$ROOT/deploy/nginx/nginx.conf" >"$WORK/nginx.conf"
-for port in "$GW_PORT" "$HOST_PORT" "$UP_PORT"; do
-    grep -q "127.0.0.1:$port;" "$WORK/nginx.conf" || abort "templating put port $port in nginx.conf"
-done
-"$NGINX" -t -q -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" || abort "nginx -t accepts deploy/nginx/nginx.conf"
-"$NGINX" -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" </dev/null >"$WORK/nginx.log" 2>&1 &
-NGINX_PID=$!
-wait_for_http "$GW/" 30 "$NGINX_PID" || abort "nginx starts"
-pass "nginx -t accepts deploy/nginx/nginx.conf and nginx serves it"
+# start_nginx / start_caddy: template, validate and start the gateway; set GATEWAY_PID.
+template_config() { # template_config FROM TO PORT-SUFFIX-REGEX
+    sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$GW_PORT/g" -e "s/^\(http:\/\/\):8080/\1:$GW_PORT/" \
+        -e "s/127\.0\.0\.1:3000/127.0.0.1:$HOST_PORT/g" \
+        -e "s/127\.0\.0\.1:9000/127.0.0.1:$UP_PORT/g" \
+        "$1" >"$2"
+    for port in "$GW_PORT" "$HOST_PORT" "$UP_PORT"; do
+        grep -Eq ":$port$3" "$2" || abort "templating put port $port in $2"
+    done
+}
+start_nginx() {
+    ensure_nginx || abort "nginx with auth_request is available"
+    mkdir -p "$WORK/nginx"
+    template_config "$ROOT/deploy/nginx/nginx.conf" "$WORK/nginx.conf" ';'
+    "$NGINX" -t -q -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" || abort "nginx -t accepts deploy/nginx/nginx.conf"
+    "$NGINX" -e stderr -c "$WORK/nginx.conf" -p "$WORK/nginx/" </dev/null >"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    wait_for_http "$GW/" 30 "$GATEWAY_PID" || abort "nginx starts"
+    pass "nginx -t accepts deploy/nginx/nginx.conf and nginx serves it"
+}
+start_caddy() {
+    ensure_caddy || abort "caddy is available"
+    template_config "$ROOT/deploy/caddy/Caddyfile" "$WORK/Caddyfile" '( |$)'
+    # Caddy keeps its state under $HOME / $XDG_*: here, so that nothing outside $WORK changes.
+    export HOME=$WORK XDG_DATA_HOME=$WORK/caddy-data XDG_CONFIG_HOME=$WORK/caddy-config
+    "$CADDY" validate --adapter caddyfile --config "$WORK/Caddyfile" >"$WORK/gateway.log" 2>&1 ||
+        abort "caddy validate accepts deploy/caddy/Caddyfile ($(tail -n 3 "$WORK/gateway.log"))"
+    "$CADDY" run --adapter caddyfile --config "$WORK/Caddyfile" </dev/null >>"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    wait_for_http "$GW/" 30 "$GATEWAY_PID" || abort "caddy starts"
+    pass "caddy validate accepts deploy/caddy/Caddyfile and caddy serves it"
+}
+case $GATEWAY in
+nginx) start_nginx ;;
+caddy) start_caddy ;;
+*) abort "GATEWAY is nginx or caddy, not $GATEWAY" ;;
+esac
 
 # ---- Helpers ----------------------------------------------------------------------------------
 # req ARGS...: curl with a time limit; sets STATUS, body in $WORK/body, headers in $WORK/headers.
@@ -248,8 +292,8 @@ check "a client's own X-Api-Key-User / X-Api-Key-Scopes are replaced" \
 # 20 KiB: more than verify would take in a body (16 KiB); only headers go to verify.
 head -c 20480 /dev/zero | tr '\0' 'a' >"$WORK/big"
 req -X POST "$GW/read/upload" -H "X-API-Key: $READ_KEY" --data-binary "@$WORK/big"
-check "POST with a 20 KiB body → 200 (the body goes upstream, not to verify)" \
-    eval '[[ $STATUS == 200 && $(field method) == POST ]]'
+check "POST with a 20 KiB body → 200, the API gets all of it (the body goes upstream, not to verify)" \
+    eval '[[ $STATUS == 200 && $(field method) == POST && $(field body_length) == 20480 ]]'
 
 create_key "$GW_USER" '["read", "admin"]' || abort "create a key with scopes read, admin (status $STATUS)"
 ADMIN_KEY=$KEY

@@ -68,10 +68,19 @@ class Echo(BaseHTTPRequestHandler):
     record = None
     record_lock = threading.Lock()
 
+    def read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = b""
+            while size := int(self.rfile.readline().split(b";", 1)[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return body
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
     def answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.read_body()
         reached = handlers(self.path)
         scopes = self.headers.get("X-Api-Key-Scopes")
         held = set((scopes or "").split(","))
@@ -79,6 +88,8 @@ class Echo(BaseHTTPRequestHandler):
             "method": self.command,
             # The request target exactly as the gateway sent it.
             "path": self.path,
+            # The body as it arrived: the gateway must pass it on whole after the key check.
+            "body_length": len(body),
             "x_api_key_user": self.headers.get("X-Api-Key-User"),
             "x_api_key_id": self.headers.get("X-Api-Key-Id"),
             "x_api_key_scopes": scopes,
@@ -92,13 +103,13 @@ class Echo(BaseHTTPRequestHandler):
         if self.record:
             with self.record_lock, open(self.record, "a", encoding="utf-8") as f:
                 f.write(json.dumps(seen) + "\n")
-        body = json.dumps(seen).encode()
+        answer = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self.wfile.write(answer)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = answer
 
