@@ -109,6 +109,8 @@ UP_PORT=$(free_port)
 GW=http://127.0.0.1:$GW_PORT
 API=http://127.0.0.1:$HOST_PORT
 
+# Introspection (Apache's way in) answers only callers that show this secret.
+export SPIN_VARIABLE_INTROSPECTION_CLIENT_SECRET=gateway-introspection-secret-$$-$RANDOM
 start_local_host "$WORK" "$HOST_PORT" || abort "the local host starts"
 
 # Every request the upstream gets is also a line of JSON in upstream.jsonl (see upstream.py).
@@ -154,10 +156,48 @@ start_caddy() {
     wait_for_http "$GW/" 30 "$GATEWAY_PID" || abort "caddy starts"
     pass "caddy validate accepts deploy/caddy/Caddyfile and caddy serves it"
 }
+# Installs Apache httpd and mod_auth_openidc from Debian's packages if either is missing.
+ensure_apache() {
+    APACHE=${APACHE:-$(command -v apache2 || echo /usr/sbin/apache2)}
+    if [[ ! -x $APACHE || ! -f /usr/lib/apache2/modules/mod_auth_openidc.so ]] || ! command -v openssl >/dev/null; then
+        local version
+        version=$(apt_candidate libapache2-mod-auth-openidc)
+        if [[ -z $version || $version == "(none)" ]]; then
+            log "apt-get update"
+            timeout 300 apt-get update -qq || return 1
+        fi
+        apt_install apache2 libapache2-mod-auth-openidc openssl || return 1
+        APACHE=$(command -v apache2 || echo /usr/sbin/apache2)
+    fi
+    [[ -x $APACHE ]] || return 1
+    log "using $APACHE ($("$APACHE" -v 2>&1 | head -n 1))"
+}
+start_apache() {
+    ensure_apache || abort "apache2 with mod_auth_openidc is available"
+    local folder=$WORK/apache tls_port
+    tls_port=$(free_port)
+    mkdir -p "$folder"
+    # The TLS certificate the config's introspection host serves and mod_auth_openidc trusts.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$folder/tls.key" -out "$folder/tls.crt" \
+        >"$WORK/openssl.log" 2>&1 || abort "openssl makes a certificate ($(tail -n 2 "$WORK/openssl.log"))"
+    sed -e "s#/tmp/api-keys-apache#$folder#g" -e "s/127\.0\.0\.1:3443/127.0.0.1:$tls_port/g" \
+        -e "s#REPLACE-WITH-THE-APPS-INTROSPECTION-CLIENT-SECRET#$SPIN_VARIABLE_INTROSPECTION_CLIENT_SECRET#" \
+        "$ROOT/deploy/apache/httpd.conf" >"$WORK/httpd.template"
+    template_config "$WORK/httpd.template" "$WORK/httpd.conf" '([ /"]|$)'
+    grep -q "127.0.0.1:$tls_port" "$WORK/httpd.conf" || abort "templating put port $tls_port in httpd.conf"
+    "$APACHE" -t -f "$WORK/httpd.conf" >"$WORK/gateway.log" 2>&1 ||
+        abort "apache2 -t accepts deploy/apache/httpd.conf ($(tail -n 3 "$WORK/gateway.log"))"
+    "$APACHE" -f "$WORK/httpd.conf" -DFOREGROUND </dev/null >>"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    wait_for_http "$GW/" 30 "$GATEWAY_PID" || abort "apache2 starts"
+    pass "apache2 -t accepts deploy/apache/httpd.conf and apache2 serves it"
+}
 case $GATEWAY in
 nginx) start_nginx ;;
 caddy) start_caddy ;;
-*) abort "GATEWAY is nginx or caddy, not $GATEWAY" ;;
+apache) start_apache ;;
+*) abort "GATEWAY is nginx, caddy or apache, not $GATEWAY" ;;
 esac
 
 # ---- Helpers ----------------------------------------------------------------------------------
@@ -305,9 +345,10 @@ check "admin key on a path no location names → 200" eval '[[ $STATUS == 200 ]]
 
 create_key "Zoë" '["read"]' || abort "create a key for a non-ASCII user (status $STATUS)"
 req "$GW/read/items" -H "X-API-Key: $KEY"
-check "a non-ASCII user id reaches the API percent-encoded (Zo%C3%AB)" \
-    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "Zo%C3%AB" ]]'
-
+# Percent-encoded UTF-8; the hex digits' case may differ (Apache writes them in lower case).
+check "a non-ASCII user id reaches the API percent-encoded (Zo%C3%AB, any case)" \
+    eval '[[ $STATUS == 200 && $(field x_api_key_user | tr a-f A-F) == "Zo%C3%AB" &&
+        $(field x_api_key_user | python3 -c "import sys, urllib.parse; print(urllib.parse.unquote(sys.stdin.read().strip()))") == "Zoë" ]]'
 token=$(make_jwt "$GW_USER")
 req -X POST "$API/v1/keys.delete" -H "Authorization: Bearer $token" -d "{\"id\": \"$READ_ID\"}"
 if [[ $STATUS == 200 ]]; then
@@ -322,10 +363,16 @@ stop_pid "$HOST_PID"
 HOST_PID=
 upstream_requests=$(grep -c '"GET /admin/settings' "$WORK/upstream.log")
 req "$GW/admin/settings" -H "X-API-Key: $ADMIN_KEY"
-check "api-keys down → 503 auth_unavailable with Retry-After, nothing reaches the API" \
-    eval '[[ $STATUS == 503 && $(error_code) == auth_unavailable && -n $(header Retry-After) &&
-        $(grep -c "\"GET /admin/settings" "$WORK/upstream.log") == "$upstream_requests" ]]'
-
+if [[ $GATEWAY == apache ]]; then
+    # mod_auth_openidc takes a failed introspection for an invalid token (deploy/apache says so).
+    check "api-keys down → 401 invalid_key (mod_auth_openidc cannot say 503), nothing reaches the API" \
+        eval '[[ $STATUS == 401 && $(error_code) == invalid_key &&
+            $(grep -c "\"GET /admin/settings" "$WORK/upstream.log") == "$upstream_requests" ]]'
+else
+    check "api-keys down → 503 auth_unavailable with Retry-After, nothing reaches the API" \
+        eval '[[ $STATUS == 503 && $(error_code) == auth_unavailable && -n $(header Retry-After) &&
+            $(grep -c "\"GET /admin/settings" "$WORK/upstream.log") == "$upstream_requests" ]]'
+fi
 # Over the whole run: every request the gateway let through reached, under all three of the
 # API's readings of its raw path, only handlers its key's scopes cover (no read key ever ran
 # an admin handler).
