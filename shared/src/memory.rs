@@ -325,12 +325,15 @@ impl Scheduler {
 
 /// The store as one simulated request sees it: every operation waits for its turn, and after
 /// `crash_after` operations every further one fails (the request died; nothing more of it runs).
+/// `after_each`, if given, runs after every operation that reached the store, before the turn
+/// passes on: a test's check of the states between operations.
 pub struct RequestView<'a> {
     pub store: &'a MemoryStore,
     pub scheduler: &'a Scheduler,
     pub me: usize,
     pub crash_after: Option<u64>,
     pub done: std::cell::Cell<u64>,
+    pub after_each: Option<&'a (dyn Fn() + Sync)>,
 }
 
 impl RequestView<'_> {
@@ -341,7 +344,11 @@ impl RequestView<'_> {
                 return Err(StoreError("request died".into()));
             }
             self.done.set(done + 1);
-            op()
+            let result = op();
+            if let Some(check) = self.after_each {
+                check();
+            }
+            result
         })
     }
 }

@@ -260,12 +260,15 @@ fn assert_invariants(store: &MemoryStore, users: &[&str], max: usize) {
 /// says otherwise, and no older secret verifies past the end of its grace. Read from the index
 /// as it is (list would repair first).
 fn assert_fail_closed(store: &MemoryStore, user: &str) {
-    let Some(index) = try_current_index(store, user) else {
-        return;
-    };
+    if let Some(index) = try_current_index(store, user) {
+        assert_fail_closed_in(store, &index, NOW);
+    }
+}
+
+fn assert_fail_closed_in(store: &MemoryStore, index: &Index, now: i64) {
     for entry in &index.keys {
         for hash in entry.all_hashes() {
-            let Some(record) = verify(store, hash, NOW).unwrap() else {
+            let Some(record) = verify(store, hash, now).unwrap() else {
                 continue;
             };
             assert!(
@@ -286,7 +289,7 @@ fn assert_fail_closed(store: &MemoryStore, user: &str) {
         }
         for previous in &entry.previous {
             assert!(
-                !verifies_at(store, &previous.hash, previous.until.max(NOW)),
+                !verifies_at(store, &previous.hash, previous.until.max(now)),
                 "an older secret of {} verifies past its grace",
                 entry.id
             );
@@ -515,7 +518,7 @@ fn fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit(answers: Swa
 }
 
 /// One simulated request of an interleaving test.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Request {
     Create {
         user: &'static str,
@@ -580,7 +583,9 @@ fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outc
 }
 
 /// Runs `requests` concurrently on `store`, their operations ordered by `plan`; request `i`
-/// dies after `crash_after[i]` operations if given.
+/// dies after `crash_after[i]` operations if given. After every store operation the invariants
+/// that hold between any two operations are checked (see [`assert_invariants_between`]); a
+/// failure names the plan and the operation, so that it can be replayed.
 fn run_plan(
     store: &MemoryStore,
     requests: &[Request],
@@ -588,7 +593,38 @@ fn run_plan(
     crash_after: &[Option<u64>],
     max: u32,
 ) -> Vec<Outcome> {
-    let scheduler = Scheduler::new(plan, requests.len());
+    let scheduler = Scheduler::new(plan.clone(), requests.len());
+    let operations = std::sync::atomic::AtomicU64::new(0);
+    // Only a state not checked yet is checked (reads change nothing).
+    let last_checked = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let check = || {
+        let n = operations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let state = store.snapshot();
+        let mut last = last_checked.lock().unwrap();
+        if *last == state {
+            return;
+        }
+        let copy = MemoryStore::new();
+        for (key, value) in &state {
+            copy.set(key, value).unwrap();
+        }
+        *last = state;
+        drop(last);
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_invariants_between(&copy, max as usize)
+        }));
+        if let Err(failure) = checked {
+            let message = failure
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| failure.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!(
+                "after store operation {n} of plan {plan:?}, crashes {crash_after:?}, \
+                 requests {requests:?}: {message}"
+            );
+        }
+    };
     std::thread::scope(|scope| {
         let handles: Vec<_> = requests
             .iter()
@@ -596,6 +632,7 @@ fn run_plan(
             .map(|(me, request)| {
                 let scheduler = &scheduler;
                 let crash = crash_after.get(me).copied().flatten();
+                let check: &(dyn Fn() + Sync) = &check;
                 scope.spawn(move || {
                     let view = RequestView {
                         store,
@@ -603,6 +640,7 @@ fn run_plan(
                         me,
                         crash_after: crash,
                         done: Cell::new(0),
+                        after_each: Some(check),
                     };
                     let outcome = perform(request, &view, max, NOW);
                     scheduler.finish(me);
@@ -615,6 +653,73 @@ fn run_plan(
             .map(|h| h.join().expect("request thread"))
             .collect()
     })
+}
+
+/// The invariants that hold in every state the store passes through, between any two
+/// operations of any requests (read on a copy, so that nothing here writes: no repair, no
+/// recorded use): for each user's published index version, no key twice and at most `max`
+/// counting toward the limit; every live secret listed there as its key's (so that a delete
+/// kills it); and nothing verifies with more than that version shows (fail closed).
+fn assert_invariants_between(store: &MemoryStore, max: usize) {
+    assert_invariants_between_at(store, max, NOW)
+}
+
+/// [`assert_invariants_between`] at `now`.
+fn assert_invariants_between_at(store: &MemoryStore, max: usize, now: i64) {
+    let records: Vec<(String, KeyRecord)> = store
+        .snapshot()
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let hash = key.strip_prefix("apikeys/v1/key/")?.to_owned();
+            Some((hash, parse_record(&value).expect("records are readable")))
+        })
+        .collect();
+    let mut indexes = std::collections::BTreeMap::new();
+    for (_, record) in &records {
+        if !indexes.contains_key(&record.user_id) {
+            indexes.insert(
+                record.user_id.clone(),
+                try_current_index(store, &record.user_id),
+            );
+        }
+    }
+    for (hash, record) in &records {
+        if record.clone().in_force().is_live(now) {
+            let listed = indexes[&record.user_id].as_ref().is_some_and(|index| {
+                index
+                    .keys
+                    .iter()
+                    .any(|e| e.id == record.key_id && e.all_hashes().any(|h| h == hash))
+            });
+            assert!(listed, "a live secret of {} is not listed", record.key_id);
+        }
+    }
+    let expired: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter(|(_, record)| record.is_expired(now))
+        .map(|(hash, _)| hash.as_str())
+        .collect();
+    for (user, index) in &indexes {
+        let Some(index) = index else {
+            continue;
+        };
+        let mut ids: Vec<&str> = index.keys.iter().map(|e| e.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            index.keys.len(),
+            "{user}'s index shows a key twice"
+        );
+        // An entry counts unless its key's record says it has expired (as list tells it).
+        let counted = index
+            .keys
+            .iter()
+            .filter(|e| !expired.contains(e.hash.as_str()))
+            .count();
+        assert!(counted <= max, "{user}'s index holds {counted} keys");
+        assert_fail_closed_in(store, index, now);
+    }
 }
 
 /// Every plan with at most two switches: `a` runs `i` operations, `b` runs `j`, then `a`
@@ -1308,6 +1413,7 @@ fn a_slow_create_whose_slot_was_reclaimed_never_becomes_live(answers: SwapAnswer
                 me: 0,
                 crash_after: None,
                 done: Cell::new(0),
+                after_each: None,
             };
             let r = create_with(&view, "alice", &slow, MAX, NOW);
             scheduler.finish(0);
@@ -1320,6 +1426,7 @@ fn a_slow_create_whose_slot_was_reclaimed_never_becomes_live(answers: SwapAnswer
                 me: 1,
                 crash_after: None,
                 done: Cell::new(0),
+                after_each: None,
             };
             let r = create_with(&view, "alice", &new_key(), MAX, NOW + ABANDONED_AFTER_SECS);
             scheduler.finish(1);
@@ -2493,3 +2600,5 @@ fn a_roll_caught_by_an_outage_of_any_length_is_whole_or_undone(answers: SwapAnsw
         assert!(undone > 0, "grace {grace}");
     }
 }
+
+mod sequences;

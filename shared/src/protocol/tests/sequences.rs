@@ -1,0 +1,614 @@
+//! Random sequences of requests, store failures, deaths and clock steps, each checked after
+//! every step against a small model of what the users were told; a failing sequence is shrunk
+//! to the shortest one that still fails, and printed.
+//!
+//! The model holds, per key, what its owner knows of it (its secrets and settings, from
+//! answers that succeeded). A change that fails (503) or dies part-way may have been made or
+//! not: right after it, verify must grant no more than the larger of the states before and
+//! after it; then it is retried without trouble, as users do, and must succeed. A failed
+//! create's or roll's secret that does not verify right after the failure must never verify
+//! later (one that does was made whole, the answer lost: it is taken into the model, as its
+//! owner would find the key in the list). After every step the invariants between operations hold (see
+//! [`super::assert_invariants_between`]).
+//!
+//! `cargo test protocol::tests::sequences` runs [`DEFAULT_CASES`] sequences per store
+//! behaviour from a fixed seed, so CI is repeatable; `PROPTEST_CASES=2000` runs more, and
+//! `PROPTEST_RNG_SEED=N` other ones.
+
+use super::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Sequences per store behaviour in a plain `cargo test`.
+const DEFAULT_CASES: u32 = 512;
+/// The longest sequence.
+const MAX_STEPS: usize = 40;
+/// A small limit, so that sequences reach it often.
+const LIMIT: u32 = 3;
+const USERS: [&str; 2] = ["alice", "bob"];
+const SCOPE_SETS: [&[&str]; 3] = [&["read"], &["read", "write"], &["write"]];
+
+/// What a changing request asks for. Keys are chosen by number among those the model holds
+/// (modulo their count), so that a shrunk sequence stays meaningful.
+#[derive(Debug, Clone)]
+enum Change {
+    Create {
+        user: usize,
+        expires_in: Option<i64>,
+    },
+    Update {
+        key: usize,
+        scopes: usize,
+        enabled: bool,
+    },
+    Roll {
+        key: usize,
+        grace: i64,
+    },
+    Delete {
+        key: usize,
+    },
+}
+
+/// What goes wrong while a change runs.
+#[derive(Debug, Clone, Copy)]
+enum Trouble {
+    None,
+    /// Its operations `from` to `from + count - 1` fail and change nothing.
+    Outage {
+        from: u64,
+        count: u64,
+    },
+    /// Its operation `at` takes effect, then reports a failure.
+    LostAnswer {
+        at: u64,
+    },
+    /// It dies after `after` operations: nothing more of it runs, no clean-up.
+    Dies {
+        after: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Change(Change, Trouble),
+    /// Verify the `secret`-th secret the sequence made (recording its use, as verify does).
+    Verify {
+        secret: usize,
+    },
+    List {
+        user: usize,
+    },
+    Advance {
+        secs: i64,
+    },
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => (0..USERS.len(), prop::option::weighted(0.25, 1..200i64))
+            .prop_map(|(user, expires_in)| Change::Create { user, expires_in }),
+        2 => (any::<usize>(), 0..SCOPE_SETS.len(), prop::bool::weighted(0.75))
+            .prop_map(|(key, scopes, enabled)| Change::Update { key, scopes, enabled }),
+        2 => (any::<usize>(), prop_oneof![Just(0i64), Just(60i64)])
+            .prop_map(|(key, grace)| Change::Roll { key, grace }),
+        1 => any::<usize>().prop_map(|key| Change::Delete { key }),
+    ]
+}
+
+fn trouble() -> impl Strategy<Value = Trouble> {
+    // Outages up to one operation longer than any retry bound of the protocol.
+    let longest = MAX_ATTEMPTS as u64 + 1;
+    prop_oneof![
+        6 => Just(Trouble::None),
+        2 => (1..40u64, 1..=longest).prop_map(|(from, count)| Trouble::Outage { from, count }),
+        1 => (1..40u64).prop_map(|at| Trouble::LostAnswer { at }),
+        1 => (0..40u64).prop_map(|after| Trouble::Dies { after }),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        5 => (change(), trouble()).prop_map(|(c, t)| Step::Change(c, t)),
+        3 => any::<usize>().prop_map(|secret| Step::Verify { secret }),
+        1 => (0..USERS.len()).prop_map(|user| Step::List { user }),
+        1 => prop_oneof![1..90i64, Just(ABANDONED_AFTER_SECS + 1)]
+            .prop_map(|secs| Step::Advance { secs }),
+    ]
+}
+
+/// A key as its owner was told it is.
+#[derive(Debug, Clone, PartialEq)]
+struct KeyModel {
+    user: usize,
+    id: String,
+    hash: String,
+    scopes: Vec<String>,
+    enabled: bool,
+    expires_at: Option<i64>,
+    /// Older secrets, each with the end of its grace.
+    previous: Vec<(String, i64)>,
+}
+
+impl KeyModel {
+    fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The rights verify may grant `hash` at `now` in this state: `None` if it must not verify.
+    fn rights_of(&self, hash: &str, now: i64) -> Option<(&[String], bool)> {
+        let current = self.hash == hash;
+        let in_grace = self
+            .previous
+            .iter()
+            .any(|(h, until)| h == hash && now < *until);
+        (!self.is_expired(now) && (current || in_grace))
+            .then_some((self.scopes.as_slice(), self.enabled))
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    keys: BTreeMap<String, KeyModel>,
+    /// Secrets no successful answer handed out: they must never verify.
+    never: BTreeSet<String>,
+    /// Every secret the sequence made, for verify steps to pick from.
+    secrets: Vec<String>,
+    /// Keys whose create failed or died without making them live, with their owner and when:
+    /// each may hold a slot (never verifying, not listed) until abandoned.
+    zombies: BTreeMap<String, (usize, i64)>,
+}
+
+impl Model {
+    fn pick(&self, n: usize) -> Option<KeyModel> {
+        let ids: Vec<&String> = self.keys.keys().collect();
+        (!ids.is_empty()).then(|| self.keys[ids[n % ids.len()]].clone())
+    }
+
+    fn counted(&self, user: usize, now: i64) -> usize {
+        self.keys
+            .values()
+            .filter(|k| k.user == user && !k.is_expired(now))
+            .count()
+    }
+
+    /// Zombies of `user` that may still hold a slot at `now`.
+    fn zombies_holding_slots(&self, user: usize, now: i64) -> usize {
+        self.zombies
+            .values()
+            .filter(|(u, made)| *u == user && now <= made + ABANDONED_AFTER_SECS + 1)
+            .count()
+    }
+}
+
+struct Sequence {
+    store: MemoryStore,
+    model: Model,
+    now: i64,
+}
+
+/// What a change's request came to.
+enum Ran<T> {
+    Answered(Result<T, ApiError>),
+    /// 503, or it died: made or not, nobody knows.
+    Struck,
+}
+
+impl Sequence {
+    fn new(answers: SwapAnswers) -> Sequence {
+        Sequence {
+            store: MemoryStore::with_answers(answers),
+            model: Model::default(),
+            now: NOW,
+        }
+    }
+
+    /// Runs `request` as one request that meets `trouble`.
+    fn run<T>(
+        &self,
+        trouble: Trouble,
+        request: impl FnOnce(&RequestView) -> Result<T, ApiError>,
+    ) -> Ran<T> {
+        let scheduler = Scheduler::new(Vec::new(), 1);
+        match trouble {
+            Trouble::Outage { from, count } => self.store.fail_from_nth(from, count),
+            Trouble::LostAnswer { at } => self.store.fail_nth_after_effect(at),
+            Trouble::None | Trouble::Dies { .. } => {}
+        }
+        let view = RequestView {
+            store: &self.store,
+            scheduler: &scheduler,
+            me: 0,
+            crash_after: match trouble {
+                Trouble::Dies { after } => Some(after),
+                _ => None,
+            },
+            done: Cell::new(0),
+            after_each: None,
+        };
+        let result = request(&view);
+        self.store.disarm();
+        // A request that died part-way finds every later operation failing: it answers 503,
+        // which nobody hears.
+        match result {
+            Err(ApiError::StoreUnavailable) => Ran::Struck,
+            result => Ran::Answered(result),
+        }
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match step {
+            Step::Change(change, trouble) => self.change(change, *trouble),
+            Step::Verify { secret } => {
+                if !self.model.secrets.is_empty() {
+                    let hash = self.model.secrets[secret % self.model.secrets.len()].clone();
+                    verify(&self.store, &hash, self.now).expect("verify");
+                }
+            }
+            Step::List { user } => self.check_list(*user),
+            Step::Advance { secs } => self.now += secs,
+        }
+    }
+
+    fn change(&mut self, change: &Change, trouble: Trouble) {
+        let now = self.now;
+        match *change {
+            Change::Create { user, expires_in } => {
+                let made = new_key();
+                self.model.secrets.push(made.hash.clone());
+                let expires_at = expires_in.map(|secs| now + secs);
+                let ran = self.run(trouble, |store| {
+                    create_expiring(store, USERS[user], &made, LIMIT, now, expires_at)
+                });
+                let counted = self.model.counted(user, now);
+                let created = KeyModel {
+                    user,
+                    id: made.id.clone(),
+                    hash: made.hash.clone(),
+                    scopes: scopes(),
+                    enabled: true,
+                    expires_at,
+                    previous: Vec::new(),
+                };
+                match ran {
+                    Ran::Answered(Ok(_)) => {
+                        assert!(counted < LIMIT as usize, "a create beyond the limit");
+                        self.model.keys.insert(made.id, created);
+                    }
+                    Ran::Answered(Err(ApiError::KeyLimitReached(_))) => {
+                        let holding = counted + self.model.zombies_holding_slots(user, now);
+                        assert!(
+                            holding >= LIMIT as usize,
+                            "a create refused with {counted} keys and fewer zombies than room"
+                        );
+                        self.model.never.insert(made.hash);
+                    }
+                    Ran::Answered(Err(e)) => panic!("a create answered {e:?}"),
+                    Ran::Struck if self.verified(&made.hash).is_some() => {
+                        // Made whole, the answer lost.
+                        self.model.keys.insert(made.id, created);
+                    }
+                    Ran::Struck => {
+                        self.model.never.insert(made.hash);
+                        self.model.zombies.insert(made.id, (user, now));
+                    }
+                }
+            }
+            Change::Update {
+                key,
+                scopes,
+                enabled,
+            } => {
+                let Some(before) = self.model.pick(key) else {
+                    return;
+                };
+                let wanted = Settings {
+                    name: None,
+                    scopes: Some(SCOPE_SETS[scopes].iter().map(|s| s.to_string()).collect()),
+                    enabled: Some(enabled),
+                };
+                let mut after = before.clone();
+                after.scopes = wanted.scopes.clone().unwrap();
+                after.enabled = enabled;
+                let user = USERS[before.user];
+                let updating = |store: &RequestView| {
+                    let event = key::event_id().unwrap();
+                    update(store, user, &before.id, &wanted, &event, now)
+                };
+                match self.run(trouble, updating) {
+                    Ran::Answered(result) => self.updated(&before, after, result),
+                    Ran::Struck => {
+                        self.check_doubt(&before, &after);
+                        let retried = self.run(Trouble::None, updating);
+                        let Ran::Answered(result) = retried else {
+                            panic!("a retried update answered 503 with the store well")
+                        };
+                        self.updated(&before, after, result);
+                    }
+                }
+            }
+            Change::Roll { key, grace } => {
+                let Some(before) = self.model.pick(key) else {
+                    return;
+                };
+                let user = USERS[before.user];
+                let rolling = |store: &RequestView| roll_with(store, user, &before.id, grace, now);
+                let mut hash = None;
+                let ran = self.run(trouble, |store| {
+                    let (new, result) = rolling(store);
+                    hash = Some(new);
+                    result
+                });
+                let new = hash.expect("a roll made a secret");
+                self.model.secrets.push(new.clone());
+                let ran = match ran {
+                    answered @ Ran::Answered(_) => answered,
+                    Ran::Struck => {
+                        let mut whole = before.clone();
+                        whole.previous.push((before.hash.clone(), now + grace));
+                        whole.hash = new.clone();
+                        self.check_doubt(&before, &whole);
+                        let (before, limbo) = if self.verified(&new).is_some() {
+                            // Made whole, the answer lost: the retry rolls its secret.
+                            self.model.keys.insert(whole.id.clone(), whole.clone());
+                            (whole, None)
+                        } else {
+                            // Pending, and maybe not revoked (its clean-up met the outage too):
+                            // the retry takes it for a roll in flight and activates it before
+                            // rolling on, so it may verify in the retry's grace, as the
+                            // replaced secret does. No one knows it; it grants nothing more.
+                            (before, Some(new.clone()))
+                        };
+                        let mut retried_hash = None;
+                        let ran = self.run(Trouble::None, |store| {
+                            let (new, result) =
+                                roll_with(store, USERS[before.user], &before.id, grace, now);
+                            retried_hash = Some(new);
+                            result
+                        });
+                        let retried = retried_hash.unwrap();
+                        self.model.secrets.push(retried.clone());
+                        return self.rolled(&before, retried, grace, ran, limbo);
+                    }
+                };
+                self.rolled(&before, new, grace, ran, None);
+            }
+            Change::Delete { key } => {
+                let Some(before) = self.model.pick(key) else {
+                    return;
+                };
+                let user = USERS[before.user];
+                let deleting = |store: &RequestView| delete(store, user, &before.id, now);
+                let result = match self.run(trouble, deleting) {
+                    Ran::Answered(result) => result,
+                    Ran::Struck => {
+                        let mut dead = before.clone();
+                        dead.expires_at = Some(i64::MIN);
+                        self.check_doubt(&before, &dead);
+                        match self.run(Trouble::None, deleting) {
+                            // The first attempt may have finished the job.
+                            Ran::Answered(Err(ApiError::KeyNotFound)) => Ok(()),
+                            Ran::Answered(result) => result,
+                            Ran::Struck => panic!("a retried delete answered 503"),
+                        }
+                    }
+                };
+                match result {
+                    Ok(()) => {}
+                    // Expired, and reclaimed by a create since.
+                    Err(ApiError::KeyNotFound) if before.is_expired(now) => {}
+                    Err(e) => panic!("a delete of a listed key answered {e:?}"),
+                }
+                let gone = self.model.keys.remove(&before.id).unwrap();
+                self.model.never.insert(gone.hash);
+                self.model
+                    .never
+                    .extend(gone.previous.into_iter().map(|(h, _)| h));
+            }
+        }
+    }
+
+    fn updated(
+        &mut self,
+        before: &KeyModel,
+        after: KeyModel,
+        result: Result<KeySummary, ApiError>,
+    ) {
+        match result {
+            Ok(_) => {
+                self.model.keys.insert(after.id.clone(), after);
+            }
+            Err(ApiError::KeyNotFound) if before.is_expired(self.now) => {}
+            Err(e) => panic!("an update of a listed key answered {e:?}"),
+        }
+    }
+
+    /// After a roll answered; `limbo` is the secret of a failed roll before it, if it did not
+    /// verify after that failure.
+    fn rolled(
+        &mut self,
+        before: &KeyModel,
+        new: String,
+        grace: i64,
+        ran: Ran<KeySummary>,
+        limbo: Option<String>,
+    ) {
+        match ran {
+            Ran::Answered(Ok(summary)) => {
+                assert_eq!(summary.entry.hash, new, "a roll answered another secret");
+                let mut after = before.clone();
+                after.previous.push((before.hash.clone(), self.now + grace));
+                after
+                    .previous
+                    .extend(limbo.map(|hash| (hash, self.now + grace)));
+                after.hash = new;
+                self.model.keys.insert(after.id.clone(), after);
+            }
+            Ran::Answered(Err(ApiError::KeyNotFound)) if before.is_expired(self.now) => {
+                self.model.never.insert(new);
+            }
+            Ran::Answered(Err(e)) => panic!("a roll of a listed key answered {e:?}"),
+            Ran::Struck => panic!("a retried roll answered 503 with the store well"),
+        }
+    }
+
+    /// Right after a change that failed or died: each of `before`'s secrets verifies with no
+    /// more rights than `before` or `after` grants it, and nothing with more than the index
+    /// now shows (the invariants between operations).
+    fn check_doubt(&self, before: &KeyModel, after: &KeyModel) {
+        let copy = copy_of(&self.store, SwapAnswers::Truthful);
+        assert_invariants_between_at(&copy, LIMIT as usize, self.now);
+        let hashes = std::iter::once(&before.hash).chain(before.previous.iter().map(|(h, _)| h));
+        for hash in hashes {
+            let Some(record) = self.verified(hash) else {
+                continue;
+            };
+            let grants = [
+                before.rights_of(hash, self.now),
+                after.rights_of(hash, self.now),
+            ];
+            let covered = grants.iter().flatten().any(|(scopes, enabled)| {
+                (*enabled || !record.enabled) && record.scopes.iter().all(|s| scopes.contains(s))
+            });
+            assert!(
+                covered,
+                "after a failed change, a secret of {} verifies as {:?} / {:?}, more than before \
+                 ({before:?}) or after ({after:?})",
+                before.id, record.scopes, record.enabled
+            );
+        }
+    }
+
+    /// The record verify answers for `hash` now, if it verifies (not expired); read on a copy,
+    /// so that checking records no use.
+    fn verified(&self, hash: &str) -> Option<KeyRecord> {
+        let copy = copy_of(&self.store, SwapAnswers::Truthful);
+        verify(&copy, hash, self.now)
+            .expect("verify")
+            .filter(|record| !record.is_expired(self.now))
+    }
+
+    /// After every step: verify answers each secret as its owner was told, nothing else
+    /// verifies, and the invariants between operations hold.
+    fn check(&self) {
+        let copy = copy_of(&self.store, SwapAnswers::Truthful);
+        for key in self.model.keys.values() {
+            let record = verify(&copy, &key.hash, self.now).expect("verify");
+            let verifies = record.as_ref().is_some_and(|r| !r.is_expired(self.now));
+            assert_eq!(
+                verifies,
+                !key.is_expired(self.now),
+                "{key:?} verifies: {record:?}"
+            );
+            if let Some(record) = record.filter(|_| verifies) {
+                let mut scopes = record.scopes.clone();
+                let mut told = key.scopes.clone();
+                scopes.sort();
+                told.sort();
+                assert_eq!(
+                    (scopes, record.enabled),
+                    (told, key.enabled),
+                    "{} verifies with other settings than its owner was told",
+                    key.id
+                );
+            }
+        }
+        for hash in &self.model.secrets {
+            let Some(record) = verify(&copy, hash, self.now)
+                .expect("verify")
+                .filter(|r| !r.is_expired(self.now))
+            else {
+                continue;
+            };
+            assert!(
+                !self.model.never.contains(hash),
+                "a secret that was never handed out, or ended, verifies: secret #{} of the \
+                 sequence, as {record:?}; the model: {:?}",
+                self.model.secrets.iter().position(|h| h == hash).unwrap(),
+                self.model.keys
+            );
+            let key = self.model.keys.get(&record.key_id);
+            let rights = key.and_then(|k| k.rights_of(hash, self.now));
+            assert!(
+                rights.is_some_and(|(scopes, enabled)| (enabled || !record.enabled)
+                    && record.scopes.iter().all(|s| scopes.contains(s))),
+                "a secret of {} verifies as {:?} / {:?}; its owner was told {key:?}",
+                record.key_id,
+                record.scopes,
+                record.enabled
+            );
+        }
+        assert_invariants_between_at(&copy, LIMIT as usize, self.now);
+    }
+
+    /// A list shows every key its owner holds, and only those or keys a failed create left.
+    fn check_list(&mut self, user: usize) {
+        let listed: BTreeSet<String> = list(&self.store, USERS[user], self.now)
+            .expect("list")
+            .into_iter()
+            .map(|summary| summary.entry.id)
+            .collect();
+        let now = self.now;
+        for key in self.model.keys.values().filter(|k| k.user == user) {
+            assert!(
+                listed.contains(&key.id) || key.is_expired(now),
+                "a list lacks {}",
+                key.id
+            );
+        }
+        for id in &listed {
+            assert!(
+                self.model.keys.get(id).is_some_and(|k| k.user == user)
+                    || self.model.zombies.get(id).is_some_and(|(u, _)| *u == user),
+                "a list shows {id}, which {} does not hold",
+                USERS[user]
+            );
+        }
+        // An expired key a create reclaimed is gone. (A zombie list does not show may still
+        // hold its slot until abandoned: list hides keys that never went live.)
+        let reclaimed: Vec<String> = (self.model.keys.values())
+            .filter(|k| k.user == user && !listed.contains(&k.id))
+            .map(|k| k.id.clone())
+            .collect();
+        for id in reclaimed {
+            let gone = self.model.keys.remove(&id).unwrap();
+            self.model.never.insert(gone.hash);
+        }
+    }
+}
+
+fn run_sequences(answers: SwapAnswers) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0x5eed_0fa9_1ce5);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let outcome = runner.run(&prop::collection::vec(step(), 1..=MAX_STEPS), |steps| {
+        let mut sequence = Sequence::new(answers);
+        for step in &steps {
+            sequence.apply(step);
+            sequence.check();
+        }
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{answers:?}: {failure}");
+    }
+}
+
+under_every_swap_answer!(run_sequences);
