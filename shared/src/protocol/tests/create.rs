@@ -313,7 +313,36 @@ fn a_create_that_stops_needing_a_reclaimed_slot_leaves_the_expired_key_listed(
     });
 }
 
+fn two_creates_and_a_delete_at_the_limit_give_one_key_in_every_interleaving(answers: SwapAnswers) {
+    check_all_interleavings_of_three(answers, MAX, |made| {
+        [
+            Request::Create { user: "alice" },
+            Request::Create { user: "alice" },
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+        ]
+    });
+}
+
+fn a_create_at_the_limit_dying_anywhere_racing_a_delete_keeps_every_invariant(
+    answers: SwapAnswers,
+) {
+    check_all_interleavings_with_a_death(answers, MAX, |made| {
+        [
+            Request::Create { user: "alice" },
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+        ]
+    });
+}
+
 under_every_swap_answer!(
+    two_creates_and_a_delete_at_the_limit_give_one_key_in_every_interleaving,
+    a_create_at_the_limit_dying_anywhere_racing_a_delete_keeps_every_invariant,
     the_limit_is_enforced_and_freed_by_delete,
     fifty_simultaneous_creates_for_a_new_user_give_exactly_the_limit,
     two_first_creates_of_a_new_user_both_land_in_every_interleaving,

@@ -141,17 +141,45 @@ pub(super) fn run_plan(
     })
 }
 
-/// Every plan with at most two switches: `a` runs `i` operations, `b` runs `j`, then `a`
-/// finishes, then `b`; and the same with the roles swapped.
+/// Every plan with at most two switches: `a` runs `i` operations, `b` runs `j` (or all of
+/// its own), then `a` finishes, then `b`; and the same with the roles swapped.
 pub(super) fn plans(depth: usize) -> Vec<Vec<usize>> {
     let mut plans = Vec::new();
     for (first, second) in [(0, 1), (1, 0)] {
         for i in 0..=depth {
-            for j in 0..=depth {
+            for j in (0..=depth).chain([4 * depth]) {
                 let mut plan = vec![first; i];
                 plan.extend(vec![second; j]);
                 plan.extend(vec![first; 4 * depth]);
                 plan.extend(vec![second; 4 * depth]);
+                plans.push(plan);
+            }
+        }
+    }
+    plans
+}
+
+/// Every plan of three requests in which one runs whole between two operations of each of the
+/// others: `a` runs `i` operations, `b` runs `j`, `c` all of its own, then `a` finishes, then
+/// `b`; for every order of the three.
+pub(super) fn plans_of_three(depth: usize) -> Vec<Vec<usize>> {
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let mut plans = Vec::new();
+    for [a, b, c] in orders {
+        for i in 0..=depth {
+            for j in 0..=depth {
+                let mut plan = vec![a; i];
+                plan.extend(vec![b; j]);
+                plan.extend(vec![c; 4 * depth]);
+                plan.extend(vec![a; 4 * depth]);
+                plan.extend(vec![b; 4 * depth]);
                 plans.push(plan);
             }
         }
@@ -275,16 +303,107 @@ pub(super) fn check_all_roll_interleavings(
     check_all_interleavings_with_expired(answers, existing, 0, ROLL_DEPTH, make)
 }
 
-/// As [`check_all_interleavings`], with `expired` more keys of alice's expired at `NOW`: they
-/// take no room, and a delete of one frees none.
-pub(super) fn check_all_interleavings_with_expired(
+/// How many operations the plans with a death cover: the first request dies after each of its
+/// first `DEATH_DEPTH`, under every plan of that depth.
+pub(super) const DEATH_DEPTH: usize = 8;
+
+/// Sets up `existing` keys for alice and runs the two requests under every plan, the first
+/// dying after each of its operations (every later one of its own fails, its clean-up
+/// included): the survivor's answer agrees with the store, the invariants hold between every
+/// two operations and at the end, and once the dead request counts as abandoned a read
+/// settles what it left.
+pub(super) fn check_all_interleavings_with_a_death(
+    answers: SwapAnswers,
+    existing: u32,
+    make: impl Fn(&[Made]) -> [Request; 2],
+) {
+    for died_after in 0..=DEATH_DEPTH as u64 {
+        for plan in plans(DEATH_DEPTH) {
+            let store = MemoryStore::with_answers(answers);
+            let made = keys_with_expired(&store, existing, 0);
+            let requests = make(&made);
+            let known: Vec<(String, String)> = made
+                .iter()
+                .map(|m| (m.id.clone(), m.hash.clone()))
+                .collect();
+            let outcomes = run_plan(
+                &store,
+                &requests,
+                plan.clone(),
+                &[Some(died_after), None],
+                MAX,
+            );
+            assert_invariants(&store, &["alice"], MAX as usize);
+            // Once the dead request counts as abandoned, a read settles what it left: a key
+            // whose delete killed its secrets leaves the list.
+            let settled = list(&store, "alice", NOW + ABANDONED_AFTER_SECS + 1);
+            let Ok(settled) = settled else {
+                panic!("plan {plan:?}, died after {died_after}: {settled:?}");
+            };
+            assert_invariants(&store, &["alice"], MAX as usize);
+            // A request that died gave no answer (one that finished within its operations
+            // did); as far as the survivor can tell, it happened if its effect shows (a delete
+            // whose key is gone), and not otherwise.
+            let finished = |outcome: &Outcome| {
+                !matches!(
+                    outcome,
+                    Outcome::Created(_, Err(ApiError::StoreUnavailable))
+                        | Outcome::Deleted(_, Err(ApiError::StoreUnavailable))
+                        | Outcome::Updated(_, Err(ApiError::StoreUnavailable))
+                        | Outcome::Rolled(_, _, _, Err(ApiError::StoreUnavailable))
+                )
+            };
+            let mut heard: Vec<Outcome> = Vec::new();
+            for (request, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    outcome if request > 0 || finished(&outcome) => heard.push(outcome),
+                    Outcome::Deleted(id, _) if !settled.iter().any(|s| s.entry.id == id) => {
+                        heard.push(Outcome::Deleted(id, Ok(())))
+                    }
+                    _ => {}
+                }
+            }
+            let agreed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                assert_outcomes(&store, &heard, &known)
+            }));
+            assert!(
+                agreed.is_ok(),
+                "plan {plan:?}, the first request dead after {died_after} operations: {heard:?}"
+            );
+        }
+    }
+}
+
+/// How many operations of each of the first two requests the three-request plans cover (the
+/// third runs whole between them).
+pub(super) const THREE_DEPTH: usize = 8;
+
+/// Sets up `existing` keys for alice, runs the three requests under every plan of
+/// [`plans_of_three`] and checks.
+pub(super) fn check_all_interleavings_of_three(
+    answers: SwapAnswers,
+    existing: u32,
+    make: impl Fn(&[Made]) -> [Request; 3],
+) {
+    check_all_interleavings_with_expired(answers, existing, 0, THREE_DEPTH, make)
+}
+
+/// As [`check_all_interleavings`] (or [`check_all_interleavings_of_three`] for three requests),
+/// with `expired` more keys of alice's expired at `NOW`: they take no room, and a delete of one
+/// frees none.
+pub(super) fn check_all_interleavings_with_expired<const N: usize>(
     answers: SwapAnswers,
     existing: u32,
     expired: u32,
     depth: usize,
-    make: impl Fn(&[Made]) -> [Request; 2],
+    make: impl Fn(&[Made]) -> [Request; N],
 ) {
-    for plan in plans(depth) {
+    let plans = match N {
+        2 => plans(depth),
+        3 => plans_of_three(depth),
+        _ => unreachable!("plans are made for two or three requests"),
+    };
+    for plan in plans {
         let store = MemoryStore::with_answers(answers);
         let made = keys_with_expired(&store, existing, expired);
         let requests = make(&made);

@@ -461,7 +461,85 @@ fn a_roll_caught_by_an_outage_of_any_length_is_whole_or_undone(answers: SwapAnsw
     }
 }
 
+fn a_roll_an_update_and_a_delete_of_one_key_leave_nothing_alive_in_every_interleaving(
+    answers: SwapAnswers,
+) {
+    check_all_interleavings_of_three(answers, 2, |made| {
+        [
+            roll_request(made, HOUR),
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+        ]
+    });
+}
+
+fn an_update_a_roll_and_a_verify_of_one_key_keep_every_secret_in_line(answers: SwapAnswers) {
+    check_all_interleavings_of_three(answers, 2, |made| {
+        [
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+            roll_request(made, HOUR),
+            Request::Verify {
+                hash: made[0].hash.clone(),
+            },
+        ]
+    });
+}
+
+fn a_roll_dying_anywhere_racing_an_update_keeps_every_invariant(answers: SwapAnswers) {
+    check_all_interleavings_with_a_death(answers, 2, |made| {
+        [
+            roll_request(made, HOUR),
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+        ]
+    });
+}
+
+fn an_update_dying_anywhere_racing_a_roll_keeps_every_invariant(answers: SwapAnswers) {
+    check_all_interleavings_with_a_death(answers, 2, |made| {
+        [
+            Request::Update {
+                user: "alice",
+                id: made[0].id.clone(),
+                wanted: write_only(),
+            },
+            roll_request(made, HOUR),
+        ]
+    });
+}
+
+fn a_delete_dying_anywhere_racing_a_roll_keeps_every_invariant(answers: SwapAnswers) {
+    check_all_interleavings_with_a_death(answers, 2, |made| {
+        [
+            Request::Delete {
+                user: "alice",
+                id: made[0].id.clone(),
+            },
+            roll_request(made, 0),
+        ]
+    });
+}
+
 under_every_swap_answer!(
+    a_roll_an_update_and_a_delete_of_one_key_leave_nothing_alive_in_every_interleaving,
+    an_update_a_roll_and_a_verify_of_one_key_keep_every_secret_in_line,
+    a_roll_dying_anywhere_racing_an_update_keeps_every_invariant,
+    an_update_dying_anywhere_racing_a_roll_keeps_every_invariant,
+    a_delete_dying_anywhere_racing_a_roll_keeps_every_invariant,
     a_roll_gives_a_new_secret_and_the_old_one_verifies_until_its_grace_ends,
     a_roll_without_grace_ends_the_old_secret_at_once,
     deleting_a_rolled_key_kills_every_secret,
