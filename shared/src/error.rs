@@ -36,8 +36,10 @@ pub enum ApiError {
     KeyLimitReached(u32),
     /// The body is larger than [`crate::http::MAX_BODY_BYTES`].
     PayloadTooLarge,
-    /// The key-value store failed; nothing half-done was left behind.
-    StoreUnavailable,
+    /// The key-value store failed; nothing half-done was left behind. The cause is for the
+    /// component log only, and a fixed text (one of [`cause`]'s), so it can hold no key, hash
+    /// or secret.
+    StoreUnavailable(&'static str),
     /// A Spin variable has a value the service cannot use (logged, never shown).
     Configuration,
     /// The platform failed in a way the client cannot fix, e.g. no secure random source.
@@ -59,7 +61,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::KeyLimitReached(_) => "key_limit_reached",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Configuration => "configuration_error",
             ApiError::Internal => "internal_error",
         }
@@ -79,7 +81,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::KeyLimitReached(_) => 409,
             ApiError::PayloadTooLarge => 413,
-            ApiError::StoreUnavailable => 503,
+            ApiError::StoreUnavailable(_) => 503,
             ApiError::Configuration | ApiError::Internal => 500,
         }
     }
@@ -108,7 +110,7 @@ impl ApiError {
                 "The request body is larger than {} bytes.",
                 crate::http::MAX_BODY_BYTES
             ),
-            ApiError::StoreUnavailable => {
+            ApiError::StoreUnavailable(_) => {
                 "The key store is unavailable. A change you asked for may have been made: \
                  retry shortly, and your keys will show whether it was."
                     .into()
@@ -128,15 +130,36 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => vec![("www-authenticate", "Bearer".into())],
             ApiError::MethodNotAllowed(allow) => vec![("allow", (*allow).into())],
-            ApiError::StoreUnavailable => vec![("retry-after", "1".into())],
+            ApiError::StoreUnavailable(_) => vec![("retry-after", "1".into())],
             _ => Vec::new(),
         }
     }
 }
 
+/// Why a request answered `503 store_unavailable`, as its log line says: "store error", "kept
+/// losing races" and "unreadable value" call for different fixes (the store's health, load
+/// on one user, a version mismatch). The client sees only `store_unavailable`.
+pub mod cause {
+    /// A store operation failed (the backend's own text is not logged: it may name keys).
+    pub const STORE_ERROR: &str = "a store operation failed";
+    /// A value read back could not be parsed: written by another version, or damaged.
+    pub const UNREADABLE_VALUE: &str = "a stored value was unreadable";
+    /// Every attempt to publish the user's index lost a race (or read a stale index).
+    pub const LOST_RACES: &str = "kept losing races for the user's index";
+    /// A new secret's record could not be turned active.
+    pub const NOT_ACTIVATED: &str = "a new secret could not be activated";
+    /// A change this request published cannot be told apart from the key's deletion.
+    pub const NOT_READ_BACK: &str = "a published change could not be read back";
+}
+
 impl From<crate::store::StoreError> for ApiError {
-    fn from(_: crate::store::StoreError) -> Self {
-        ApiError::StoreUnavailable
+    fn from(error: crate::store::StoreError) -> Self {
+        // `protocol::layout::corrupt` is the one maker of "unreadable …" errors.
+        ApiError::StoreUnavailable(if error.0.starts_with("unreadable ") {
+            cause::UNREADABLE_VALUE
+        } else {
+            cause::STORE_ERROR
+        })
     }
 }
 
@@ -166,7 +189,11 @@ mod tests {
             ),
             (ApiError::KeyLimitReached(20), 409, "key_limit_reached"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
-            (ApiError::StoreUnavailable, 503, "store_unavailable"),
+            (
+                ApiError::StoreUnavailable(cause::LOST_RACES),
+                503,
+                "store_unavailable",
+            ),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status(), status, "{error:?}");
@@ -174,6 +201,25 @@ mod tests {
             assert!(error.body()["error"]["message"]
                 .as_str()
                 .is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_store_failure_keeps_its_cause_for_the_log_only() {
+        let unreadable = ApiError::from(crate::store::StoreError("unreadable index value".into()));
+        let failed = ApiError::from(crate::store::StoreError("connection reset".into()));
+        assert_eq!(
+            unreadable,
+            ApiError::StoreUnavailable(cause::UNREADABLE_VALUE)
+        );
+        assert_eq!(failed, ApiError::StoreUnavailable(cause::STORE_ERROR));
+        for error in [unreadable, failed] {
+            assert_eq!(error.code(), "store_unavailable");
+            let body = error.body().to_string();
+            assert!(
+                !body.contains("unreadable") && !body.contains("failed"),
+                "{body}"
+            );
         }
     }
 

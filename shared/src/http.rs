@@ -163,6 +163,9 @@ pub fn log_line(route: &str, result: &Result<Reply, ApiError>) -> Option<String>
         Err(ApiError::Unauthorized(reason)) => Some(format!(
             "{route}: 401 unauthorized: bearer token refused: {reason}"
         )),
+        Err(ApiError::StoreUnavailable(cause)) => {
+            Some(format!("{route}: 503 store_unavailable: {cause}"))
+        }
         Err(error) if error.status() >= 500 => {
             Some(format!("{route}: {} {}", error.status(), error.code()))
         }
@@ -313,8 +316,12 @@ mod tests {
             Some("/v1/keys.list: 401 unauthorized: bearer token refused: expired")
         );
         assert_eq!(
-            log_line(route, &Err(ApiError::StoreUnavailable)).as_deref(),
-            Some("/v1/keys.list: 503 store_unavailable")
+            log_line(
+                route,
+                &Err(ApiError::StoreUnavailable(crate::error::cause::LOST_RACES))
+            )
+            .as_deref(),
+            Some("/v1/keys.list: 503 store_unavailable: kept losing races for the user's index")
         );
         assert_eq!(
             log_line(route, &Err(ApiError::Configuration)).as_deref(),

@@ -126,7 +126,7 @@ fn publish_and_activate<S: KeyValue>(
         let proposed = propose(store, user, cas, head, &index)?;
         versions.note(head, proposed);
     }
-    Err(ApiError::StoreUnavailable)
+    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
 }
 
 /// Why a key that was live leaves the index to make room for another.

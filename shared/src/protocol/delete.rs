@@ -49,7 +49,7 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
         let proposed = propose(store, &user, cas, head, &index)?;
         versions.note(head, proposed);
     }
-    Err(ApiError::StoreUnavailable)
+    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
 }
 
 /// What a delete leaves of a secret's record until the key's removal is published.

@@ -83,7 +83,7 @@ pub(super) fn current_keys<S: KeyValue>(
         }
         return Ok((index, summaries));
     }
-    Err(ApiError::StoreUnavailable)
+    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
 }
 
 /// What the records of a key's secrets say about the key.

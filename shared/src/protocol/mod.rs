@@ -171,7 +171,7 @@
 //! a create that died before publishing, a revoked secret of a roll given back) is never read as
 //! live data and is a few entries at most per failure.
 
-use crate::error::ApiError;
+use crate::error::{cause, ApiError};
 use crate::key::sha256_hex;
 use crate::store::{KeyValue, StoreError};
 use serde::{Deserialize, Serialize};

@@ -250,7 +250,7 @@ pub(super) fn activate<S: KeyValue>(store: &S, hash: &str) -> Result<KeyRecord, 
     match leave_pending(store, hash, KeyState::Active)? {
         // Active: this request's swap landed, or another request helped it (see [`roll`]).
         Stored::Record(record) if record.state == KeyState::Active => Ok(record),
-        _ => Err(ApiError::StoreUnavailable),
+        _ => Err(ApiError::StoreUnavailable(cause::NOT_ACTIVATED)),
     }
 }
 

@@ -242,7 +242,7 @@ impl<S: KeyValue> Rolling<'_, S> {
             self.ahead.proposed();
             self.versions.note(head, version);
         }
-        Err(ApiError::StoreUnavailable)
+        Err(ApiError::StoreUnavailable(cause::LOST_RACES))
     }
 
     /// Step 4, once `entry` (at index version `head`) shows this roll published. `None`: the

@@ -97,7 +97,9 @@ fn update_steps<S: KeyValue>(
                 // The key looks dead from its records. This update landed before, so it
                 // happened first: it was deleted after (its records killed, the removal not
                 // yet published), and the client is told its change was made.
-                None if landed => return proposed.ok_or(ApiError::StoreUnavailable),
+                None if landed => {
+                    return proposed.ok_or(ApiError::StoreUnavailable(cause::NOT_READ_BACK))
+                }
                 // No change to make: it is dead, if the head still names the version read;
                 // else a change published since (a roll that ended the secret read) explains
                 // it, and the next round reads that.
@@ -155,7 +157,7 @@ fn update_steps<S: KeyValue>(
         ahead.proposed();
         versions.note(head, version);
     }
-    Err(ApiError::StoreUnavailable)
+    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
 }
 
 /// The key as list shows it, once `entry` was carried onto its secrets' records (`current`

@@ -46,7 +46,9 @@ fn refused_tokens_and_5xx_are_logged_without_any_secret() {
     for line in [
         "/v1/keys.list: 401 unauthorized: bearer token refused: expired",
         "/v1/keys.list: 401 unauthorized: bearer token refused: bad signature",
-        "/v1/keys.create: 503 store_unavailable",
+        // With its cause: here the store failed, as opposed to losing races or an
+        // unreadable value.
+        "/v1/keys.create: 503 store_unavailable: a store operation failed",
         "/v1/keys.verify: 503 store_unavailable",
     ] {
         assert!(log.contains(line), "missing `{line}` in the log:\n{log}");

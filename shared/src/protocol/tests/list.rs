@@ -22,10 +22,10 @@ fn list_answers_503_when_the_store_fails(answers: SwapAnswers) {
     create_one(&store, "alice");
     for n in 1..=3 {
         store.fail_nth(n);
-        assert_eq!(
-            list(&store, "alice", NOW),
-            Err(ApiError::StoreUnavailable),
-            "op {n}"
+        let listed = list(&store, "alice", NOW);
+        assert!(
+            matches!(listed, Err(ApiError::StoreUnavailable(_))),
+            "op {n}: {listed:?}"
         );
     }
     assert_eq!(listed_ids(&store, "alice").len(), 1);

@@ -232,7 +232,7 @@ impl Sequence {
         // A request that died part-way finds every later operation failing: it answers 503,
         // which nobody hears.
         match result {
-            Err(ApiError::StoreUnavailable) => Ran::Struck,
+            Err(ApiError::StoreUnavailable(_)) => Ran::Struck,
             result => Ran::Answered(result),
         }
     }
