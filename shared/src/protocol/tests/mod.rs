@@ -5,8 +5,9 @@
 //! sequences checked against a model of what users were told (`sequences`).
 //!
 //! One file per operation (`cargo test protocol::tests::roll` runs roll's), beside the shared
-//! parts: `fixtures` (keys and readings of the store), `harness` (simulated requests, plans,
-//! what answers must agree with) and `invariants`.
+//! parts: `fixtures` (keys and readings of the store), `harness` (simulated requests and
+//! plans), `interleavings` (every plan, and what answers must agree with), `failures` (a
+//! failure at every operation, outages) and `invariants`.
 //!
 //! Each behaviour runs four times, once per way a store may answer (see [`SwapAnswers`]):
 //! `<test>::truthful` (SQLite), `<test>::false_success` (Spin's Redis backend once fixed),
@@ -18,8 +19,10 @@ use crate::key;
 use crate::memory::{MemoryStore, RequestView, Scheduler, SwapAnswers};
 use std::cell::Cell;
 
+use failures::*;
 use fixtures::*;
 use harness::*;
+use interleavings::*;
 use invariants::*;
 /// Makes `<case>::truthful`, `<case>::false_success`, `<case>::false_conflict` and
 /// `<case>::stale_gets` tests of each `fn <case>(answers: SwapAnswers)`, so the test listing
@@ -56,8 +59,10 @@ const HOUR: i64 = 3600;
 /// died would be taken for abandoned.
 const SETTLED: i64 = NOW + ABANDONED_AFTER_SECS;
 
+mod failures;
 mod fixtures;
 mod harness;
+mod interleavings;
 mod invariants;
 
 mod chain;
@@ -65,6 +70,7 @@ mod create;
 mod delete;
 mod list;
 mod roll;
+mod roll_races;
 mod sequences;
 mod update;
 mod verify;

@@ -18,7 +18,12 @@
 use super::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use model::*;
+
+mod checks;
+mod model;
 
 /// Sequences per store behaviour in a plain `cargo test`.
 const DEFAULT_CASES: u32 = 512;
@@ -116,70 +121,6 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![1..90i64, Just(ABANDONED_AFTER_SECS + 1)]
             .prop_map(|secs| Step::Advance { secs }),
     ]
-}
-
-/// A key as its owner was told it is.
-#[derive(Debug, Clone, PartialEq)]
-struct KeyModel {
-    user: usize,
-    id: String,
-    hash: String,
-    scopes: Vec<String>,
-    enabled: bool,
-    expires_at: Option<i64>,
-    /// Older secrets, each with the end of its grace.
-    previous: Vec<(String, i64)>,
-}
-
-impl KeyModel {
-    fn is_expired(&self, now: i64) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
-    }
-
-    /// The rights verify may grant `hash` at `now` in this state: `None` if it must not verify.
-    fn rights_of(&self, hash: &str, now: i64) -> Option<(&[String], bool)> {
-        let current = self.hash == hash;
-        let in_grace = self
-            .previous
-            .iter()
-            .any(|(h, until)| h == hash && now < *until);
-        (!self.is_expired(now) && (current || in_grace))
-            .then_some((self.scopes.as_slice(), self.enabled))
-    }
-}
-
-#[derive(Default)]
-struct Model {
-    keys: BTreeMap<String, KeyModel>,
-    /// Secrets no successful answer handed out: they must never verify.
-    never: BTreeSet<String>,
-    /// Every secret the sequence made, for verify steps to pick from.
-    secrets: Vec<String>,
-    /// Keys whose create failed or died without making them live, with their owner and when:
-    /// each may hold a slot (never verifying, not listed) until abandoned.
-    zombies: BTreeMap<String, (usize, i64)>,
-}
-
-impl Model {
-    fn pick(&self, n: usize) -> Option<KeyModel> {
-        let ids: Vec<&String> = self.keys.keys().collect();
-        (!ids.is_empty()).then(|| self.keys[ids[n % ids.len()]].clone())
-    }
-
-    fn counted(&self, user: usize, now: i64) -> usize {
-        self.keys
-            .values()
-            .filter(|k| k.user == user && !k.is_expired(now))
-            .count()
-    }
-
-    /// Zombies of `user` that may still hold a slot at `now`.
-    fn zombies_holding_slots(&self, user: usize, now: i64) -> usize {
-        self.zombies
-            .values()
-            .filter(|(u, made)| *u == user && now <= made + ABANDONED_AFTER_SECS + 1)
-            .count()
-    }
 }
 
 struct Sequence {
@@ -450,130 +391,6 @@ impl Sequence {
             }
             Ran::Answered(Err(e)) => panic!("a roll of a listed key answered {e:?}"),
             Ran::Struck => panic!("a retried roll answered 503 with the store well"),
-        }
-    }
-
-    /// Right after a change that failed or died: each of `before`'s secrets verifies with no
-    /// more rights than `before` or `after` grants it, and nothing with more than the index
-    /// now shows (the invariants between operations).
-    fn check_doubt(&self, before: &KeyModel, after: &KeyModel) {
-        let copy = copy_of(&self.store, SwapAnswers::Truthful);
-        assert_invariants_between_at(&copy, LIMIT as usize, self.now);
-        let hashes = std::iter::once(&before.hash).chain(before.previous.iter().map(|(h, _)| h));
-        for hash in hashes {
-            let Some(record) = self.verified(hash) else {
-                continue;
-            };
-            let grants = [
-                before.rights_of(hash, self.now),
-                after.rights_of(hash, self.now),
-            ];
-            let covered = grants.iter().flatten().any(|(scopes, enabled)| {
-                (*enabled || !record.enabled) && record.scopes.iter().all(|s| scopes.contains(s))
-            });
-            assert!(
-                covered,
-                "after a failed change, a secret of {} verifies as {:?} / {:?}, more than before \
-                 ({before:?}) or after ({after:?})",
-                before.id, record.scopes, record.enabled
-            );
-        }
-    }
-
-    /// The record verify answers for `hash` now, if it verifies (not expired); read on a copy,
-    /// so that checking records no use.
-    fn verified(&self, hash: &str) -> Option<KeyRecord> {
-        let copy = copy_of(&self.store, SwapAnswers::Truthful);
-        verify(&copy, hash, self.now)
-            .expect("verify")
-            .filter(|record| !record.is_expired(self.now))
-    }
-
-    /// After every step: verify answers each secret as its owner was told, nothing else
-    /// verifies, and the invariants between operations hold.
-    fn check(&self) {
-        let copy = copy_of(&self.store, SwapAnswers::Truthful);
-        for key in self.model.keys.values() {
-            let record = verify(&copy, &key.hash, self.now).expect("verify");
-            let verifies = record.as_ref().is_some_and(|r| !r.is_expired(self.now));
-            assert_eq!(
-                verifies,
-                !key.is_expired(self.now),
-                "{key:?} verifies: {record:?}"
-            );
-            if let Some(record) = record.filter(|_| verifies) {
-                let mut scopes = record.scopes.clone();
-                let mut told = key.scopes.clone();
-                scopes.sort();
-                told.sort();
-                assert_eq!(
-                    (scopes, record.enabled),
-                    (told, key.enabled),
-                    "{} verifies with other settings than its owner was told",
-                    key.id
-                );
-            }
-        }
-        for hash in &self.model.secrets {
-            let Some(record) = verify(&copy, hash, self.now)
-                .expect("verify")
-                .filter(|r| !r.is_expired(self.now))
-            else {
-                continue;
-            };
-            assert!(
-                !self.model.never.contains(hash),
-                "a secret that was never handed out, or ended, verifies: secret #{} of the \
-                 sequence, as {record:?}; the model: {:?}",
-                self.model.secrets.iter().position(|h| h == hash).unwrap(),
-                self.model.keys
-            );
-            let key = self.model.keys.get(&record.key_id);
-            let rights = key.and_then(|k| k.rights_of(hash, self.now));
-            assert!(
-                rights.is_some_and(|(scopes, enabled)| (enabled || !record.enabled)
-                    && record.scopes.iter().all(|s| scopes.contains(s))),
-                "a secret of {} verifies as {:?} / {:?}; its owner was told {key:?}",
-                record.key_id,
-                record.scopes,
-                record.enabled
-            );
-        }
-        assert_invariants_between_at(&copy, LIMIT as usize, self.now);
-    }
-
-    /// A list shows every key its owner holds, and only those or keys a failed create left.
-    fn check_list(&mut self, user: usize) {
-        let listed: BTreeSet<String> = list(&self.store, USERS[user], self.now)
-            .expect("list")
-            .into_iter()
-            .map(|summary| summary.entry.id)
-            .collect();
-        let now = self.now;
-        for key in self.model.keys.values().filter(|k| k.user == user) {
-            assert!(
-                listed.contains(&key.id) || key.is_expired(now),
-                "a list lacks {}",
-                key.id
-            );
-        }
-        for id in &listed {
-            assert!(
-                self.model.keys.get(id).is_some_and(|k| k.user == user)
-                    || self.model.zombies.get(id).is_some_and(|(u, _)| *u == user),
-                "a list shows {id}, which {} does not hold",
-                USERS[user]
-            );
-        }
-        // An expired key a create reclaimed is gone. (A zombie list does not show may still
-        // hold its slot until abandoned: list hides keys that never went live.)
-        let reclaimed: Vec<String> = (self.model.keys.values())
-            .filter(|k| k.user == user && !listed.contains(&k.id))
-            .map(|k| k.id.clone())
-            .collect();
-        for id in reclaimed {
-            let gone = self.model.keys.remove(&id).unwrap();
-            self.model.never.insert(gone.hash);
         }
     }
 }

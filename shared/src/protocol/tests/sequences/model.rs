@@ -1,0 +1,68 @@
+//! The model of what each user was told: their keys, secrets and settings.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A key as its owner was told it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct KeyModel {
+    pub(super) user: usize,
+    pub(super) id: String,
+    pub(super) hash: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) enabled: bool,
+    pub(super) expires_at: Option<i64>,
+    /// Older secrets, each with the end of its grace.
+    pub(super) previous: Vec<(String, i64)>,
+}
+
+impl KeyModel {
+    pub(super) fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The rights verify may grant `hash` at `now` in this state: `None` if it must not verify.
+    pub(super) fn rights_of(&self, hash: &str, now: i64) -> Option<(&[String], bool)> {
+        let current = self.hash == hash;
+        let in_grace = self
+            .previous
+            .iter()
+            .any(|(h, until)| h == hash && now < *until);
+        (!self.is_expired(now) && (current || in_grace))
+            .then_some((self.scopes.as_slice(), self.enabled))
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Model {
+    pub(super) keys: BTreeMap<String, KeyModel>,
+    /// Secrets no successful answer handed out: they must never verify.
+    pub(super) never: BTreeSet<String>,
+    /// Every secret the sequence made, for verify steps to pick from.
+    pub(super) secrets: Vec<String>,
+    /// Keys whose create failed or died without making them live, with their owner and when:
+    /// each may hold a slot (never verifying, not listed) until abandoned.
+    pub(super) zombies: BTreeMap<String, (usize, i64)>,
+}
+
+impl Model {
+    pub(super) fn pick(&self, n: usize) -> Option<KeyModel> {
+        let ids: Vec<&String> = self.keys.keys().collect();
+        (!ids.is_empty()).then(|| self.keys[ids[n % ids.len()]].clone())
+    }
+
+    pub(super) fn counted(&self, user: usize, now: i64) -> usize {
+        self.keys
+            .values()
+            .filter(|k| k.user == user && !k.is_expired(now))
+            .count()
+    }
+
+    /// Zombies of `user` that may still hold a slot at `now`.
+    pub(super) fn zombies_holding_slots(&self, user: usize, now: i64) -> usize {
+        self.zombies
+            .values()
+            .filter(|(u, made)| *u == user && now <= made + ABANDONED_AFTER_SECS + 1)
+            .count()
+    }
+}
