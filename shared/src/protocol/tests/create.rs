@@ -79,13 +79,7 @@ fn a_create_racing_a_delete_keeps_every_invariant(answers: SwapAnswers) {
 
 fn a_create_at_the_limit_racing_a_delete_keeps_every_invariant(answers: SwapAnswers) {
     check_all_interleavings(answers, MAX, |made| {
-        [
-            Request::Create { user: "alice" },
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
-        ]
+        [Request::Create { user: "alice" }, delete_request(made)]
     });
 }
 
@@ -306,13 +300,7 @@ fn a_create_that_stops_needing_a_reclaimed_slot_leaves_the_expired_key_listed(
     answers: SwapAnswers,
 ) {
     check_all_interleavings_with_expired(answers, MAX - 1, 1, DEPTH, |made| {
-        [
-            Request::Create { user: "alice" },
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
-        ]
+        [Request::Create { user: "alice" }, delete_request(made)]
     });
 }
 
@@ -321,10 +309,7 @@ fn two_creates_and_a_delete_at_the_limit_give_one_key_in_every_interleaving(answ
         [
             Request::Create { user: "alice" },
             Request::Create { user: "alice" },
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
+            delete_request(made),
         ]
     });
 }
@@ -333,13 +318,7 @@ fn a_create_at_the_limit_dying_anywhere_racing_a_delete_keeps_every_invariant(
     answers: SwapAnswers,
 ) {
     check_all_interleavings_with_a_death(answers, MAX, |made| {
-        [
-            Request::Create { user: "alice" },
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
-        ]
+        [Request::Create { user: "alice" }, delete_request(made)]
     });
 }
 

@@ -57,10 +57,7 @@ fn two_deletes_of_the_same_key_both_leave_it_dead(answers: SwapAnswers) {
 fn two_deletes_of_different_keys_remove_both(answers: SwapAnswers) {
     check_all_interleavings(answers, 3, |made| {
         [
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
+            delete_request(made),
             Request::Delete {
                 user: "alice",
                 id: made[2].id.clone(),

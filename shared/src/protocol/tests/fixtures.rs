@@ -156,6 +156,23 @@ pub(super) fn roll_one(store: &MemoryStore, id: &str, grace: i64) -> (String, Ke
     (hash, result.expect("roll"))
 }
 
+/// A delete of alice's first key.
+pub(super) fn delete_request(made: &[Made]) -> Request {
+    Request::Delete {
+        user: "alice",
+        id: made[0].id.clone(),
+    }
+}
+
+/// An update of alice's first key that takes rights away (see [`write_only`]).
+pub(super) fn restricting_update(made: &[Made]) -> Request {
+    Request::Update {
+        user: "alice",
+        id: made[0].id.clone(),
+        wanted: write_only(),
+    }
+}
+
 pub(super) fn roll_request(made: &[Made], grace: i64) -> Request {
     Request::Roll {
         user: "alice",

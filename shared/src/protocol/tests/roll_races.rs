@@ -18,27 +18,14 @@ fn two_rolls_without_grace_in_every_interleaving(answers: SwapAnswers) {
 fn a_roll_racing_a_delete_leaves_no_secret_alive(answers: SwapAnswers) {
     for grace in [0, HOUR] {
         check_all_roll_interleavings(answers, 2, |made| {
-            [
-                roll_request(made, grace),
-                Request::Delete {
-                    user: "alice",
-                    id: made[0].id.clone(),
-                },
-            ]
+            [roll_request(made, grace), delete_request(made)]
         });
     }
 }
 
 fn a_roll_racing_an_update_keeps_every_secret_in_line(answers: SwapAnswers) {
     check_all_roll_interleavings(answers, 1, |made| {
-        [
-            roll_request(made, HOUR),
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
-        ]
+        [roll_request(made, HOUR), restricting_update(made)]
     });
 }
 
@@ -142,15 +129,8 @@ fn a_roll_an_update_and_a_delete_of_one_key_leave_nothing_alive_in_every_interle
     check_all_interleavings_of_three(answers, 2, |made| {
         [
             roll_request(made, HOUR),
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
+            restricting_update(made),
+            delete_request(made),
         ]
     });
 }
@@ -158,11 +138,7 @@ fn a_roll_an_update_and_a_delete_of_one_key_leave_nothing_alive_in_every_interle
 fn an_update_a_roll_and_a_verify_of_one_key_keep_every_secret_in_line(answers: SwapAnswers) {
     check_all_interleavings_of_three(answers, 2, |made| {
         [
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
+            restricting_update(made),
             roll_request(made, HOUR),
             Request::Verify {
                 hash: made[0].hash.clone(),
@@ -173,39 +149,19 @@ fn an_update_a_roll_and_a_verify_of_one_key_keep_every_secret_in_line(answers: S
 
 fn a_roll_dying_anywhere_racing_an_update_keeps_every_invariant(answers: SwapAnswers) {
     check_all_interleavings_with_a_death(answers, 2, |made| {
-        [
-            roll_request(made, HOUR),
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
-        ]
+        [roll_request(made, HOUR), restricting_update(made)]
     });
 }
 
 fn an_update_dying_anywhere_racing_a_roll_keeps_every_invariant(answers: SwapAnswers) {
     check_all_interleavings_with_a_death(answers, 2, |made| {
-        [
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
-            roll_request(made, HOUR),
-        ]
+        [restricting_update(made), roll_request(made, HOUR)]
     });
 }
 
 fn a_delete_dying_anywhere_racing_a_roll_keeps_every_invariant(answers: SwapAnswers) {
     check_all_interleavings_with_a_death(answers, 2, |made| {
-        [
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
-            roll_request(made, 0),
-        ]
+        [delete_request(made), roll_request(made, 0)]
     });
 }
 

@@ -85,11 +85,7 @@ fn an_update_of_a_key_that_is_not_the_users_is_key_not_found_and_changes_nothing
 fn two_updates_of_one_key_leave_one_of_them_whole_in_every_interleaving(answers: SwapAnswers) {
     check_all_interleavings(answers, 2, |made| {
         [
-            Request::Update {
-                user: "alice",
-                id: made[0].id.clone(),
-                wanted: write_only(),
-            },
+            restricting_update(made),
             Request::Update {
                 user: "alice",
                 id: made[0].id.clone(),

@@ -87,10 +87,7 @@ fn recording_a_use_never_brings_a_deleted_key_back(answers: SwapAnswers) {
 fn a_delete_racing_a_verify_kills_the_key(answers: SwapAnswers) {
     check_all_interleavings(answers, 1, |made| {
         [
-            Request::Delete {
-                user: "alice",
-                id: made[0].id.clone(),
-            },
+            delete_request(made),
             Request::Verify {
                 hash: made[0].hash.clone(),
             },
