@@ -42,6 +42,40 @@ pub(super) fn watch_index<S: KeyValue>(
     Ok(index.map(|index| (cas, head, index)))
 }
 
+/// What one round of a change to a user's index came to (see [`change`]).
+pub(super) enum Round<T> {
+    /// The answer: the change is over.
+    Done(Result<T, ApiError>),
+    /// Read the head and the index again: this round proposed a version, repaired something,
+    /// or found a reason to look again.
+    Again,
+}
+
+/// Runs a change to a user's existing index as rounds, each on a fresh reading of the head and
+/// the version it names (read back with retries once this request has proposed, see
+/// [`watch_index`]), at most [`MAX_ATTEMPTS`] of them. `round` decides from what it read, and
+/// notes in the [`Versions`] it is given what it proposes; once it is done, every version this
+/// request wrote or built on but the head it last read is removed ([`Versions::sweep`]: that
+/// head was read after its last swap, so the others can never be published again). A change
+/// that never gets done kept losing races: 503.
+pub(super) fn change<S: KeyValue, T>(
+    store: &S,
+    user: &UserSpace,
+    mut round: impl FnMut(&mut Versions, S::Cas, Head, Index) -> Result<Round<T>, ApiError>,
+) -> Result<T, ApiError> {
+    let mut versions = Versions::default();
+    for _ in 0..MAX_ATTEMPTS {
+        let Some((cas, head, index)) = watch_index(store, user, &mut versions)? else {
+            continue;
+        };
+        if let Round::Done(answer) = round(&mut versions, cas, head, index)? {
+            versions.sweep(store, user, head.version);
+            return answer;
+        }
+    }
+    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
+}
+
 /// Whether the head still names `head`'s version: a judgement of a key's records made after
 /// reading the index holds only then (a change published since may explain what they show).
 pub(super) fn still_at<S: KeyValue>(

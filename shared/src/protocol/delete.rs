@@ -15,24 +15,19 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
     // The secrets this request already killed (it may retry the index update, and a roll may
     // have given the key a new secret meanwhile: that one is killed too).
     let mut killed: Vec<String> = Vec::new();
-    let mut versions = Versions::default();
-    for _ in 0..MAX_ATTEMPTS {
-        let Some((cas, head, mut index)) = watch_index(store, &user, &mut versions)? else {
-            continue;
-        };
+    change(store, &user, |versions, cas, head, mut index| {
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
             // Gone from the index: never ours, or removed after this request killed the key —
             // by its own proposal (whatever the swap answered), a concurrent delete of the id,
             // or a create or list that found it killed (and recorded its event).
-            versions.sweep(store, &user, head.version);
             if killed.is_empty() {
-                return Err(ApiError::KeyNotFound);
+                return Ok(Round::Done(Err(ApiError::KeyNotFound)));
             }
             for hash in &killed {
                 // Only garbage now; failing to remove it leaves a dead record.
                 let _ = store.delete(&record_key(hash));
             }
-            return Ok(());
+            return Ok(Round::Done(Ok(())));
         };
         let removed = index.keys.remove(position);
         // Older secrets first: until the current one goes, the entry is listed for it, so a
@@ -48,8 +43,8 @@ pub fn delete<S: KeyValue>(store: &S, user_id: &str, id: &str, now: i64) -> Resu
         remove_entry(&mut index, removed, None, now);
         let proposed = propose(store, &user, cas, head, &index)?;
         versions.note(head, proposed);
-    }
-    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
+        Ok(Round::Again)
+    })
 }
 
 /// What a delete leaves of a secret's record until the key's removal is published.

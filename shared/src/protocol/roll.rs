@@ -57,7 +57,6 @@ pub fn roll<S: KeyValue>(
         grace_secs,
         event_id,
         now,
-        versions: Versions::default(),
         ahead: Ahead::default(),
         written: None,
         expires_at: None,
@@ -80,7 +79,6 @@ struct Rolling<'a, S> {
     grace_secs: i64,
     event_id: &'a str,
     now: i64,
-    versions: Versions,
     ahead: Ahead,
     /// Whether the new secret's record was written, and if so whether an index naming it may
     /// have been published (proposed, and not read back as refuted).
@@ -114,135 +112,141 @@ impl<S: KeyValue> Rolling<'_, S> {
         }
     }
 
-    /// The steps of [`roll`], as its docs number them.
+    /// The steps of [`roll`], as its docs number them, one round per reading of the index.
     fn steps(&mut self) -> Result<KeySummary, ApiError> {
+        let (store, user) = (self.store, self.user);
+        change(store, user, |versions, cas, head, index| {
+            self.round(versions, cas, head, index)
+        })
+    }
+
+    /// One round of the steps, on the head and index just read: steps 1 to 3, or 4 once the
+    /// roll shows published.
+    fn round(
+        &mut self,
+        versions: &mut Versions,
+        cas: S::Cas,
+        head: Head,
+        mut index: Index,
+    ) -> Result<Round<KeySummary>, ApiError> {
         let (store, user, user_id, id, new) =
             (self.store, self.user, self.user_id, self.id, self.new);
         let (event_id, now) = (self.event_id, self.now);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some((cas, head, mut index)) = watch_index(store, user, &mut self.versions)? else {
-                continue;
-            };
-            let Some(position) = index.keys.iter().position(|e| e.id == id) else {
-                // Never ours, or deleted: before this roll landed (404), or after it, when the
-                // history still holds its event — the roll happened first (its secret never
-                // verified: the delete killed it), and its client is told so, as the history
-                // tells it. Either way no entry names the new secret any more.
-                self.versions.sweep(store, user, head.version);
-                self.written = self.written.map(|_| Published::No);
-                return match self.proposed.take() {
-                    Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
-                    _ => Err(ApiError::KeyNotFound),
-                };
-            };
-            // Only this request writes this event id, so seeing it means one of its proposals
-            // landed, whatever the swap answered: the roll is never published twice.
-            if index.events.iter().any(|e| e.id == event_id) {
-                let entry = index.keys.swap_remove(position);
-                match self.finish(entry, head)? {
-                    Some(rolled) => return Ok(rolled),
-                    None => continue,
-                }
-            }
-            self.ahead.refuted();
-            if self.written.is_some() {
-                self.written = Some(Published::No);
-            }
-            let entry = &index.keys[position];
-            let current = match Standing::of(store, entry, user_id, now)? {
-                Standing::Active(current) if !current.is_expired(now) => current,
-                Standing::Rolling { .. } => {
-                    // That roll's secret goes live now; if it just failed instead, the next
-                    // round finds it revoked and gives the key its secret back.
-                    let _ = activate(store, &entry.hash);
-                    continue;
-                }
-                Standing::RollFailed { abandoned } => {
-                    if let Some(proposed) =
-                        undo_failed_roll(store, user, cas, head, &index, position, abandoned)?
-                    {
-                        self.versions.note(head, proposed);
-                    }
-                    continue;
-                }
-                // Expired (final: there is no key left to roll).
-                Standing::Active(_) => {
-                    self.versions.sweep(store, user, head.version);
-                    return Err(ApiError::KeyNotFound);
-                }
-                // Not a key of the user's, unless its records changed with a version published
-                // since the index was read (a roll of it that finished): then read it again.
-                Standing::Deleted | Standing::Dead => {
-                    if !still_at(store, user, head)? {
-                        continue;
-                    }
-                    self.versions.sweep(store, user, head.version);
-                    return Err(ApiError::KeyNotFound);
-                }
-            };
-            let (keep, drop) = secrets_after_roll(entry, now + self.grace_secs, now);
-            let version = next_version(store, user, head)?;
-            let pending = KeyRecord {
-                state: KeyState::Pending,
-                user_id: user_id.to_owned(),
-                key_id: entry.id.clone(),
-                name: entry.name.clone(),
-                scopes: entry.scopes.clone(),
-                created_at: now,
-                last_used_at: None,
-                expires_at: current.expires_at,
-                enabled: entry.enabled,
-                settings_version: head.version,
-                retire_at: None,
-                restrictions: Vec::new(),
-            };
-            // Nobody else knows this hash; a roll that gave it back as abandoned revoked it,
-            // and this roll, alive after all, proposes it again. Noted first: a write that
-            // fails may still have landed.
-            self.written = Some(Published::No);
-            self.expires_at = pending.expires_at;
-            store.set(&record_key(new.hash), &to_json(&pending)?)?;
-            // Restrictions first: the dropped secrets are past their grace, and the others end
-            // when the entry will say before it says so.
-            for hash in &drop {
-                store.delete(&record_key(hash))?;
-            }
-            let ends: Vec<(String, Restriction)> = keep
-                .iter()
-                .filter(|p| p.until <= now || p.hash == entry.hash)
-                .map(|p| {
-                    let restriction = Restriction {
-                        version,
-                        at: now,
-                        disabled: false,
-                        scopes: None,
-                        retire_at: Some(p.until),
-                    };
-                    (p.hash.clone(), restriction)
-                })
-                .collect();
-            self.ahead.write(store, version, &ends)?;
-            let entry = &mut index.keys[position];
-            entry.hash = new.hash.to_owned();
-            entry.preview = new.preview.to_owned();
-            entry.previous = keep;
-            let replaced_until = now + self.grace_secs;
-            let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
-            event.previous_key_expires_at = Some(replaced_until);
-            index.record(event);
-            let entry = &index.keys[position];
-            self.proposed = Some(KeySummary {
-                previous_expires_at: entry.previous_expires_at(now),
-                entry: entry.clone(),
-                last_used_at: None,
-                expires_at: self.expires_at,
+        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+            // Never ours, or deleted: before this roll landed (404), or after it, when the
+            // history still holds its event — the roll happened first (its secret never
+            // verified: the delete killed it), and its client is told so, as the history
+            // tells it. Either way no entry names the new secret any more.
+            self.written = self.written.map(|_| Published::No);
+            return Ok(Round::Done(match self.proposed.take() {
+                Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
+                _ => Err(ApiError::KeyNotFound),
+            }));
+        };
+        // Only this request writes this event id, so seeing it means one of its proposals
+        // landed, whatever the swap answered: the roll is never published twice.
+        if index.events.iter().any(|e| e.id == event_id) {
+            let entry = index.keys.swap_remove(position);
+            return Ok(match self.finish(entry, head)? {
+                Some(rolled) => Round::Done(Ok(rolled)),
+                None => Round::Again,
             });
-            self.written = Some(Published::Maybe);
-            publish(store, user, cas, head, version, &index)?;
-            self.ahead.proposed();
-            self.versions.note(head, version);
         }
-        Err(ApiError::StoreUnavailable(cause::LOST_RACES))
+        self.ahead.refuted();
+        if self.written.is_some() {
+            self.written = Some(Published::No);
+        }
+        let entry = &index.keys[position];
+        let current = match Standing::of(store, entry, user_id, now)? {
+            Standing::Active(current) if !current.is_expired(now) => current,
+            Standing::Rolling { .. } => {
+                // That roll's secret goes live now; if it just failed instead, the next
+                // round finds it revoked and gives the key its secret back.
+                let _ = activate(store, &entry.hash);
+                return Ok(Round::Again);
+            }
+            Standing::RollFailed { abandoned } => {
+                if let Some(proposed) =
+                    undo_failed_roll(store, user, cas, head, &index, position, abandoned)?
+                {
+                    versions.note(head, proposed);
+                }
+                return Ok(Round::Again);
+            }
+            // Expired (final: there is no key left to roll).
+            Standing::Active(_) => return Ok(Round::Done(Err(ApiError::KeyNotFound))),
+            // Not a key of the user's, unless its records changed with a version published
+            // since the index was read (a roll of it that finished): then read it again.
+            Standing::Deleted | Standing::Dead => {
+                return Ok(if still_at(store, user, head)? {
+                    Round::Done(Err(ApiError::KeyNotFound))
+                } else {
+                    Round::Again
+                });
+            }
+        };
+        let (keep, drop) = secrets_after_roll(entry, now + self.grace_secs, now);
+        let version = next_version(store, user, head)?;
+        let pending = KeyRecord {
+            state: KeyState::Pending,
+            user_id: user_id.to_owned(),
+            key_id: entry.id.clone(),
+            name: entry.name.clone(),
+            scopes: entry.scopes.clone(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: current.expires_at,
+            enabled: entry.enabled,
+            settings_version: head.version,
+            retire_at: None,
+            restrictions: Vec::new(),
+        };
+        // Nobody else knows this hash; a roll that gave it back as abandoned revoked it,
+        // and this roll, alive after all, proposes it again. Noted first: a write that
+        // fails may still have landed.
+        self.written = Some(Published::No);
+        self.expires_at = pending.expires_at;
+        store.set(&record_key(new.hash), &to_json(&pending)?)?;
+        // Restrictions first: the dropped secrets are past their grace, and the others end
+        // when the entry will say before it says so.
+        for hash in &drop {
+            store.delete(&record_key(hash))?;
+        }
+        let ends: Vec<(String, Restriction)> = keep
+            .iter()
+            .filter(|p| p.until <= now || p.hash == entry.hash)
+            .map(|p| {
+                let restriction = Restriction {
+                    version,
+                    at: now,
+                    disabled: false,
+                    scopes: None,
+                    retire_at: Some(p.until),
+                };
+                (p.hash.clone(), restriction)
+            })
+            .collect();
+        self.ahead.write(store, version, &ends)?;
+        let entry = &mut index.keys[position];
+        entry.hash = new.hash.to_owned();
+        entry.preview = new.preview.to_owned();
+        entry.previous = keep;
+        let replaced_until = now + self.grace_secs;
+        let mut event = Event::new(event_id.to_owned(), EventKind::Rolled, now, entry);
+        event.previous_key_expires_at = Some(replaced_until);
+        index.record(event);
+        let entry = &index.keys[position];
+        self.proposed = Some(KeySummary {
+            previous_expires_at: entry.previous_expires_at(now),
+            entry: entry.clone(),
+            last_used_at: None,
+            expires_at: self.expires_at,
+        });
+        self.written = Some(Published::Maybe);
+        publish(store, user, cas, head, version, &index)?;
+        self.ahead.proposed();
+        versions.note(head, version);
+        Ok(Round::Again)
     }
 
     /// Step 4, once `entry` (at index version `head`) shows this roll published. `None`: the
@@ -276,7 +280,6 @@ impl<S: KeyValue> Rolling<'_, S> {
         }
         // The roll has happened; its secret is the client's from here on, whatever else fails.
         self.written = None;
-        self.versions.sweep(store, user, head.version);
         let _ = carry_all(store, &entry, head.version);
         for previous in entry.previous.iter().filter(|p| p.until <= now) {
             // Dead since the restriction written before the publish; now only garbage.

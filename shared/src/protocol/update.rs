@@ -51,22 +51,17 @@ fn update_steps<S: KeyValue>(
     ahead: &mut Ahead,
 ) -> Result<KeySummary, ApiError> {
     let user = UserSpace::of(user_id);
-    let mut versions = Versions::default();
     // The key as this update last proposed it, with its expiry.
     let mut proposed: Option<KeySummary> = None;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some((cas, head, mut index)) = watch_index(store, &user, &mut versions)? else {
-            continue;
-        };
+    change(store, &user, |versions, cas, head, mut index| {
         let Some(position) = index.keys.iter().position(|e| e.id == id) else {
             // Never ours, or deleted: before this update landed (404), or after it, when the
             // history still holds its event — the update happened first, and its client is
             // told so, as the history tells it.
-            versions.sweep(store, &user, head.version);
-            return match proposed {
+            return Ok(Round::Done(match proposed.take() {
                 Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
                 _ => Err(ApiError::KeyNotFound),
-            };
+            }));
         };
         // Only this request writes this event id, so seeing it means one of its proposals
         // landed, whatever the swap answered: the change is never published twice.
@@ -76,7 +71,6 @@ fn update_steps<S: KeyValue>(
         }
         let changes = index.keys[position].changes_to(wanted);
         if landed || changes.is_empty() {
-            versions.sweep(store, &user, head.version);
             // Proposals of this update that did not land can never land now; one that did is
             // carried below.
             ahead.withdraw(store)?;
@@ -90,22 +84,24 @@ fn update_steps<S: KeyValue>(
                 // (its version can no longer land), and the next round carries it away.
                 let proposed = propose(store, &user, cas, head, &index)?;
                 versions.note(head, proposed);
-                continue;
+                return Ok(Round::Again);
             }
-            match answer(store, entry, current, user_id, now)? {
-                Some(key) => return Ok(key),
+            return Ok(match answer(store, entry, current, user_id, now)? {
+                Some(key) => Round::Done(Ok(key)),
                 // The key looks dead from its records. This update landed before, so it
                 // happened first: it was deleted after (its records killed, the removal not
                 // yet published), and the client is told its change was made.
-                None if landed => {
-                    return proposed.ok_or(ApiError::StoreUnavailable(cause::NOT_READ_BACK))
-                }
+                None if landed => Round::Done(
+                    proposed
+                        .take()
+                        .ok_or(ApiError::StoreUnavailable(cause::NOT_READ_BACK)),
+                ),
                 // No change to make: it is dead, if the head still names the version read;
                 // else a change published since (a roll that ended the secret read) explains
                 // it, and the next round reads that.
-                None if still_at(store, &user, head)? => return Err(ApiError::KeyNotFound),
-                None => continue,
-            }
+                None if still_at(store, &user, head)? => Round::Done(Err(ApiError::KeyNotFound)),
+                None => Round::Again,
+            });
         }
         let expires_at = match Standing::of(store, &index.keys[position], user_id, now)? {
             // A roll in flight: its secret gets the restriction and the settings too, and its
@@ -120,17 +116,17 @@ fn update_steps<S: KeyValue>(
                 {
                     versions.note(head, proposed);
                 }
-                continue;
+                return Ok(Round::Again);
             }
             // A create in flight or failed, a delete in flight: not the user's key to change,
             // and a refusal is no change. (Unless the records changed with a version published
             // since the index was read: then read it again.)
             Standing::Deleted | Standing::Dead => {
-                if !still_at(store, &user, head)? {
-                    continue;
-                }
-                versions.sweep(store, &user, head.version);
-                return Err(ApiError::KeyNotFound);
+                return Ok(if still_at(store, &user, head)? {
+                    Round::Done(Err(ApiError::KeyNotFound))
+                } else {
+                    Round::Again
+                });
             }
         };
         let version = next_version(store, &user, head)?;
@@ -156,8 +152,8 @@ fn update_steps<S: KeyValue>(
         publish(store, &user, cas, head, version, &index)?;
         ahead.proposed();
         versions.note(head, version);
-    }
-    Err(ApiError::StoreUnavailable(cause::LOST_RACES))
+        Ok(Round::Again)
+    })
 }
 
 /// The key as list shows it, once `entry` was carried onto its secrets' records (`current`
