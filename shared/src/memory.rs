@@ -1,5 +1,6 @@
 //! An in-memory model of Spin's SQLite key-value store for the protocol tests, with a way to
-//! fail chosen operations and to decide which of several requests runs its next operation.
+//! fail chosen operations (the tests' scheduler of simulated requests is
+//! `protocol::tests::scheduler`).
 //!
 //! Semantics copied from Spin's behaviour (SPIN-FACTS.md): a swap whose `watch` saw the key
 //! absent is an upsert; `increment` treats absent as 0, stores 8 bytes little-endian and panics
@@ -9,7 +10,7 @@
 
 use crate::store::{KeyValue, StoreError, Swap};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 
 /// What the store answers after a compare-and-swap; the write itself is guarded in every mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,6 +125,11 @@ impl MemoryStore {
         faults.fail_at = Some(faults.ops + n);
         faults.failing = 1;
         faults.after_effect = after_effect;
+    }
+
+    /// How this store answers a compare-and-swap (and whether plain reads lag).
+    pub fn answers(&self) -> SwapAnswers {
+        self.answers
     }
 
     /// Operations performed so far.
@@ -264,117 +270,5 @@ impl MemoryStore {
             }
         };
         self.answers.answer(written)
-    }
-}
-
-/// Decides which simulated request performs the next store operation.
-///
-/// A plan is a sequence of request numbers; each operation of request `r` waits until `r` is at
-/// the front of the plan (finished requests are skipped). When the plan runs out, requests run
-/// freely. This makes every interleaving of whole operations reproducible.
-pub struct Scheduler {
-    state: Mutex<Plan>,
-    turn: Condvar,
-}
-
-struct Plan {
-    order: VecDeque<usize>,
-    finished: Vec<bool>,
-}
-
-impl Scheduler {
-    pub fn new(order: Vec<usize>, requests: usize) -> Scheduler {
-        Scheduler {
-            state: Mutex::new(Plan {
-                order: order.into(),
-                finished: vec![false; requests],
-            }),
-            turn: Condvar::new(),
-        }
-    }
-
-    /// Runs `op` as request `me`'s next operation, once it is `me`'s turn; the turn passes on
-    /// only when `op` has finished, so operations never overlap while the plan lasts.
-    fn run<T>(&self, me: usize, op: impl FnOnce() -> T) -> T {
-        let mut plan = self.state.lock().unwrap();
-        loop {
-            while plan.order.front().is_some_and(|r| plan.finished[*r]) {
-                plan.order.pop_front();
-            }
-            match plan.order.front() {
-                None => {
-                    drop(plan);
-                    return op();
-                }
-                Some(r) if *r == me => break,
-                Some(_) => plan = self.turn.wait(plan).unwrap(),
-            }
-        }
-        let result = op();
-        plan.order.pop_front();
-        self.turn.notify_all();
-        result
-    }
-
-    /// Marks request `me` as done so the plan skips it.
-    pub fn finish(&self, me: usize) {
-        self.state.lock().unwrap().finished[me] = true;
-        self.turn.notify_all();
-    }
-}
-
-/// The store as one simulated request sees it: every operation waits for its turn, and after
-/// `crash_after` operations every further one fails (the request died; nothing more of it runs).
-/// `after_each`, if given, runs after every operation that reached the store, before the turn
-/// passes on: a test's check of the states between operations.
-pub struct RequestView<'a> {
-    pub store: &'a MemoryStore,
-    pub scheduler: &'a Scheduler,
-    pub me: usize,
-    pub crash_after: Option<u64>,
-    pub done: std::cell::Cell<u64>,
-    pub after_each: Option<&'a (dyn Fn() + Sync)>,
-}
-
-impl RequestView<'_> {
-    fn step<T>(&self, op: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.scheduler.run(self.me, || {
-            let done = self.done.get();
-            if self.crash_after.is_some_and(|limit| done >= limit) {
-                return Err(StoreError("request died".into()));
-            }
-            self.done.set(done + 1);
-            let result = op();
-            if let Some(check) = self.after_each {
-                check();
-            }
-            result
-        })
-    }
-}
-
-impl KeyValue for RequestView<'_> {
-    type Cas = MemoryCas;
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.store.answers == SwapAnswers::StaleGets {
-            return self.step(|| self.store.stale_get(key));
-        }
-        self.step(|| self.store.get(key))
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.step(|| self.store.set(key, value))
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.step(|| self.store.delete(key))
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.step(|| self.store.increment(key, delta))
-    }
-    fn watch(&self, key: &str) -> Result<(MemoryCas, Option<Vec<u8>>), StoreError> {
-        self.step(|| self.store.watch(key))
-    }
-    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap, StoreError> {
-        self.step(|| self.store.swap(cas, value))
     }
 }

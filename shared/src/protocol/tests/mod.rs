@@ -6,8 +6,9 @@
 //!
 //! One file per operation (`cargo test protocol::tests::roll` runs roll's), beside the shared
 //! parts: `fixtures` (keys and readings of the store), `harness` (simulated requests and
-//! plans), `interleavings` (every plan, and what answers must agree with), `failures` (a
-//! failure at every operation, outages) and `invariants`.
+//! plans), `scheduler` (whose operation runs next), `interleavings` (every plan, and what
+//! answers must agree with), `failures` (a failure at every operation, outages) and
+//! `invariants`.
 //!
 //! Each behaviour runs four times, once per way a store may answer (see [`SwapAnswers`]):
 //! `<test>::truthful` (SQLite), `<test>::false_success` (Spin's Redis backend once fixed),
@@ -16,7 +17,8 @@
 
 use super::*;
 use crate::key;
-use crate::memory::{MemoryStore, RequestView, Scheduler, SwapAnswers};
+use crate::memory::{MemoryStore, SwapAnswers};
+use scheduler::{RequestView, Scheduler};
 use std::cell::Cell;
 
 use failures::*;
@@ -64,6 +66,7 @@ mod fixtures;
 mod harness;
 mod interleavings;
 mod invariants;
+mod scheduler;
 
 mod chain;
 mod create;
