@@ -11,6 +11,8 @@ pub mod http;
 pub mod introspection;
 pub mod jwt;
 pub mod key;
+#[cfg(any(test, feature = "leak-alerts"))]
+pub mod leak_alert;
 pub mod protocol;
 pub mod store;
 pub mod validate;
