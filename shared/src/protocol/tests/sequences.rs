@@ -273,47 +273,27 @@ impl Sequence {
                 let Some(before) = self.model.pick(key) else {
                     return;
                 };
-                let user = USERS[before.user];
-                let rolling = |store: &RequestView| roll_with(store, user, &before.id, grace, now);
-                let mut hash = None;
-                let ran = self.run(trouble, |store| {
-                    let (new, result) = rolling(store);
-                    hash = Some(new);
-                    result
-                });
-                let new = hash.expect("a roll made a secret");
-                self.model.secrets.push(new.clone());
-                let ran = match ran {
-                    answered @ Ran::Answered(_) => answered,
-                    Ran::Struck => {
-                        let mut whole = before.clone();
-                        whole.previous.push((before.hash.clone(), now + grace));
-                        whole.hash = new.clone();
-                        self.check_doubt(&before, &whole);
-                        let (before, limbo) = if self.verified(&new).is_some() {
-                            // Made whole, the answer lost: the retry rolls its secret.
-                            self.model.keys.insert(whole.id.clone(), whole.clone());
-                            (whole, None)
-                        } else {
-                            // Pending, and maybe not revoked (its clean-up met the outage too):
-                            // the retry takes it for a roll in flight and activates it before
-                            // rolling on, so it may verify in the retry's grace, as the
-                            // replaced secret does. No one knows it; it grants nothing more.
-                            (before, Some(new.clone()))
-                        };
-                        let mut retried_hash = None;
-                        let ran = self.run(Trouble::None, |store| {
-                            let (new, result) =
-                                roll_with(store, USERS[before.user], &before.id, grace, now);
-                            retried_hash = Some(new);
-                            result
-                        });
-                        let retried = retried_hash.unwrap();
-                        self.model.secrets.push(retried.clone());
-                        return self.rolled(&before, retried, grace, ran, limbo);
-                    }
+                let (new, ran) = self.roll(trouble, &before, grace);
+                let Ran::Struck = ran else {
+                    return self.rolled(&before, new, grace, ran, None);
                 };
-                self.rolled(&before, new, grace, ran, None);
+                let mut whole = before.clone();
+                whole.previous.push((before.hash.clone(), now + grace));
+                whole.hash = new.clone();
+                self.check_doubt(&before, &whole);
+                let (before, limbo) = if self.verified(&new).is_some() {
+                    // Made whole, the answer lost: the retry rolls its secret.
+                    self.model.keys.insert(whole.id.clone(), whole.clone());
+                    (whole, None)
+                } else {
+                    // Pending, and maybe not revoked (its clean-up met the outage too): the
+                    // retry takes it for a roll in flight and activates it before rolling on,
+                    // so it may verify in the retry's grace, as the replaced secret does. No
+                    // one knows it; it grants nothing more.
+                    (before, Some(new))
+                };
+                let (retried, ran) = self.roll(Trouble::None, &before, grace);
+                self.rolled(&before, retried, grace, ran, limbo);
             }
             Change::Delete { key } => {
                 let Some(before) = self.model.pick(key) else {
@@ -363,6 +343,21 @@ impl Sequence {
             Err(ApiError::KeyNotFound) if before.is_expired(self.now) => {}
             Err(e) => panic!("an update of a listed key answered {e:?}"),
         }
+    }
+
+    /// Rolls `key` with `grace`, meeting `trouble`: the new secret (known to the sequence from
+    /// here on) and what the roll came to.
+    fn roll(&mut self, trouble: Trouble, key: &KeyModel, grace: i64) -> (String, Ran<KeySummary>) {
+        let now = self.now;
+        let mut made = None;
+        let ran = self.run(trouble, |store| {
+            let (new, result) = roll_with(store, USERS[key.user], &key.id, grace, now);
+            made = Some(new);
+            result
+        });
+        let new = made.expect("a roll made a secret");
+        self.model.secrets.push(new.clone());
+        (new, ran)
     }
 
     /// After a roll answered; `limbo` is the secret of a failed roll before it, if it did not

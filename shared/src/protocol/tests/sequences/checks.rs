@@ -12,16 +12,12 @@ impl Sequence {
         assert_invariants_between_at(&copy, LIMIT as usize, self.now);
         let hashes = std::iter::once(&before.hash).chain(before.previous.iter().map(|(h, _)| h));
         for hash in hashes {
-            let Some(record) = self.verified(hash) else {
+            let Some(record) = verified_in(&copy, hash, self.now) else {
                 continue;
             };
-            let grants = [
-                before.rights_of(hash, self.now),
-                after.rights_of(hash, self.now),
-            ];
-            let covered = grants.iter().flatten().any(|(scopes, enabled)| {
-                (*enabled || !record.enabled) && record.scopes.iter().all(|s| scopes.contains(s))
-            });
+            let covered = [before, after]
+                .iter()
+                .any(|state| within(&record, state.rights_of(hash, self.now)));
             assert!(
                 covered,
                 "after a failed change, a secret of {} verifies as {:?} / {:?}, more than before \
@@ -34,10 +30,7 @@ impl Sequence {
     /// The record verify answers for `hash` now, if it verifies (not expired); read on a copy,
     /// so that checking records no use.
     pub(super) fn verified(&self, hash: &str) -> Option<KeyRecord> {
-        let copy = copy_of(&self.store, SwapAnswers::Truthful);
-        verify(&copy, hash, self.now)
-            .expect("verify")
-            .filter(|record| !record.is_expired(self.now))
+        verified_in(&copy_of(&self.store, SwapAnswers::Truthful), hash, self.now)
     }
 
     /// After every step: verify answers each secret as its owner was told, nothing else
@@ -66,10 +59,7 @@ impl Sequence {
             }
         }
         for hash in &self.model.secrets {
-            let Some(record) = verify(&copy, hash, self.now)
-                .expect("verify")
-                .filter(|r| !r.is_expired(self.now))
-            else {
+            let Some(record) = verified_in(&copy, hash, self.now) else {
                 continue;
             };
             assert!(
@@ -80,10 +70,8 @@ impl Sequence {
                 self.model.keys
             );
             let key = self.model.keys.get(&record.key_id);
-            let rights = key.and_then(|k| k.rights_of(hash, self.now));
             assert!(
-                rights.is_some_and(|(scopes, enabled)| (enabled || !record.enabled)
-                    && record.scopes.iter().all(|s| scopes.contains(s))),
+                within(&record, key.and_then(|k| k.rights_of(hash, self.now))),
                 "a secret of {} verifies as {:?} / {:?}; its owner was told {key:?}",
                 record.key_id,
                 record.scopes,
@@ -127,4 +115,18 @@ impl Sequence {
             self.model.never.insert(gone.hash);
         }
     }
+}
+
+/// The record verify answers for `hash` in `store` at `now`, if it verifies (not expired).
+fn verified_in(store: &MemoryStore, hash: &str, now: i64) -> Option<KeyRecord> {
+    verify(store, hash, now)
+        .expect("verify")
+        .filter(|record| !record.is_expired(now))
+}
+
+/// Whether `record` grants no more than `rights` (scopes, enabled): `None` grants nothing.
+fn within(record: &KeyRecord, rights: Option<(&[String], bool)>) -> bool {
+    rights.is_some_and(|(scopes, enabled)| {
+        (enabled || !record.enabled) && record.scopes.iter().all(|s| scopes.contains(s))
+    })
 }
