@@ -34,7 +34,12 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The caller already holds the maximum number of keys.
     KeyLimitReached(u32),
-    /// The body is larger than [`crate::http::MAX_BODY_BYTES`].
+    /// A secret-scanning alert names no signing key the app was given (or none at all).
+    UnknownSigningKey,
+    /// A secret-scanning alert's signature is missing, malformed, or not over its body.
+    InvalidSignature,
+    /// The body is larger than [`crate::http::MAX_BODY_BYTES`] (secret-scanning alerts:
+    /// [`crate::leak_alert::MAX_ALERT_BYTES`]).
     PayloadTooLarge,
     /// The key-value store failed; nothing half-done was left behind. The cause is for the
     /// component log only, and a fixed text (one of [`cause`]'s), so it can hold no key, hash
@@ -60,6 +65,8 @@ impl ApiError {
             ApiError::KeyNotFound => "key_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::KeyLimitReached(_) => "key_limit_reached",
+            ApiError::UnknownSigningKey => "unknown_signing_key",
+            ApiError::InvalidSignature => "invalid_signature",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Configuration => "configuration_error",
@@ -70,13 +77,14 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::Unauthorized(_) => 401,
+            ApiError::Unauthorized(_) | ApiError::UnknownSigningKey => 401,
             ApiError::InvalidJson(_)
             | ApiError::InvalidName(_)
             | ApiError::InvalidScopes(_)
             | ApiError::InvalidExpiresAt(_)
             | ApiError::InvalidGraceSeconds
-            | ApiError::InvalidId => 400,
+            | ApiError::InvalidId
+            | ApiError::InvalidSignature => 400,
             ApiError::KeyNotFound => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::KeyLimitReached(_) => 409,
@@ -106,10 +114,15 @@ impl ApiError {
             ApiError::KeyLimitReached(limit) => {
                 format!("You already have {limit} keys, the most allowed; delete one first.")
             }
-            ApiError::PayloadTooLarge => format!(
-                "The request body is larger than {} bytes.",
-                crate::http::MAX_BODY_BYTES
-            ),
+            ApiError::UnknownSigningKey => {
+                "`Github-Public-Key-Identifier` names no key this service was given.".into()
+            }
+            ApiError::InvalidSignature => {
+                "`Github-Public-Key-Signature` is not a signature of this body by that key.".into()
+            }
+            ApiError::PayloadTooLarge => {
+                "The request body is larger than this endpoint accepts.".into()
+            }
             ApiError::StoreUnavailable(_) => {
                 "The key store is unavailable. A change you asked for may have been made: \
                  retry shortly, and your keys will show whether it was."

@@ -45,22 +45,34 @@ impl CappedBody {
     /// all, and nothing when its declared `Content-Length` is larger still.
     pub fn read(
         declared_length: Option<&str>,
+        next_chunk: impl FnMut(usize) -> Option<Vec<u8>>,
+    ) -> CappedBody {
+        CappedBody::read_up_to(MAX_BODY_BYTES, declared_length, next_chunk)
+    }
+
+    /// Reads the body as [`CappedBody::read`] does, with `limit` in place of
+    /// [`MAX_BODY_BYTES`] (and four times it in place of [`MAX_DRAINED_BYTES`]): for the one
+    /// endpoint whose bodies are larger, secret-scanning alerts.
+    pub fn read_up_to(
+        limit: usize,
+        declared_length: Option<&str>,
         mut next_chunk: impl FnMut(usize) -> Option<Vec<u8>>,
     ) -> CappedBody {
+        let drained = 4 * limit;
         let too_large = CappedBody {
             bytes: Vec::new(),
             over_limit: true,
         };
         let declared = declared_length.and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(declared) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
-            if declared <= MAX_DRAINED_BYTES as u64 {
-                drain(&mut next_chunk, MAX_DRAINED_BYTES);
+        if let Some(declared) = declared.filter(|n| *n > limit as u64) {
+            if declared <= drained as u64 {
+                drain(&mut next_chunk, drained);
             }
             return too_large;
         }
         let mut bytes = Vec::new();
-        while bytes.len() <= MAX_BODY_BYTES {
-            let room = MAX_BODY_BYTES + 1 - bytes.len();
+        while bytes.len() <= limit {
+            let room = limit + 1 - bytes.len();
             match next_chunk(room) {
                 Some(chunk) if !chunk.is_empty() => {
                     bytes.extend_from_slice(&chunk[..chunk.len().min(room)])
@@ -68,8 +80,8 @@ impl CappedBody {
                 _ => break,
             }
         }
-        if bytes.len() > MAX_BODY_BYTES {
-            drain(&mut next_chunk, MAX_DRAINED_BYTES - bytes.len());
+        if bytes.len() > limit {
+            drain(&mut next_chunk, drained - bytes.len());
             return too_large;
         }
         CappedBody {

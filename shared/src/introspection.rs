@@ -110,15 +110,16 @@ fn is_login(name: &str) -> bool {
 
 /// What an introspection form carries that this endpoint reads.
 #[derive(Default)]
-struct Form {
-    token: Option<String>,
-    client_secret: Option<String>,
+pub(crate) struct Form {
+    pub(crate) token: Option<String>,
+    pub(crate) client_secret: Option<String>,
 }
 
 impl Form {
     /// Each parameter at most once; a body that is not a form, or one that repeats `token` or
-    /// `client_secret`, is `400 invalid_request` (RFC 6749's error, which RFC 7662 uses).
-    fn of(body: &[u8]) -> Result<Form, Reply> {
+    /// `client_secret`, is `400 invalid_request` (RFC 6749's error, which RFC 7662 and RFC 7009
+    /// use).
+    pub(crate) fn of(body: &[u8]) -> Result<Form, Reply> {
         let text = std::str::from_utf8(body).map_err(|_| invalid_request(400))?;
         let mut form = Form::default();
         for (name, value) in query_pairs(text.trim()) {
@@ -234,11 +235,12 @@ struct Inactive {
 }
 
 #[derive(Serialize)]
-struct OAuthError {
-    error: &'static str,
+pub(crate) struct OAuthError {
+    pub(crate) error: &'static str,
 }
 
-fn invalid_request(status: u16) -> Reply {
+/// RFC 6749's `invalid_request` (`payload_too_large` in the log for a `413`).
+pub(crate) fn invalid_request(status: u16) -> Reply {
     let code = if status == 413 {
         "payload_too_large"
     } else {

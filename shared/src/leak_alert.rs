@@ -1,5 +1,7 @@
-//! GitHub's secret-scanning alerts: whether one really comes from GitHub, by its ECDSA P-256
-//! signature over the raw body, checked against the keys GitHub publishes.
+//! GitHub's secret-scanning alerts (`POST /v1/keys.leaked`): whether one really comes from
+//! GitHub, by its ECDSA P-256 signature over the raw body checked against the keys GitHub
+//! publishes, and the revocation of every live key it reports, answered with the partner
+//! program's feedback.
 //!
 //! GitHub signs each alert it POSTs with one of its keys and names the key in
 //! `Github-Public-Key-Identifier`; `Github-Public-Key-Signature` is the base64 DER signature
@@ -10,12 +12,29 @@
 //! accepted, current or not: GitHub rotates them, and an alert signed just before a rotation
 //! is still GitHub's.
 
+use crate::error::ApiError;
+use crate::key;
+use crate::protocol::{self, Revocation};
+use crate::store::{KeyValue, StoreError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// The alert endpoint's path.
+pub const PATH: &str = "/v1/keys.leaked";
+/// The Spin variable holding GitHub's published key document.
+pub const KEYS_VARIABLE: &str = "github_secret_scanning_keys";
+/// The header naming the key an alert was signed with.
+pub const IDENTIFIER_HEADER: &str = "github-public-key-identifier";
+/// The header holding an alert's signature.
+pub const SIGNATURE_HEADER: &str = "github-public-key-signature";
+/// The largest alert accepted (64 KiB): GitHub sends matches in batches, each with its URL.
+pub const MAX_ALERT_BYTES: usize = 64 * 1024;
+/// The reason a revocation on an alert records.
+pub const REASON: &str = "leaked";
 
 /// The keys an alert may be signed with, by identifier.
 #[derive(Debug, Clone)]
@@ -87,6 +106,96 @@ impl SigningKeys {
         key.verify(body, &signature)
             .map_err(|_| Refused::BadSignature)
     }
+}
+
+/// One match in an alert: a token found public, what GitHub calls its type (the name the
+/// format was registered under), where it was found and what kind of place that is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Match {
+    pub token: String,
+    #[serde(rename = "type", default)]
+    pub token_type: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// What the partner program asks back for each match: the token's SHA-256 (never the token),
+/// its type, and whether it was a live key (`true_positive`) or not (`false_positive`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Feedback {
+    pub token_hash: String,
+    pub token_type: String,
+    pub label: &'static str,
+}
+
+/// Reads an alert's body, once its signature holds: a JSON array of matches, or
+/// `400 invalid_json`.
+pub fn matches(body: &[u8]) -> Result<Vec<Match>, ApiError> {
+    serde_json::from_slice(body).map_err(|_| {
+        ApiError::InvalidJson(
+            "The body must be a JSON array of {\"token\", \"type\", \"url\", \"source\"}.".into(),
+        )
+    })
+}
+
+/// Revokes the key of every match that is a live key of this app's, and answers the feedback,
+/// one item per match in order. A token not of this app's format, or whose checksum fails, is
+/// a false positive with no store access; each other costs one read, and the revocation's
+/// operations for a live key (see [`protocol::revoke`]). Replaying an alert revokes nothing
+/// more and answers the same. A store failure is a 503 for the whole alert: what was revoked
+/// stays revoked, and GitHub's retry settles the rest.
+pub fn revoke_all<S: KeyValue>(
+    matches: &[Match],
+    open: impl FnOnce() -> Result<S, StoreError>,
+    now: i64,
+) -> Result<Vec<Feedback>, ApiError> {
+    let mut store = None;
+    let mut open = Some(open);
+    let mut feedback = Vec::with_capacity(matches.len());
+    for found in matches {
+        let revoked = match key::parse(&found.token) {
+            None => false,
+            Some(hash) => {
+                if store.is_none() {
+                    store = open.take().map(|open| open()).transpose()?;
+                }
+                let store = store.as_ref().ok_or(ApiError::Internal)?;
+                let revocation =
+                    Revocation::new(REASON, found.url.as_deref(), found.source.as_deref(), now);
+                protocol::revoke(store, &hash, &revocation, now)?
+            }
+        };
+        feedback.push(Feedback {
+            token_hash: key::sha256_hex(&found.token),
+            token_type: found.token_type.clone(),
+            label: if revoked {
+                "true_positive"
+            } else {
+                "false_positive"
+            },
+        });
+    }
+    Ok(feedback)
+}
+
+/// Checks an alert's signature headers against `keys`: `401 unknown_signing_key` for an
+/// identifier missing or unknown, `400 invalid_signature` for a signature missing, malformed
+/// or not over `body`.
+pub fn authenticate(
+    keys: &SigningKeys,
+    identifier: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let identifier = identifier.ok_or(ApiError::UnknownSigningKey)?;
+    let signature = signature.ok_or(ApiError::InvalidSignature)?;
+    keys.check(identifier.trim(), signature, body)
+        .map_err(|refused| match refused {
+            Refused::UnknownKey => ApiError::UnknownSigningKey,
+            Refused::BadSignature => ApiError::InvalidSignature,
+        })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod key;
 pub mod leak_alert;
 pub mod protocol;
 pub mod store;
+pub mod token_revocation;
 pub mod validate;
 pub mod verification;
 pub mod view;

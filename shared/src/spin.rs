@@ -133,12 +133,20 @@ pub struct BoundedRequest {
     path_with_query: String,
     request: IncomingRequest,
     body: OnceCell<CappedBody>,
+    /// The most bytes of body kept.
+    limit: usize,
 }
 
 impl BoundedRequest {
     /// Reads what the handlers need of `request`, except the body (see [`Self::body`]).
     pub fn read(request: IncomingRequest) -> BoundedRequest {
+        BoundedRequest::read_up_to(crate::http::MAX_BODY_BYTES, request)
+    }
+
+    /// Reads `request` as [`BoundedRequest::read`] does, its body capped at `limit` bytes.
+    pub fn read_up_to(limit: usize, request: IncomingRequest) -> BoundedRequest {
         BoundedRequest {
+            limit,
             method: OnceCell::new(),
             headers: request.headers(),
             path_with_query: request.path_with_query().unwrap_or_default(),
@@ -147,7 +155,8 @@ impl BoundedRequest {
         }
     }
 
-    /// The body, read on the first call, with a cap: never more than ~16 KiB of it is held
+    /// The body, read on the first call, with a cap: never more than the limit (~16 KiB unless
+    /// read with [`BoundedRequest::read_up_to`]) of it is held
     /// ([`CappedBody::bytes`] refuses one over the limit).
     pub fn body(&self) -> &CappedBody {
         self.body.get_or_init(|| {
@@ -159,7 +168,7 @@ impl BoundedRequest {
                 return CappedBody::default();
             };
             // A read error (the client went away) ends the body like its end does.
-            CappedBody::read(declared.as_deref(), |most| {
+            CappedBody::read_up_to(self.limit, declared.as_deref(), |most| {
                 stream.blocking_read(most as u64).ok()
             })
         })

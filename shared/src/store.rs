@@ -51,6 +51,34 @@ pub trait KeyValue {
     }
 }
 
+/// A borrowed store is a store: for callers that open one lazily (verify, revocation) and are
+/// handed one already open.
+impl<T: KeyValue> KeyValue for &T {
+    type Cas = T::Cas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        (**self).set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        (**self).delete(key)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        (**self).increment(key, delta)
+    }
+    fn watch(&self, key: &str) -> Result<(Self::Cas, Option<Vec<u8>>), StoreError> {
+        (**self).watch(key)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap, StoreError> {
+        (**self).swap(cas, value)
+    }
+    fn back_off(&self, retry: u32) -> u32 {
+        (**self).back_off(retry)
+    }
+}
+
 /// The first back-off's upper bound.
 const BACKOFF_BASE_MILLIS: u64 = 4;
 /// The upper bound no back-off exceeds.

@@ -180,6 +180,8 @@ pub(crate) fn scopes_from_query(query: &str) -> Result<Vec<String>, Reply> {
 }
 
 /// What a presented key is worth, decided with one store read at most.
+// One at a time, on the stack: a record's size is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Judgement {
     /// Live, with every required scope: its record.
@@ -202,7 +204,9 @@ pub fn judge<S: KeyValue>(
     match looked_up {
         Err(_) => Judgement::Refused(503, "store_unavailable"),
         Ok(None) => Judgement::Refused(401, "invalid_key"),
-        // Only someone holding this exact secret learns that it expired or was disabled.
+        // Only someone holding this exact secret learns that it was revoked, expired or was
+        // disabled.
+        Ok(Some(record)) if record.revocation.is_some() => Judgement::Refused(401, "key_revoked"),
         Ok(Some(record)) if record.is_expired(now) => Judgement::Refused(401, "key_expired"),
         Ok(Some(record)) if !record.enabled => Judgement::Refused(401, "key_disabled"),
         Ok(Some(record)) if presented.scopes.iter().all(|s| record.scopes.contains(s)) => {

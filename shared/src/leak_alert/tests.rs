@@ -2,6 +2,7 @@
 //! with its own P-256 key, and every way an alert can be forged or damaged.
 
 use super::*;
+use crate::http::Reply;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
@@ -131,4 +132,166 @@ fn a_document_that_is_not_githubs_is_a_configuration_error() {
         SigningKeys::from_document(&not_p256).unwrap_err(),
         KeysError::BadKey("bad".into())
     );
+}
+
+/// A live key of `user`'s in `store`, made with the default prefix: its secret.
+fn live_key(store: &crate::memory::MemoryStore, user: &str) -> String {
+    let made = key::generate("ak").unwrap();
+    let record = protocol::NewKeyRecord {
+        hash: &made.hash,
+        id: &made.id,
+        preview: &made.preview,
+        name: "ci",
+        scopes: &["read".to_owned()],
+        expires_at: None,
+    };
+    protocol::create(store, user, &record, 20, NOW).unwrap();
+    made.secret
+}
+
+const NOW: i64 = 1_800_000_000;
+
+fn alert(tokens: &[&str]) -> Vec<u8> {
+    let matches: Vec<_> = tokens
+        .iter()
+        .map(|token| {
+            serde_json::json!({
+                "token": token,
+                "type": "api_keys_key",
+                "url": "https://github.com/octo/app/blob/main/config.env",
+                "source": "content",
+            })
+        })
+        .collect();
+    serde_json::to_vec(&matches).unwrap()
+}
+
+#[test]
+fn the_signature_headers_decide_401_or_400_before_the_body_is_read() {
+    let (signing, pem) = own_key(7);
+    let keys = SigningKeys::from_document(&document(&[("k1", &pem)])).unwrap();
+    let body = alert(&["ak_whatever"]);
+    let signature = sign(&signing, &body);
+    assert_eq!(
+        authenticate(&keys, Some("k1"), Some(&signature), &body),
+        Ok(())
+    );
+    for (identifier, signature, expected) in [
+        (None, Some(signature.as_str()), ApiError::UnknownSigningKey),
+        (
+            Some("k2"),
+            Some(signature.as_str()),
+            ApiError::UnknownSigningKey,
+        ),
+        (Some("k1"), None, ApiError::InvalidSignature),
+        (
+            Some("k1"),
+            Some("bm90IGEgc2lnbmF0dXJl"),
+            ApiError::InvalidSignature,
+        ),
+    ] {
+        assert_eq!(
+            authenticate(&keys, identifier, signature, &body),
+            Err(expected.clone())
+        );
+        assert_eq!(
+            Reply::from_error(&expected).status,
+            if expected == ApiError::UnknownSigningKey {
+                401
+            } else {
+                400
+            }
+        );
+    }
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    assert_eq!(
+        authenticate(&keys, Some("k1"), Some(&signature), &tampered),
+        Err(ApiError::InvalidSignature)
+    );
+}
+
+#[test]
+fn a_body_that_is_not_an_array_of_matches_is_invalid_json() {
+    for body in [&b"{}"[..], b"[{\"type\": \"x\"}]", b"not json", b"[1]"] {
+        assert!(matches!(matches(body), Err(ApiError::InvalidJson(_))));
+    }
+    let read = matches(br#"[{"token": "t"}]"#).unwrap();
+    assert_eq!((read[0].token.as_str(), read[0].url.as_ref()), ("t", None));
+}
+
+#[test]
+fn every_live_key_reported_is_revoked_and_the_feedback_labels_each_match() {
+    let store = crate::memory::MemoryStore::new();
+    let live: Vec<String> = (0..2).map(|_| live_key(&store, "alice")).collect();
+    let deleted = live_key(&store, "alice");
+    let id = protocol::list(&store, "alice", NOW).unwrap()[2]
+        .entry
+        .id
+        .clone();
+    protocol::delete(&store, "alice", &id, NOW).unwrap();
+    let mut bad_checksum = live[0].clone();
+    bad_checksum.replace_range(bad_checksum.len() - 1.., "0");
+    let tokens = [
+        live[0].as_str(),
+        live[1].as_str(),
+        deleted.as_str(),
+        bad_checksum.as_str(),
+        "ghp_someone_elses_token",
+    ];
+    let found = matches(&alert(&tokens)).unwrap();
+    let feedback = revoke_all(&found, || Ok(&store), NOW).unwrap();
+    let labels: Vec<&str> = feedback.iter().map(|f| f.label).collect();
+    assert_eq!(
+        labels,
+        [
+            "true_positive",
+            "true_positive",
+            "false_positive",
+            "false_positive",
+            "false_positive"
+        ]
+    );
+    // Hashes, never tokens; the type as reported.
+    assert_eq!(feedback[0].token_hash, key::sha256_hex(&live[0]));
+    assert_eq!(feedback[4].token_type, "api_keys_key");
+    let body = serde_json::to_string(&feedback).unwrap();
+    assert!(!tokens.iter().any(|t| body.contains(t)), "{body}");
+    for secret in &live {
+        let record = protocol::verify(&store, &key::key_hash(secret), NOW)
+            .unwrap()
+            .unwrap();
+        let revocation = record.revocation.unwrap();
+        assert_eq!(
+            (revocation.reason.as_str(), revocation.source.as_deref()),
+            ("leaked", Some("content"))
+        );
+    }
+    // Replayed: the same answer, nothing more revoked or recorded.
+    let before = store.snapshot();
+    assert_eq!(
+        revoke_all(&found, || Ok(&store), NOW + 9).unwrap(),
+        feedback
+    );
+    assert_eq!(store.snapshot(), before);
+}
+
+#[test]
+fn matches_of_no_key_of_this_app_open_no_store() {
+    let found = matches(&alert(&["ghp_x", "ak_short"])).unwrap();
+    let feedback =
+        revoke_all::<&crate::memory::MemoryStore>(&found, || panic!("opened the store"), NOW)
+            .unwrap();
+    assert!(feedback.iter().all(|f| f.label == "false_positive"));
+}
+
+#[test]
+fn a_reported_url_is_kept_only_if_it_is_safe_to_show_as_a_link() {
+    let kept = |url: &str| Revocation::new("leaked", Some(url), None, NOW).url;
+    assert!(kept("https://github.com/o/r/blob/main/.env").is_some());
+    assert!(kept("javascript:alert(1)").is_none());
+    assert!(kept("https://example.com/a b").is_none());
+    assert!(kept(&format!("https://{}", "x".repeat(protocol::MAX_URL_BYTES))).is_none());
+    let source = Revocation::new("leaked", None, Some(&"s".repeat(65)), NOW).source;
+    assert!(source.is_none());
 }

@@ -21,8 +21,9 @@ pub(super) fn event_bytes(event: &Event) -> usize {
     serde_json::to_vec(event).map_or(0, |bytes| bytes.len()) + 1
 }
 
-/// The largest index version a configuration allows, in bytes: `max_keys` entries of the
-/// largest size these scopes and key prefix make, and [`MAX_EVENT_BYTES`] of events.
+/// The largest index version a configuration allows, in bytes: `max_keys` entries and
+/// [`MAX_REVOKED_KEPT`] revoked ones, each of the largest size these scopes and key prefix
+/// make, and [`MAX_EVENT_BYTES`] of events.
 pub fn largest_index_bytes(allowed_scopes: &[String], key_prefix: &str, max_keys: u32) -> usize {
     let index = Index {
         keys: vec![largest_entry(allowed_scopes, key_prefix)],
@@ -33,11 +34,11 @@ pub fn largest_index_bytes(allowed_scopes: &[String], key_prefix: &str, max_keys
     let entry = one_key - empty;
     // `"events":[...]` around the events themselves.
     let events = MAX_EVENT_BYTES + "\"events\":[],".len();
-    empty + entry * max_keys as usize + events
+    empty + entry * (max_keys as usize + MAX_REVOKED_KEPT) + events
 }
 
 /// The largest entry a key can have: a name of the longest length in the widest characters,
-/// every allowed scope, every older secret listed, and every number at its longest.
+/// every allowed scope, every older secret listed, every number at its longest, and revoked.
 fn largest_entry(allowed_scopes: &[String], key_prefix: &str) -> IndexEntry {
     let hash = "f".repeat(64);
     // What `key::generate` makes, with its random part replaced.
@@ -59,5 +60,8 @@ fn largest_entry(allowed_scopes: &[String], key_prefix: &str) -> IndexEntry {
         enabled: false,
         settings_version: u64::MAX,
         previous: vec![previous; MAX_LISTED_PREVIOUS],
+        // Without where it was found: that is kept in the records (see
+        // [`IndexEntry::revocation`]).
+        revocation: Some(Revocation::new("leaked", None, None, i64::MAX)),
     }
 }

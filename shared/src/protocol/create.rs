@@ -35,6 +35,7 @@ pub fn create<S: KeyValue>(
         settings_version: 0,
         retire_at: None,
         restrictions: Vec::new(),
+        revocation: None,
     };
     let entry = IndexEntry {
         id: key.id.to_owned(),
@@ -46,6 +47,7 @@ pub fn create<S: KeyValue>(
         enabled: true,
         settings_version: 0,
         previous: Vec::new(),
+        revocation: None,
     };
 
     // Nobody else knows this hash, so a plain write is safe; pending never verifies.
@@ -97,7 +99,9 @@ fn publish_and_activate<S: KeyValue>(
             }
             return activate(store, &entry.hash).map(drop);
         }
-        if index.keys.len() >= max_keys {
+        // Revoked keys stay listed for their owner but count toward nothing.
+        let counted = |index: &Index| index.keys.iter().filter(|e| e.revocation.is_none()).count();
+        if counted(&index) >= max_keys {
             for (hash, reason) in reclaimable(store, &index, now)? {
                 let Some(position) = index.keys.iter().position(|e| e.hash == hash) else {
                     continue;
@@ -115,11 +119,12 @@ fn publish_and_activate<S: KeyValue>(
                     remove_entry(&mut index, dead, reason.as_event_reason(), now);
                 }
             }
-            if index.keys.len() >= max_keys {
+            if counted(&index) >= max_keys {
                 versions.sweep(store, user, head.version);
                 return Err(ApiError::KeyLimitReached(max_keys as u32));
             }
         }
+        let_go_of_revoked(&mut index, max_keys, &mut reclaimed, now);
         index.keys.push(entry.clone());
         let created = format!("{}/created", entry.id);
         index.record(Event::new(created, EventKind::Created, now, entry));

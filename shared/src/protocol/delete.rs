@@ -62,6 +62,7 @@ fn tombstone(user_id: &str, entry: &IndexEntry) -> KeyRecord {
         settings_version: 0,
         retire_at: None,
         restrictions: Vec::new(),
+        revocation: None,
     }
 }
 

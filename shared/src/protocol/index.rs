@@ -27,6 +27,12 @@ pub struct IndexEntry {
     /// withdrawn roll gives back (see [`IndexEntry::undo_roll`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous: Vec<PreviousSecret>,
+    /// Set once the key was revoked (see [`revoke`]): it stays listed, as revoked, until its
+    /// owner deletes it, and no longer counts toward the limit. Only why and when: where the
+    /// key was found (a URL of up to [`MAX_URL_BYTES`]) is kept in its records and its event,
+    /// so that an index of revoked keys stays within its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 /// An older secret of a rolled key: its hash, preview and the end of its grace period.
@@ -69,6 +75,14 @@ impl IndexEntry {
         true
     }
 
+    /// The key's revocation as its owner is shown it, if it was revoked: the entry's, with
+    /// where the key was found as `record` (one of its secrets') has it.
+    pub(super) fn revocation_shown(&self, record: &KeyRecord) -> Option<Revocation> {
+        let published = self.revocation.as_ref()?;
+        let reported = record.clone().in_force().revocation;
+        Some(reported.unwrap_or_else(|| published.clone()))
+    }
+
     /// When the last of the older secrets stops verifying, if one is still in its grace period.
     pub fn previous_expires_at(&self, now: i64) -> Option<i64> {
         self.previous
@@ -104,9 +118,16 @@ pub struct Event {
     /// What changed, old to new (`updated`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<FieldChange>,
-    /// Why a key was removed other than by its owner's delete (`deleted`): `expired`.
+    /// Why a key was removed other than by its owner's delete (`deleted`): `expired`, or
+    /// `revoked` (let go to keep the index bounded); why it was revoked (`revoked`): `leaked`
+    /// or `self`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where a revoked key was found public, and what kind of place that was (`revoked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Unix seconds when the secret a roll replaced stops verifying (`rolled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key_expires_at: Option<i64>,
@@ -122,6 +143,8 @@ impl Event {
             name: entry.name.clone(),
             changes: Vec::new(),
             reason: None,
+            url: None,
+            source: None,
             previous_key_expires_at: None,
         }
     }
@@ -135,6 +158,7 @@ pub enum EventKind {
     Updated,
     Rolled,
     Deleted,
+    Revoked,
 }
 
 impl Index {
@@ -217,6 +241,7 @@ impl IndexEntry {
             disabled,
             scopes: narrowed.cloned(),
             retire_at: None,
+            revocation: None,
         })
     }
 
@@ -244,12 +269,14 @@ pub struct KeySummary {
     pub expires_at: Option<i64>,
     /// When the last older secret of a rolled key stops verifying, if one still does.
     pub previous_expires_at: Option<i64>,
+    /// Why and when the key was revoked, and where it was found, if it was.
+    pub revocation: Option<Revocation>,
 }
 
 impl KeySummary {
     /// Whether the key counts toward its user's limit at `now`: an expired key does not (the
-    /// next create that needs its slot reclaims it).
+    /// next create that needs its slot reclaims it), nor a revoked one.
     pub fn counts_toward_limit(&self, now: i64) -> bool {
-        !has_expired(self.expires_at, now)
+        self.entry.revocation.is_none() && !has_expired(self.expires_at, now)
     }
 }

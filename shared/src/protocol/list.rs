@@ -60,6 +60,9 @@ pub(super) fn current_keys<S: KeyValue>(
         for entry in &index.keys {
             let standing = Standing::of(store, entry, user_id, now)?;
             repair.note(entry, &standing, head.version, now);
+            if matches!(standing, Standing::Active(_)) {
+                repair.note_older_secrets(store, entry, head.version, now)?;
+            }
             // Entries of creates in flight or failed and of keys being deleted are not keys the
             // user can use: not shown. Keys mid-roll are, so every live secret is on the list.
             if let Some(record) = standing.shown() {
@@ -68,6 +71,7 @@ pub(super) fn current_keys<S: KeyValue>(
                     last_used_at: record.last_used_at,
                     expires_at: record.expires_at,
                     previous_expires_at: entry.previous_expires_at(now),
+                    revocation: entry.revocation_shown(&record),
                 });
             }
         }
@@ -87,6 +91,8 @@ pub(super) fn current_keys<S: KeyValue>(
 }
 
 /// What the records of a key's secrets say about the key.
+// One at a time, on the stack: a record's size is not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Standing {
     /// Its current secret is active (the key may have expired): that record.
     Active(KeyRecord),
@@ -206,6 +212,43 @@ impl Repair {
             Standing::Dead => self.saw_dead = true,
             Standing::Rolling { .. } => {}
         }
+    }
+
+    /// Notes what the records of `entry`'s older secrets still in their grace need: a
+    /// restriction written on one while it was its key's current secret, by a request that
+    /// died before a roll replaced it, shows nowhere else (a read a key costs more only while
+    /// a roll's grace lasts). A plain read each: a stale one only delays the repair.
+    fn note_older_secrets<S: KeyValue>(
+        &mut self,
+        store: &S,
+        entry: &IndexEntry,
+        head: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        for previous in entry.previous.iter().filter(|p| p.until > now) {
+            let Some(record) = store
+                .get(&record_key(&previous.hash))?
+                .as_deref()
+                .and_then(parse_record)
+            else {
+                continue;
+            };
+            if record.state != KeyState::Active {
+                continue;
+            }
+            let abandoned =
+                |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
+            self.fence |= record.restrictions.iter().any(abandoned);
+            let target = Target {
+                entry,
+                head,
+                retire_at: Some(previous.until),
+            };
+            if record.carried(&target).is_some() && !self.carries.contains(&entry.id) {
+                self.carries.push(entry.id.clone());
+            }
+        }
+        Ok(())
     }
 
     fn changes_index(&self) -> bool {

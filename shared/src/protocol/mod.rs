@@ -5,7 +5,7 @@
 //!
 //! | store key | value | written by |
 //! |---|---|---|
-//! | `key/<sha256(key)>` | [`KeyRecord`]: state (pending, active, revoked, or a delete's tombstone), owner, id, settings (name, scopes, enabled), restrictions in progress, last use, expiry, end of grace (an old secret of a rolled key) | create, delete, update, roll, and list or events to repair; verify at most hourly |
+//! | `key/<sha256(key)>` | [`KeyRecord`]: state (pending, active, revoked, or a delete's tombstone), owner, id, settings (name, scopes, enabled), restrictions in progress, last use, expiry, end of grace (an old secret of a rolled key), the key's revocation (a leak, or its holder's request) | create, delete, update, roll, revoke, and list or events to repair; verify at most hourly |
 //! | `user/<sha256(user id)>/head` | number of the user's current index version | create, delete, update, roll; list or events to repair |
 //! | `user/<sha256(user id)>/seq` | counter handing out index version numbers | create, delete, update, roll |
 //! | `user/<sha256(user id)>/seq/<s>` | counters 1–15 beside `seq`, only for users whose writes raced (see `chain::next_version`) | create, delete, update, roll |
@@ -54,7 +54,7 @@
 //! are two store keys, and no store here changes two keys at once. So every change is ordered
 //! by what it does to rights:
 //! - what **takes rights away** — disabling a key, dropping a scope, ending an old secret's
-//!   grace, deleting — reaches the records first, then the index says it happened;
+//!   grace, revoking, deleting — reaches the records first, then the index says it happened;
 //! - what **grants** — a new key or secret going live, enabling, adding a scope, giving an old
 //!   secret back — reaches the index first, then the records.
 //!
@@ -120,6 +120,19 @@
 //! the older secrets before the current one, so the entry stays listed while any of its
 //! secrets lives.
 //!
+//! # Revoke (secret k of a key, a revocation r: why, when, where it was found)
+//! One read of `key/k` decides: no active record, or one past its expiry or grace, is no live
+//! key's (nothing written); one already carrying a revocation was revoked (nothing written: a
+//! replayed alert costs that read). Otherwise the owner and key id come from the record, and
+//! the revocation takes update's steps (see [`revoke`]): a restriction carrying r onto every
+//! secret's record, older ones first — from here verify answers `key_revoked` —, then the
+//! entry published as revoked (why and when only; where it was found stays in the records and
+//! the `revoked` event, for the index's budget) with event `<id>/revoked`, then carried. A
+//! revoked key stays listed until its owner deletes it, counts toward no limit, and may no
+//! longer be updated or rolled; a roll in flight is revoked with it. At most
+//! [`MAX_REVOKED_KEPT`] revoked keys are kept beyond the limit: a create needing the room lets
+//! the oldest go, with a `deleted` event (reason `revoked`).
+//!
 //! # Verify
 //! One `get key/k`: valid iff the record is `active`, enabled, not expired and not retired,
 //! every restriction in progress applied. If its last use is over [`USAGE_GRANULARITY_SECS`]
@@ -157,8 +170,10 @@
 //! - **Failures leave nothing half-made.** See "Repair"; a create's failure leaves at most an
 //!   entry whose record is absent or pending, never shown, reclaimed when the slot is needed.
 //! - **Bounded work.** Every loop is bounded by [`MAX_ATTEMPTS`]; each swap that did not land
-//!   means another request's did. List reads the head, one index and one record per key (and
-//!   writes only to repair).
+//!   means another request's did. List reads the head, one index and one record per key,
+//!   and the records of a rolled key's older secrets while their grace lasts (a request that
+//!   died may have restricted one while it was current: only there does that show); it writes
+//!   only to repair.
 //!
 //! # Cost (store operations, no contention)
 //! Reading back costs create and delete one more `watch` of the head and one more index read,
@@ -207,6 +222,7 @@ mod index;
 mod layout;
 mod list;
 mod record;
+mod revoke;
 mod roll;
 mod update;
 mod verify;
@@ -220,7 +236,9 @@ use index::*;
 use layout::*;
 use list::*;
 use record::*;
+use revoke::*;
 use roll::*;
+use update::*;
 
 pub use budget::{largest_index_bytes, MAX_EVENT_BYTES, MAX_INDEX_BYTES};
 pub use create::{create, NewKeyRecord};
@@ -230,7 +248,8 @@ pub use index::{
 };
 pub use layout::record_key;
 pub use list::{events, list};
-pub use record::{KeyRecord, KeyState, Restriction};
+pub use record::{KeyRecord, KeyState, Restriction, Revocation};
+pub use revoke::{revoke, MAX_REVOKED_KEPT, MAX_SOURCE_BYTES, MAX_URL_BYTES};
 pub use roll::{roll, NewSecret};
 pub use update::update;
 pub use verify::verify;

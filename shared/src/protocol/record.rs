@@ -48,6 +48,26 @@ pub struct KeyRecord {
     /// every one; [`carry`] folds them in once their version is decided.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restrictions: Vec<Restriction>,
+    /// Set once the key was revoked (see [`revoke`]): from then on it never verifies, and
+    /// verify says why. Written ahead as a restriction, then carried from the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
+}
+
+/// Why, when and where a key was revoked: a leak reported by a secret scanner, or its holder's
+/// own request. Never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// `leaked` (a scanner's alert) or `self` (RFC 7009 revocation by its holder).
+    pub reason: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Where the key was found public, as the scanner reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What kind of place that was (`content`, `commit`, `npm`, …), as the scanner reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Rights an update or a roll is taking away from one secret, ahead of publishing it.
@@ -68,6 +88,9 @@ pub struct Restriction {
     /// When this secret stops verifying (a roll ending its grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_at: Option<i64>,
+    /// The key is being revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 /// Keys are enabled unless an update disabled them.
@@ -105,9 +128,12 @@ impl KeyRecord {
     }
 
     /// Whether a verification of this secret can succeed at `now` (disabled keys aside): the
-    /// record is active, and neither the key has expired nor this secret's grace ended.
+    /// record is active, the key neither revoked nor expired, and this secret's grace not over.
     pub fn is_live(&self, now: i64) -> bool {
-        self.state == KeyState::Active && !self.is_expired(now) && !self.is_retired(now)
+        self.state == KeyState::Active
+            && self.revocation.is_none()
+            && !self.is_expired(now)
+            && !self.is_retired(now)
     }
 
     /// The record as verify must obey it: every pending restriction applied to its fields.
@@ -119,6 +145,9 @@ impl KeyRecord {
             }
             if let Some(at) = restriction.retire_at {
                 self.retire_at = Some(self.retire_at.map_or(at, |earlier| earlier.min(at)));
+            }
+            if self.revocation.is_none() {
+                self.revocation = restriction.revocation;
             }
         }
         self
@@ -137,7 +166,8 @@ impl KeyRecord {
             && (self.name != entry.name
                 || self.scopes != entry.scopes
                 || self.enabled != entry.enabled
-                || self.retire_at != target.retire_at);
+                || self.retire_at != target.retire_at
+                || self.revocation.is_some() != entry.revocation.is_some());
         if !decided && !behind {
             return None;
         }
@@ -148,6 +178,22 @@ impl KeyRecord {
             next.scopes = entry.scopes.clone();
             next.enabled = entry.enabled;
             next.retire_at = target.retire_at;
+            // Only ever set: no version after a revocation publishes the key without it. The
+            // entry has only why and when; where the key was found comes from the revocation's
+            // own restriction (its version is the entry's last change: a revoked key changes
+            // no more), or stays as an earlier carry wrote it.
+            if let Some(published) = &entry.revocation {
+                let reported = self
+                    .restrictions
+                    .iter()
+                    .filter(|r| r.version == entry.settings_version)
+                    .find_map(|r| r.revocation.clone());
+                next.revocation = self
+                    .revocation
+                    .clone()
+                    .or(reported)
+                    .or_else(|| Some(published.clone()));
+            }
             next.settings_version = target.head;
         }
         Some(next)
@@ -164,6 +210,8 @@ pub(super) fn parse_record(bytes: &[u8]) -> Option<KeyRecord> {
 }
 
 /// What the store holds under a record's key.
+// One at a time, on the stack: a record's size is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Stored {
     Absent,

@@ -185,6 +185,10 @@ impl<S: KeyValue> Rolling<'_, S> {
                 });
             }
         };
+        if entry.revocation.is_some() {
+            // Revoked for good: a new secret would bring it back.
+            return Ok(Round::Done(Err(ApiError::KeyNotFound)));
+        }
         let (keep, drop) = secrets_after_roll(entry, now + self.grace_secs, now);
         let version = next_version(store, user, head)?;
         let pending = KeyRecord {
@@ -199,7 +203,17 @@ impl<S: KeyValue> Rolling<'_, S> {
             enabled: entry.enabled,
             settings_version: head.version,
             retire_at: None,
-            restrictions: Vec::new(),
+            // What another change is taking away from the key (an update's or a revocation's
+            // restriction, in flight or left by a request that died) holds for its new secret
+            // too; and on the current secret, where list looks, a dead one is settled by the
+            // next read, which then carries every secret (the replaced one included).
+            restrictions: current
+                .restrictions
+                .iter()
+                .filter(|r| r.version > head.version && r.retire_at.is_none())
+                .cloned()
+                .collect(),
+            revocation: None,
         };
         // Nobody else knows this hash; a roll that gave it back as abandoned revoked it,
         // and this roll, alive after all, proposes it again. Noted first: a write that
@@ -222,6 +236,7 @@ impl<S: KeyValue> Rolling<'_, S> {
                     disabled: false,
                     scopes: None,
                     retire_at: Some(p.until),
+                    revocation: None,
                 };
                 (p.hash.clone(), restriction)
             })
@@ -238,6 +253,7 @@ impl<S: KeyValue> Rolling<'_, S> {
         let entry = &index.keys[position];
         self.proposed = Some(KeySummary {
             previous_expires_at: entry.previous_expires_at(now),
+            revocation: entry.revocation.clone(),
             entry: entry.clone(),
             last_used_at: None,
             expires_at: self.expires_at,
@@ -295,6 +311,7 @@ impl<S: KeyValue> Rolling<'_, S> {
             last_used_at: None,
             expires_at: self.expires_at,
             previous_expires_at,
+            revocation: None,
         }))
     }
 }

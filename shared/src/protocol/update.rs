@@ -31,8 +31,102 @@ pub fn update<S: KeyValue>(
     event_id: &str,
     now: i64,
 ) -> Result<KeySummary, ApiError> {
+    amend(
+        store,
+        user_id,
+        id,
+        &Amendment::Settings(wanted),
+        event_id,
+        now,
+    )
+}
+
+/// What an update or a revoke changes in a key's entry: both take the same steps.
+pub(super) enum Amendment<'a> {
+    /// The settings an update asks for.
+    Settings(&'a Settings),
+    /// A revocation, of the key whose secret `hash` was presented.
+    Revoke {
+        revocation: &'a Revocation,
+        hash: &'a str,
+    },
+}
+
+impl Amendment<'_> {
+    /// Whether the key is one this change may be made to: a revoked key's settings no longer
+    /// change (it only waits for its owner to delete it), and a revocation is for the key that
+    /// still lists the secret presented.
+    fn applies_to(&self, entry: &IndexEntry) -> bool {
+        match self {
+            Amendment::Settings(_) => entry.revocation.is_none(),
+            Amendment::Revoke { hash, .. } => entry.all_hashes().any(|h| h == *hash),
+        }
+    }
+
+    /// What this would change in `entry`, old to new, or `None` if nothing.
+    fn changes(&self, entry: &IndexEntry) -> Option<Vec<FieldChange>> {
+        match self {
+            Amendment::Settings(wanted) => Some(entry.changes_to(wanted)).filter(|c| !c.is_empty()),
+            Amendment::Revoke { .. } => entry.revocation.is_none().then(Vec::new),
+        }
+    }
+
+    /// What this takes away from the key, as a restriction its records get before it is
+    /// published under `version`.
+    fn restriction(&self, entry: &IndexEntry, version: u64, now: i64) -> Option<Restriction> {
+        match self {
+            Amendment::Settings(wanted) => entry.restriction_toward(wanted, version, now),
+            Amendment::Revoke { revocation, .. } => Some(Restriction {
+                version,
+                at: now,
+                disabled: false,
+                scopes: None,
+                retire_at: None,
+                revocation: Some((*revocation).clone()),
+            }),
+        }
+    }
+
+    /// Makes the change in `entry`, published under `version`, and answers its event.
+    fn apply(&self, entry: &mut IndexEntry, version: u64, event_id: &str, now: i64) -> Event {
+        let changes = self.changes(entry).unwrap_or_default();
+        match self {
+            Amendment::Settings(wanted) => {
+                entry.apply(wanted, version);
+                let mut event = Event::new(event_id.to_owned(), EventKind::Updated, now, entry);
+                event.changes = changes;
+                event
+            }
+            Amendment::Revoke { revocation, .. } => {
+                // Where it was found goes into the records and the event only (see
+                // [`IndexEntry::revocation`]).
+                entry.revocation = Some(Revocation {
+                    url: None,
+                    source: None,
+                    ..(*revocation).clone()
+                });
+                entry.settings_version = version;
+                let mut event = Event::new(event_id.to_owned(), EventKind::Revoked, now, entry);
+                event.reason = Some(revocation.reason.clone());
+                event.url = revocation.url.clone();
+                event.source = revocation.source.clone();
+                event
+            }
+        }
+    }
+}
+
+/// Makes `amendment` to the key `id` of `user_id` by the steps of [`update`].
+pub(super) fn amend<S: KeyValue>(
+    store: &S,
+    user_id: &str,
+    id: &str,
+    amendment: &Amendment,
+    event_id: &str,
+    now: i64,
+) -> Result<KeySummary, ApiError> {
     let mut ahead = Ahead::default();
-    let result = update_steps(store, user_id, id, wanted, event_id, now, &mut ahead);
+    let result = amend_steps(store, user_id, id, amendment, event_id, now, &mut ahead);
     if result.is_err() {
         // Best effort: a dead restriction left behind only restricts more, until a read of
         // the index carries the key.
@@ -41,11 +135,11 @@ pub fn update<S: KeyValue>(
     result
 }
 
-fn update_steps<S: KeyValue>(
+fn amend_steps<S: KeyValue>(
     store: &S,
     user_id: &str,
     id: &str,
-    wanted: &Settings,
+    amendment: &Amendment,
     event_id: &str,
     now: i64,
     ahead: &mut Ahead,
@@ -54,7 +148,18 @@ fn update_steps<S: KeyValue>(
     // The key as this update last proposed it, with its expiry.
     let mut proposed: Option<KeySummary> = None;
     change(store, &user, |versions, cas, head, mut index| {
-        let Some(position) = index.keys.iter().position(|e| e.id == id) else {
+        let found = index.keys.iter().position(|e| e.id == id);
+        // Only this request writes this event id, so seeing it means one of its proposals
+        // landed, whatever the swap answered: the change is never published twice.
+        let landed = index.events.iter().any(|e| e.id == event_id);
+        // A key this change may not be made to is, for it, no key (unless the change landed
+        // before: then it happened first, and is carried and answered below).
+        let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at]));
+        if !landed {
+            // Its proposals so far are dead: withdrawn if it ends here or below.
+            ahead.refuted();
+        }
+        let Some(position) = found else {
             // Never ours, or deleted: before this update landed (404), or after it, when the
             // history still holds its event — the update happened first, and its client is
             // told so, as the history tells it.
@@ -63,14 +168,8 @@ fn update_steps<S: KeyValue>(
                 _ => Err(ApiError::KeyNotFound),
             }));
         };
-        // Only this request writes this event id, so seeing it means one of its proposals
-        // landed, whatever the swap answered: the change is never published twice.
-        let landed = index.events.iter().any(|e| e.id == event_id);
-        if !landed {
-            ahead.refuted();
-        }
-        let changes = index.keys[position].changes_to(wanted);
-        if landed || changes.is_empty() {
+        let changes = amendment.changes(&index.keys[position]);
+        if landed || changes.is_none() {
             // Proposals of this update that did not land can never land now; one that did is
             // carried below.
             ahead.withdraw(store)?;
@@ -131,20 +230,19 @@ fn update_steps<S: KeyValue>(
         };
         let version = next_version(store, &user, head)?;
         let entry = &mut index.keys[position];
-        if let Some(restriction) = entry.restriction_toward(wanted, version, now) {
+        if let Some(restriction) = amendment.restriction(entry, version, now) {
             let restrictions: Vec<_> = entry
                 .all_hashes()
                 .map(|hash| (hash.to_owned(), restriction.clone()))
                 .collect();
             ahead.write(store, version, &restrictions)?;
         }
-        entry.apply(wanted, version);
-        let mut event = Event::new(event_id.to_owned(), EventKind::Updated, now, entry);
-        event.changes = changes;
+        let event = amendment.apply(entry, version, event_id, now);
         index.record(event);
         let entry = &index.keys[position];
         proposed = Some(KeySummary {
             previous_expires_at: entry.previous_expires_at(now),
+            revocation: entry.revocation.clone(),
             entry: entry.clone(),
             last_used_at: None,
             expires_at,
@@ -171,6 +269,7 @@ fn answer<S: KeyValue>(
         _ => Standing::of(store, &entry, user_id, now)?.shown(),
     };
     Ok(shown.map(|record| KeySummary {
+        revocation: entry.revocation_shown(&record),
         last_used_at: record.last_used_at,
         expires_at: record.expires_at,
         previous_expires_at: entry.previous_expires_at(now),

@@ -28,7 +28,8 @@ pub fn verify<S: KeyValue>(
     if record.is_retired(now) {
         return Ok(None);
     }
-    if is_stale(record.last_used_at, now) && record.enabled && !record.is_expired(now) {
+    let usable = record.enabled && record.revocation.is_none() && !record.is_expired(now);
+    if usable && is_stale(record.last_used_at, now) {
         // Rare, and not worth failing a valid verification for.
         let _ = record_use(store, &key, now);
     }

@@ -32,7 +32,8 @@ pub(super) fn check_failure_at_every_operation(
         match &outcome {
             Outcome::Created(_, Err(e))
             | Outcome::Deleted(_, Err(e))
-            | Outcome::Rolled(_, _, _, Err(e)) => {
+            | Outcome::Rolled(_, _, _, Err(e))
+            | Outcome::Revoked(_, Err(e)) => {
                 assert!(matches!(e, ApiError::StoreUnavailable(_)), "op {n}: {e:?}")
             }
             _ => {}
@@ -102,6 +103,15 @@ pub(super) fn check_failure_at_every_operation(
                 let retry = perform(&request, &store, MAX, NOW);
                 assert!(
                     matches!(retry, Outcome::Rolled(_, _, _, Ok(_))),
+                    "retry after op {n}: {retry:?}"
+                );
+                assert_outcomes(&store, std::slice::from_ref(&retry), &known);
+                assert_settings_carried(&store, &["alice"]);
+            }
+            (Request::Revoke { .. }, Outcome::Revoked(_, Err(_))) => {
+                let retry = perform(&request, &store, MAX, NOW);
+                assert!(
+                    matches!(retry, Outcome::Revoked(_, Ok(true))),
                     "retry after op {n}: {retry:?}"
                 );
                 assert_outcomes(&store, std::slice::from_ref(&retry), &known);

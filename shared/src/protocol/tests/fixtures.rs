@@ -77,7 +77,19 @@ pub(super) fn verifies(store: &MemoryStore, hash: &str) -> bool {
 pub(super) fn verifies_at(store: &MemoryStore, hash: &str, now: i64) -> bool {
     verify(store, hash, now)
         .expect("verify")
-        .is_some_and(|record| !record.is_expired(now))
+        .is_some_and(|record| !record.is_expired(now) && record.revocation.is_none())
+}
+
+/// A leak alert's revocation: found at `url`, in a commit.
+pub(super) fn leak_at(url: &str, now: i64) -> Revocation {
+    Revocation::new("leaked", Some(url), Some("commit"), now)
+}
+
+/// A request revoking `made[0]` on a leak alert.
+pub(super) fn revoke_request(made: &[Made]) -> Request {
+    Request::Revoke {
+        hash: made[0].hash.clone(),
+    }
 }
 
 pub(super) fn listed_ids(store: &MemoryStore, user: &str) -> Vec<String> {

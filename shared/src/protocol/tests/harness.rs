@@ -28,6 +28,10 @@ pub(super) enum Request {
     Verify {
         hash: String,
     },
+    /// A revocation on a leak alert of the key whose secret this is.
+    Revoke {
+        hash: String,
+    },
 }
 
 /// What a request did, for checking against the store afterwards.
@@ -42,6 +46,8 @@ pub(super) enum Outcome {
     Verified(Option<KeyRecord>),
     /// The ids a list answered.
     Listed(Result<Vec<String>, ApiError>),
+    /// The secret's hash, and whether the revocation answered that it was a live key's.
+    Revoked(String, Result<bool, ApiError>),
 }
 
 pub(super) fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i64) -> Outcome {
@@ -64,6 +70,10 @@ pub(super) fn perform(request: &Request, store: &impl KeyValue, max: u32, now: i
             list(store, user, now).map(|keys| keys.into_iter().map(|s| s.entry.id).collect()),
         ),
         Request::Verify { hash } => Outcome::Verified(verify(store, hash, now).ok().flatten()),
+        Request::Revoke { hash } => {
+            let revocation = leak_at("https://github.com/alice/app/blob/main/.env", now);
+            Outcome::Revoked(hash.clone(), revoke(store, hash, &revocation, now))
+        }
     }
 }
 

@@ -9,6 +9,13 @@ pub(super) fn assert_outcomes(
     outcomes: &[Outcome],
     deleted_hashes: &[(String, String)],
 ) {
+    // Keys revoked: none of their secrets verifies any more, whatever rolled them.
+    let revoked = |id: &str| {
+        outcomes.iter().any(|o| {
+            matches!(o, Outcome::Revoked(hash, Ok(true))
+                if deleted_hashes.iter().any(|(i, h)| i == id && h == hash))
+        })
+    };
     for outcome in outcomes {
         match outcome {
             Outcome::Created(hash, Ok(_)) => {
@@ -48,7 +55,8 @@ pub(super) fn assert_outcomes(
                 assert_eq!((&summary.entry.id, &summary.entry.hash), (id, new));
                 let deleted = outcomes
                     .iter()
-                    .any(|o| matches!(o, Outcome::Deleted(d, Ok(())) if d == id));
+                    .any(|o| matches!(o, Outcome::Deleted(d, Ok(())) if d == id))
+                    || revoked(id);
                 let other_rolls = outcomes
                     .iter()
                     .filter(|o| matches!(o, Outcome::Rolled(r, _, n, Ok(_)) if r == id && n != new))
@@ -86,6 +94,64 @@ pub(super) fn assert_outcomes(
                 assert!(
                     !verifies(store, new),
                     "a roll answered {e:?} but its secret verifies"
+                );
+            }
+            Outcome::Revoked(hash, Ok(true)) => {
+                // No secret of the key verifies: the one presented, the one it was created
+                // with, and every one a roll gave it.
+                let id = &deleted_hashes
+                    .iter()
+                    .find(|(_, h)| h == hash)
+                    .expect("a known key")
+                    .0;
+                let mut secrets = vec![hash.clone()];
+                secrets.extend(
+                    deleted_hashes
+                        .iter()
+                        .filter(|(i, _)| i == id)
+                        .map(|k| k.1.clone()),
+                );
+                for outcome in outcomes {
+                    if let Outcome::Rolled(rolled, _, new, _) = outcome {
+                        if rolled == id {
+                            secrets.push(new.clone());
+                        }
+                    }
+                }
+                for secret in &secrets {
+                    assert!(!verifies(store, secret), "a revoked key's secret verifies");
+                }
+                // Listed as revoked, unless it was deleted since.
+                let deleted = outcomes
+                    .iter()
+                    .any(|o| matches!(o, Outcome::Deleted(d, Ok(())) if d == id));
+                if !deleted {
+                    let listed = list(store, "alice", NOW).expect("list");
+                    let shown = listed.iter().find(|s| &s.entry.id == id);
+                    assert!(
+                        shown.is_some_and(|s| s
+                            .revocation
+                            .as_ref()
+                            .is_some_and(|r| r.reason == "leaked")),
+                        "a revoked key is not listed as revoked"
+                    );
+                }
+            }
+            Outcome::Revoked(hash, Ok(false)) => {
+                // Only a key deleted (or never live), or a secret a roll ended at once, is no
+                // key to revoke.
+                let id = deleted_hashes.iter().find(|(_, h)| h == hash).map(|k| &k.0);
+                let deleted = outcomes.iter().any(|o| match o {
+                    Outcome::Deleted(d, Ok(())) | Outcome::Rolled(d, 0, _, Ok(_)) => Some(d) == id,
+                    _ => false,
+                });
+                assert!(
+                    deleted || id.is_none(),
+                    "a live key's revocation answered false"
+                );
+                assert!(
+                    !verifies(store, hash),
+                    "a secret answered as no key's verifies"
                 );
             }
             _ => {}
@@ -167,6 +233,7 @@ pub(super) fn check_all_interleavings_with_a_death(
                         | Outcome::Deleted(_, Err(ApiError::StoreUnavailable(_)))
                         | Outcome::Updated(_, Err(ApiError::StoreUnavailable(_)))
                         | Outcome::Rolled(_, _, _, Err(ApiError::StoreUnavailable(_)))
+                        | Outcome::Revoked(_, Err(ApiError::StoreUnavailable(_)))
                 )
             };
             let mut heard: Vec<Outcome> = Vec::new();
@@ -175,6 +242,15 @@ pub(super) fn check_all_interleavings_with_a_death(
                     outcome if request > 0 || finished(&outcome) => heard.push(outcome),
                     Outcome::Deleted(id, _) if !settled.iter().any(|s| s.entry.id == id) => {
                         heard.push(Outcome::Deleted(id, Ok(())))
+                    }
+                    // A revocation happened if the key shows revoked once settled.
+                    Outcome::Revoked(hash, _)
+                        if settled.iter().any(|s| {
+                            s.revocation.is_some()
+                                && known.iter().any(|(i, h)| *i == s.entry.id && *h == hash)
+                        }) =>
+                    {
+                        heard.push(Outcome::Revoked(hash, Ok(true)))
                     }
                     _ => {}
                 }
@@ -233,7 +309,10 @@ pub(super) fn check_all_interleavings_with_expired<const N: usize>(
         // (a key deleted after the change was made is still told so), and only a delete of
         // the key makes it answer anything else.
         let history = current_index(&store, "alice").events;
-        let anyone_deletes = requests.iter().any(|r| matches!(r, Request::Delete { .. }));
+        // (A revoked key's settings no longer change: an update after it finds no key.)
+        let anyone_deletes = requests
+            .iter()
+            .any(|r| matches!(r, Request::Delete { .. } | Request::Revoke { .. }));
         for outcome in &outcomes {
             if let Outcome::Updated(event, result) = outcome {
                 let in_history = history.iter().any(|shown| &shown.id == event);
@@ -256,13 +335,24 @@ pub(super) fn check_all_interleavings_with_expired<const N: usize>(
                 _ => None,
             })
             .collect();
+        // A revoked key may no longer be rolled.
+        let revoked: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::Revoke { hash } => made.iter().find(|m| &m.hash == hash),
+                _ => None,
+            })
+            .map(|m| m.id.as_str())
+            .collect();
         let applied_rolls = outcomes
             .iter()
             .filter(|o| matches!(o, Outcome::Rolled(_, _, _, Ok(_))))
             .count();
         for outcome in &outcomes {
             match outcome {
-                Outcome::Rolled(id, _, _, Err(e)) if !deleted.contains(&id.as_str()) => {
+                Outcome::Rolled(id, _, _, Err(e))
+                    if !deleted.contains(&id.as_str()) && !revoked.contains(&id.as_str()) =>
+                {
                     panic!("plan {plan:?}: a roll answered {e:?}: {outcomes:?}")
                 }
                 Outcome::Listed(listed) => {

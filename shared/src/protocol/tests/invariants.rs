@@ -74,6 +74,11 @@ pub(super) fn assert_fail_closed_in(store: &MemoryStore, index: &Index, now: i64
                 continue;
             };
             assert!(
+                entry.revocation.is_none() || record.revocation.is_some(),
+                "{} verifies while the index shows it revoked",
+                entry.id
+            );
+            assert!(
                 entry.enabled || !record.enabled,
                 "{} verifies while the index shows it disabled",
                 entry.id
@@ -158,6 +163,12 @@ pub(super) fn assert_settings_carried(store: &MemoryStore, users: &[&str]) {
                     "a secret of {} does not carry its settings",
                     entry.id
                 );
+                assert_eq!(
+                    record.revocation.is_some(),
+                    entry.revocation.is_some(),
+                    "a secret of {} does not carry its revocation",
+                    entry.id
+                );
             }
         }
     }
@@ -232,13 +243,19 @@ pub(super) fn assert_invariants_between_at(store: &MemoryStore, max: usize, now:
             index.keys.len(),
             "{user}'s index shows a key twice"
         );
-        // An entry counts unless its key's record says it has expired (as list tells it).
+        // An entry counts unless its key's record says it has expired (as list tells it), or
+        // it was revoked; and revoked keys are kept only up to a bound.
         let counted = index
             .keys
             .iter()
-            .filter(|e| !expired.contains(e.hash.as_str()))
+            .filter(|e| !expired.contains(e.hash.as_str()) && e.revocation.is_none())
             .count();
         assert!(counted <= max, "{user}'s index holds {counted} keys");
+        assert!(
+            index.keys.len() <= max + MAX_REVOKED_KEPT,
+            "{user}'s index holds {} entries",
+            index.keys.len()
+        );
         assert_fail_closed_in(store, index, now);
     }
 }

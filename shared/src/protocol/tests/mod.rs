@@ -72,6 +72,7 @@ mod chain;
 mod create;
 mod delete;
 mod list;
+mod revoke;
 mod roll;
 mod roll_races;
 mod sequences;

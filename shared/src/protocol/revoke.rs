@@ -1,0 +1,121 @@
+//! Revoke: a key whose secret leaked, or whose holder asks, dead for good, yet kept in its
+//! owner's list, as revoked, until the owner deletes it.
+
+use super::*;
+
+/// The longest `url` a revocation keeps, in bytes; a longer one is not kept (it would be cut
+/// into a link to somewhere else).
+pub const MAX_URL_BYTES: usize = 2048;
+/// The longest `source` a revocation keeps, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 64;
+/// How many revoked keys a user's index keeps beyond the keys that count toward the limit:
+/// revoked keys do not count, but the index does not grow without bound, so the oldest
+/// revoked key is let go (with a `deleted` event, reason `revoked`) when a create needs room.
+pub const MAX_REVOKED_KEPT: usize = 10;
+
+impl Revocation {
+    /// A revocation for `reason` at `at`, keeping of a scanner's report only what is safe to
+    /// show: an `http(s)` URL of at most [`MAX_URL_BYTES`] and a `source` of at most
+    /// [`MAX_SOURCE_BYTES`], both visible ASCII (a URL is shown as a link: no `javascript:`).
+    pub fn new(reason: &str, url: Option<&str>, source: Option<&str>, at: i64) -> Revocation {
+        let visible = |text: &&str| text.bytes().all(|b| b.is_ascii_graphic());
+        let url = url
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .filter(|u| u.len() <= MAX_URL_BYTES)
+            .filter(visible);
+        let source = source
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SOURCE_BYTES)
+            .filter(visible);
+        Revocation {
+            reason: reason.to_owned(),
+            at,
+            url: url.map(str::to_owned),
+            source: source.map(str::to_owned),
+        }
+    }
+}
+
+/// Revokes the key whose secret hashes to `hash`, if it is a live key (a disabled one too: it
+/// could be enabled again), and answers whether it was: `true` for a key revoked now or
+/// before, `false` for a secret that is no live key's (unknown, deleted, expired, an old
+/// secret past its grace). Every secret of the key stops verifying (`401 key_revoked`) before
+/// this answers; the key stays listed, revoked, with a `revoked` event.
+///
+/// One read of the secret's record decides: a record already carrying a revocation was
+/// revoked and published, so a replayed alert costs that one read. Otherwise the revocation
+/// takes an update's steps ([`amend`]): the restriction on every secret's record first —
+/// from there verify refuses the key —, then the entry published as revoked with its event,
+/// then carried onto the records. Its event id is the key's own, so two revocations racing
+/// publish it once, and the later one finds it and answers `true` too. A roll in flight is
+/// revoked with the key (its new secret gets the restriction, and activation keeps it); one
+/// not yet published loses its race and then finds the key revoked, which it may not roll.
+/// A 503 leaves at most the restriction ahead: the key refused, and the next read of the
+/// index settles it (module docs, "Repair"); a retry finishes it.
+pub fn revoke<S: KeyValue>(
+    store: &S,
+    hash: &str,
+    revocation: &Revocation,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let record = match read_record(store, hash)? {
+        Stored::Record(record) => record,
+        Stored::Absent => return Ok(false),
+        // A newer version's record (a rolling upgrade), maybe live: not to be called no key.
+        Stored::Unreadable => return Err(ApiError::StoreUnavailable(cause::UNREADABLE_VALUE)),
+    };
+    if record.state != KeyState::Active {
+        return Ok(false);
+    }
+    if record.revocation.is_some() {
+        // Carried from a published entry: revoked, and nothing is left to do.
+        return Ok(true);
+    }
+    let in_force = record.clone().in_force();
+    if in_force.revocation.is_none() && !in_force.is_live(now) {
+        return Ok(false);
+    }
+    let amendment = Amendment::Revoke { revocation, hash };
+    let event_id = revocation_event_id(&record.key_id);
+    match amend(
+        store,
+        &record.user_id,
+        &record.key_id,
+        &amendment,
+        &event_id,
+        now,
+    ) {
+        Ok(_) => Ok(true),
+        // Deleted meanwhile, or no longer listing this secret: no live key's.
+        Err(ApiError::KeyNotFound) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The id of the event of key `key_id`'s revocation: a key is revoked once, so it is unique.
+fn revocation_event_id(key_id: &str) -> String {
+    format!("{key_id}/revoked")
+}
+
+/// Lets go of the oldest revoked keys of `index` until it has room for one more entry within
+/// `max_keys` + [`MAX_REVOKED_KEPT`], each with its `deleted` event (reason `revoked`); their
+/// secrets' hashes go to `dropped`. Safe without killing their records first: a published
+/// revocation's restriction is on every secret the entry lists, so none of them verifies.
+pub(super) fn let_go_of_revoked(
+    index: &mut Index,
+    max_keys: usize,
+    dropped: &mut Vec<String>,
+    now: i64,
+) {
+    while index.keys.len() >= max_keys + MAX_REVOKED_KEPT {
+        let Some(oldest) = index.keys.iter().position(|e| e.revocation.is_some()) else {
+            return;
+        };
+        let removed = index.keys.remove(oldest);
+        for hash in removed.all_hashes() {
+            if !dropped.iter().any(|d| d == hash) {
+                dropped.push(hash.to_owned());
+            }
+        }
+        remove_entry(index, removed, Some("revoked"), now);
+    }
+}

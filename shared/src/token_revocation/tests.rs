@@ -1,0 +1,93 @@
+use super::*;
+use crate::memory::MemoryStore;
+use crate::protocol::{self, NewKeyRecord};
+
+const NOW: i64 = 1_800_000_000;
+
+/// A live key of alice's in a fresh store: the store and the key.
+fn store_with_key() -> (MemoryStore, String) {
+    let store = MemoryStore::default();
+    let made = key::generate("ak").unwrap();
+    let record = NewKeyRecord {
+        hash: &made.hash,
+        id: &made.id,
+        preview: &made.preview,
+        name: "ci",
+        scopes: &["read".to_owned()],
+        expires_at: None,
+    };
+    protocol::create(&store, "alice", &record, 20, NOW).unwrap();
+    (store, made.secret)
+}
+
+fn form(text: &str) -> CappedBody {
+    CappedBody::from_bytes(text.as_bytes())
+}
+
+#[test]
+fn a_holder_revokes_its_key_and_every_answer_is_the_same_empty_200() {
+    let (store, secret) = store_with_key();
+    let token = read(
+        "POST",
+        &form(&format!("token={secret}&token_type_hint=access_token")),
+    )
+    .unwrap();
+    let reply = answer(&token, || Ok(&store), NOW);
+    assert_eq!((reply.status, reply.body_json()), (200, json!({})));
+    let record = protocol::verify(&store, &key::key_hash(&secret), NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.revocation.unwrap().reason, REASON);
+    let listed = protocol::list(&store, "alice", NOW).unwrap();
+    assert!(listed[0].entry.revocation.is_some());
+    // Again, a stranger's token, and a token of no key: the same answer.
+    for token in [
+        secret.clone(),
+        key::generate("ak").unwrap().secret,
+        "nonsense".into(),
+    ] {
+        let reply = answer(&token, || Ok(&store), NOW);
+        assert_eq!((reply.status, reply.body_json()), (200, json!({})));
+    }
+}
+
+#[test]
+fn a_token_not_of_the_format_opens_no_store() {
+    let reply = answer::<MemoryStore>("ak_short", || panic!("opened the store"), NOW);
+    assert_eq!(reply.status, 200);
+}
+
+#[test]
+fn malformed_requests_are_invalid_request_and_change_nothing() {
+    let (store, secret) = store_with_key();
+    for body in [
+        "",
+        "token_type_hint=access_token",
+        &format!("token={secret}&token={secret}"),
+    ] {
+        let refusal = read("POST", &form(body)).unwrap_err();
+        assert_eq!(refusal.status, 400, "{body}");
+        assert_eq!(refusal.body_json(), json!({ "error": "invalid_request" }));
+    }
+    let refusal = read("GET", &form("")).unwrap_err();
+    assert_eq!(refusal.status, 405);
+    assert!(refusal.headers.contains(&("allow", "POST".into())));
+    let too_large = "x".repeat(crate::http::MAX_BODY_BYTES + 1);
+    assert_eq!(read("POST", &form(&too_large)).unwrap_err().status, 413);
+    let record = protocol::verify(&store, &key::key_hash(&secret), NOW)
+        .unwrap()
+        .unwrap();
+    assert!(record.revocation.is_none());
+}
+
+#[test]
+fn a_store_failure_is_503_temporarily_unavailable() {
+    let (_, secret) = store_with_key();
+    let reply = answer::<MemoryStore>(&secret, || Err(StoreError("down".into())), NOW);
+    assert_eq!(reply.status, 503);
+    assert_eq!(
+        reply.body_json(),
+        json!({ "error": "temporarily_unavailable" })
+    );
+    assert!(reply.headers.contains(&("retry-after", "1".into())));
+}
