@@ -39,7 +39,7 @@ pub enum ApiError {
     /// A secret-scanning alert's signature is missing, malformed, or not over its body.
     InvalidSignature,
     /// The body is larger than [`crate::http::MAX_BODY_BYTES`] (secret-scanning alerts:
-    /// [`crate::leak_alert::MAX_ALERT_BYTES`]).
+    /// `leak_alert::MAX_ALERT_BYTES`).
     PayloadTooLarge,
     /// The key-value store failed; nothing half-done was left behind. The cause is for the
     /// component log only, and a fixed text (one of [`cause`]'s), so it can hold no key, hash
