@@ -139,6 +139,27 @@ macro_rules! on_every_store {
     )*};
 }
 
+/// A store several instances of the app share (see [`App::start_instance`]): Spin's SQLite
+/// store (one file on Spin, one backend on the local host), or a Redis server of its own,
+/// spoken to as Spin 4.1 does.
+pub enum SharedStore {
+    Sqlite(Arc<dyn KvBackend>),
+    Redis(RedisServer),
+}
+
+impl SharedStore {
+    /// A fresh store of the kind `store`; `None` for the kinds no two instances can share here.
+    pub fn new(store: Store) -> Option<SharedStore> {
+        match store {
+            Store::Sqlite => Some(SharedStore::Sqlite(SqliteBackend::in_memory())),
+            Store::RedisAsSpin41 => Some(SharedStore::Redis(
+                RedisServer::start().expect("redis-server starts"),
+            )),
+            Store::RedisUnwatchFixed | Store::DynamoDb => None,
+        }
+    }
+}
+
 /// A running app: the local host (or real Spin) serving `spin.toml`, its store and its clock.
 pub struct App {
     host: Option<RunningHost>,
@@ -206,6 +227,33 @@ impl App {
         }
         let backend = RedisBackend::new(&server.url(), answers).expect("redis backend");
         App::start_serving(backend, &[], components)
+    }
+
+    /// One instance of the app on `store`, which other instances started on it share, with
+    /// `variables` set besides `jwt_secret` and serving only `components` (all if empty), as
+    /// `spin up --component-id …` with a runtime config naming one store would.
+    pub fn start_instance(
+        store: &SharedStore,
+        variables: &[(&str, &str)],
+        components: &[&str],
+    ) -> App {
+        match (store, on_spin()) {
+            (SharedStore::Sqlite(backend), true) => {
+                let file = sqlite_file_standing_for(backend.clone());
+                App::on_spin(&SpinStore::Sqlite(file), variables, components)
+            }
+            (SharedStore::Sqlite(backend), false) => {
+                App::start_serving(backend.clone(), variables, components)
+            }
+            (SharedStore::Redis(server), true) => {
+                App::on_spin(&SpinStore::Redis(server.url()), variables, components)
+            }
+            (SharedStore::Redis(server), false) => {
+                let backend = RedisBackend::new(&server.url(), RedisCasAnswers::Spin41)
+                    .expect("redis backend");
+                App::start_serving(backend, variables, components)
+            }
+        }
     }
 
     /// Stops the Redis server this app started for itself.
