@@ -266,6 +266,14 @@ fn a_holder_revokes_its_own_key_with_rfc_7009(store: Store) {
         (verified.status, verified.body["code"].as_str()),
         (401, Some("key_revoked"))
     );
+    // Introspection (mail servers, Apache) says inactive, like for any dead key.
+    let introspected = d.edge.request(
+        "POST",
+        "/v1/keys.introspect",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(format!("token={key}").as_bytes()),
+    );
+    assert_eq!(introspected.body, json!({ "active": false }));
     let listed = d.app.list(&user);
     assert_eq!(listed.body["keys"][0]["revoked"]["reason"], "self");
     // Unknown, mistyped or already revoked: the same answer, telling nothing.

@@ -293,3 +293,24 @@ under_every_swap_answer!(
     a_revocation_meeting_a_failure_at_any_operation_is_finished_by_its_retry,
     a_revocation_outlasting_every_retry_bound_fails_closed,
 );
+
+/// What one alert token costs, as the README and the closing note give it: 16 store operations
+/// for a live key with one secret, 6 more per older secret in its grace (a restriction and a
+/// carry each), one read for a replay, none for a token not of this app's format.
+#[test]
+fn a_revocation_costs_sixteen_operations_and_six_more_per_older_secret() {
+    let store = MemoryStore::new();
+    let made = create_one(&store, "alice");
+    create_one(&store, "alice");
+    let revocation = leak_at("https://example.com/leak", NOW);
+    let cost = |hash: &str| {
+        let before = store.ops();
+        revoke(&store, hash, &revocation, NOW).unwrap();
+        store.ops() - before
+    };
+    assert_eq!(cost(&made.hash), 16);
+    assert_eq!(cost(&made.hash), 1, "a replay");
+    let rolled = create_one(&store, "alice");
+    roll_one(&store, &rolled.id, HOUR);
+    assert_eq!(cost(&rolled.hash), 16 + 6);
+}

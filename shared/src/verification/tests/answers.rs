@@ -109,3 +109,37 @@ fn header_values_stay_ascii() {
     assert_eq!(header_safe("Zoë 1%"), "Zo%C3%AB%201%25");
     assert_eq!(header_safe("a\r\nb"), "a%0D%0Ab");
 }
+
+#[test]
+fn a_revoked_key_answers_key_revoked_whatever_else_it_is_and_records_no_use() {
+    use crate::protocol::{revoke, Revocation};
+    let key = crate::key::generate("ak").unwrap();
+    // Revoked while it would also have expired by the time it is presented.
+    let store = store_with(&key, Some(1_800_000_060));
+    let revocation = Revocation::new("leaked", Some("https://example.com/x"), None, 1_800_000_000);
+    assert_eq!(
+        revoke(&store, &key.hash, &revocation, 1_800_000_000),
+        Ok(true)
+    );
+    for now in [1_800_000_001, 1_800_000_060] {
+        let presented = Presentation {
+            key: Some(key.secret.clone()),
+            scopes: vec![],
+        };
+        let reply = answer(presented, || Ok(&store), now + 2 * 3600);
+        assert_eq!(
+            (reply.status, &reply.body_json()),
+            (401, &json!({"valid": false, "code": "key_revoked"}))
+        );
+        assert!(reply
+            .headers
+            .contains(&("www-authenticate", "Bearer".into())));
+    }
+    let record = crate::protocol::verify(&store, &key.hash, 1_900_000_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.last_used_at, None,
+        "a refused key's use is not recorded"
+    );
+}
