@@ -2,7 +2,9 @@
 
 Run by tests/console/run.sh, which starts the host and sets the environment:
 CONSOLE_BASE (the app's URL), JWT_SECRET, AXE_JS (axe-core's axe.min.js), SCREENSHOTS (a
-folder), CHROMIUM (default /usr/bin/chromium). Each check runs in a fresh browser context as a
+folder), CHROMIUM (default /usr/bin/chromium), LEAK_ALERT_KEY and LEAK_ALERT_KEY_ID (the P-256
+key, PEM, that signs leak alerts as GitHub would, and its identifier; the host has its public
+half as github_secret_scanning_keys). Each check runs in a fresh browser context as a
 user of its own, prints `PASS name` or `FAIL name: why`, and a failure in one does not stop the
 others. Every state the checks pass through is also checked by axe-core (zero serious or
 critical violations; zero of any impact for the states of a roll, of the account-switch
@@ -23,6 +25,8 @@ import time
 import traceback
 import urllib.parse
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import expect, sync_playwright
 
 BASE = os.environ["CONSOLE_BASE"].rstrip("/")
@@ -30,6 +34,8 @@ JWT_SECRET = os.environ["JWT_SECRET"]
 AXE_SOURCE = open(os.environ["AXE_JS"], encoding="utf-8").read()
 SCREENSHOTS = os.environ["SCREENSHOTS"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+LEAK_ALERT_KEY = os.environ["LEAK_ALERT_KEY"]
+LEAK_ALERT_KEY_ID = os.environ["LEAK_ALERT_KEY_ID"]
 TOKEN_STORAGE = "api-keys.console.token"
 KEY_PATTERN = re.compile(r"^ak_[0-9A-Za-z]{49}$")
 
@@ -109,6 +115,32 @@ def forward_auth_status(key, scope):
     """Verify as a gateway asks: the key in X-API-Key, the scope in the query."""
     status, _, data = raw("GET", f"/v1/keys.verify?scope={urllib.parse.quote(scope)}", {"X-API-Key": key})
     return status, json.loads(data)
+
+
+def leak_alert(*matches):
+    """Reports `matches` ((key, url, source) each) as GitHub's secret scanning does: a JSON array
+    POSTed to /v1/keys.leaked, signed (ECDSA P-256, SHA-256, base64 DER) with the run's stand-in
+    for GitHub's key. Checks that every key was revoked (labelled a true positive)."""
+    body = json.dumps([{"token": key, "type": "api_keys_key", "url": url, "source": source}
+                       for key, url, source in matches]).encode()
+    with open(LEAK_ALERT_KEY, "rb") as pem:
+        signer = serialization.load_pem_private_key(pem.read(), password=None)
+    signature = base64.b64encode(signer.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
+    status, _, data = raw("POST", "/v1/keys.leaked", {
+        "Content-Type": "application/json",
+        "Github-Public-Key-Identifier": LEAK_ALERT_KEY_ID,
+        "Github-Public-Key-Signature": signature,
+    }, body)
+    assert status == 200, (status, data)
+    labels = [match["label"] for match in json.loads(data)]
+    assert labels == ["true_positive"] * len(matches), labels
+
+
+def revoke_by_holder(key):
+    """Revokes `key` as anyone holding it may (RFC 7009): the key in a form, no JWT."""
+    status, _, data = raw("POST", "/v1/keys.revoke", {"Content-Type": "application/x-www-form-urlencoded"},
+                          urllib.parse.urlencode({"token": key}))
+    assert (status, json.loads(data)) == (200, {}), (status, data)
 
 
 def listed_key(user, key_id):
@@ -1620,6 +1652,222 @@ def rolling_at_320_px(page):
     secret_dialog.get_by_role("button", name="Done").click()
     expect(fact(item, "Key").locator("code")).to_have_text(f"ak_...{secret[-4:]}")
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+
+# ---- Revoked keys ------------------------------------------------------------------------------
+
+
+LEAK_URL = "https://github.com/octo-org/shop/blob/4b2e9f0/deploy/config.yml#L12"
+
+
+def leaks(page):
+    """The banner over the list that names the keys revoked because they leaked."""
+    return page.locator("#leaks")
+
+
+@check
+def a_leaked_key_shows_as_revoked_with_a_banner_naming_it_and_where_it_was_found(page):
+    user = new_user("leaked")
+    key = create_key(user, "CI deploy", ["read", "write"])
+    create_key(user, "still fine")
+    leak_alert((key["key"], LEAK_URL, "commit"))
+    assert verify_status(key["key"]) == (401, {"valid": False, "code": "key_revoked"})
+    revoked = listed_key(user, key["id"])["revoked"]
+    assert (revoked["reason"], revoked["url"], revoked["source"]) == ("leaked", LEAK_URL, "commit"), revoked
+    sign_in(page, user)
+    # The banner, over the page's heading: which key, where it was found, what to do.
+    banner = leaks(page)
+    expect(banner).to_have_attribute("role", "alert")
+    expect(banner).to_be_visible()
+    expect(banner.locator(".leaks-title")).to_have_text("A key of yours was found in public and revoked")
+    expect(banner).to_contain_text(f"“CI deploy” was found at {LEAK_URL} and revoked ")
+    expect(banner).to_contain_text("It no longer works.")
+    expect(banner).to_contain_text("Generate a new key, put it in place of the revoked one in whatever "
+                                   "service, gateway or script uses it, then remove the revoked key here.")
+    link = banner.get_by_role("link", name=LEAK_URL, exact=True)
+    expect(link).to_have_attribute("href", LEAK_URL)
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(banner.locator("time")).to_have_attribute("datetime", revoked["at"])
+    heading = page.get_by_role("heading", name="API Keys", exact=True)
+    assert banner.bounding_box()["y"] < heading.bounding_box()["y"], "the banner is not at the top"
+    # The key: revoked, why and when, where; it can only be removed.
+    item = key_item(page, "CI deploy")
+    expect(item.locator(".badge")).to_have_text(["Revoked"])
+    expect(item).to_have_class(re.compile(r"\bkey-off\b"))
+    expect(fact(item, "Status")).to_have_text("Revoked")
+    expect(fact(item, "Revoked")).to_contain_text("Leaked — found in public (commit), ")
+    expect(fact(item, "Revoked").locator("time")).to_have_attribute("datetime", revoked["at"])
+    found = fact(item, "Found at").get_by_role("link", name=LEAK_URL, exact=True)
+    expect(found).to_have_attribute("href", LEAK_URL)
+    expect(found).to_have_attribute("rel", "noopener noreferrer")
+    for action in ("Edit", "Roll", "Delete"):
+        expect(page.get_by_role("button", name=f"{action} CI deploy", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Remove CI deploy", exact=True)).to_be_visible()
+    # The other key is as it was; the revoked one counts toward no limit.
+    for action in ("Edit", "Roll", "Delete"):
+        expect(page.get_by_role("button", name=f"{action} still fine", exact=True)).to_be_visible()
+    expect(fact(key_item(page, "still fine"), "Status")).to_have_text("Enabled")
+    expect(leaks(page).get_by_text("still fine")).to_have_count(0)
+    expect(page.locator("#count")).to_have_text("1 of 20 keys")
+    shot(page, "leaked", full_page=True)
+    axe(page, "a leaked key: the banner and the revoked key", any_impact=True)
+
+
+@check
+def removing_leaked_keys_takes_them_and_then_the_banner_away(page):
+    user = new_user("leaked-remove")
+    first = create_key(user, "first leak")
+    second = create_key(user, "second leak")
+    kept = create_key(user, "kept")
+    leak_alert((first["key"], LEAK_URL, "content"), (second["key"], None, None))
+    sign_in(page, user)
+    banner = leaks(page)
+    expect(banner.locator(".leaks-title")).to_have_text("2 keys of yours were found in public and revoked")
+    expect(banner.locator("li")).to_have_text([
+        re.compile(f"^“first leak” was found at {re.escape(LEAK_URL)} and revoked .+\\. It no longer works\\.$"),
+        re.compile("^“second leak” was found in public and revoked .+\\. It no longer works\\.$"),
+    ])
+    expect(banner.get_by_role("link")).to_have_count(1)
+    expect(fact(key_item(page, "second leak"), "Found at")).to_have_count(0)
+    # Remove asks first, in words for a key that already stopped working; Cancel keeps it.
+    page.get_by_role("button", name="Remove first leak", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Remove revoked key")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Remove the revoked key “first leak”? It no longer works, and is "
+                                   "gone from this list once removed. This cannot be undone.")
+    shot(page, "remove-revoked")
+    axe(page, "removing a revoked key: the confirmation", any_impact=True)
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect_focus_on(page, "Remove first leak")
+    expect(key_heading(page, "first leak")).to_be_visible()
+    page.get_by_role("button", name="Remove first leak", exact=True).click()
+    dialog.get_by_role("button", name="Remove key").click()
+    expect(dialog).to_be_hidden()
+    expect(key_heading(page, "first leak")).to_have_count(0)
+    expect(page.locator("#keys-status")).to_have_text("Removed “first leak”.")
+    expect(banner.locator(".leaks-title")).to_have_text("A key of yours was found in public and revoked")
+    expect(banner.locator("li")).to_have_count(1)
+    expect(banner).to_contain_text("“second leak” was found in public")
+    # The last one removed: no banner is left; the live key's dialog still says delete.
+    page.get_by_role("button", name="Remove second leak", exact=True).click()
+    dialog.get_by_role("button", name="Remove key").click()
+    expect(key_heading(page, "second leak")).to_have_count(0)
+    expect(banner).to_be_empty()
+    expect(banner).to_be_hidden()
+    expect(history(page).locator(".event-head").first).to_have_text(re.compile(r"Deleted “second leak”$"))
+    status, listed = api("GET", "/v1/keys.list", make_jwt(user))
+    assert [k["id"] for k in listed["keys"]] == [kept["id"]], listed
+    page.get_by_role("button", name="Delete kept", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Delete API key")
+    expect(dialog).to_contain_text("Delete the key “kept”? Whatever uses it stops working at once.")
+    expect(dialog.get_by_role("button", name="Delete key")).to_be_visible()
+    axe(page, "no leaks left, deleting a live key", any_impact=True)
+
+
+@check
+def a_key_revoked_by_its_holder_says_so_without_a_banner(page):
+    user = new_user("revoked-self")
+    key = create_key(user, "old script", ["read"])
+    # A disabled key can be revoked too; then it is revoked, not disabled.
+    status, body = api("POST", "/v1/keys.update", make_jwt(user), {"id": key["id"], "enabled": False})
+    assert status == 200, (status, body)
+    revoke_by_holder(key["key"])
+    assert verify_status(key["key"]) == (401, {"valid": False, "code": "key_revoked"})
+    sign_in(page, user)
+    item = key_item(page, "old script")
+    expect(item.locator(".badge")).to_have_text(["Revoked"])
+    expect(fact(item, "Status")).to_have_text("Revoked")
+    expect(fact(item, "Revoked")).to_have_text(re.compile(r"^Revoked by its holder, .+"))
+    expect(fact(item, "Found at")).to_have_count(0)
+    expect(leaks(page)).to_be_empty()
+    expect(leaks(page)).to_be_hidden()
+    for action in ("Edit", "Roll"):
+        expect(page.get_by_role("button", name=f"{action} old script", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Remove old script", exact=True)).to_be_visible()
+    expect(page.locator("#count")).to_have_text("0 of 20 keys")
+    expect(history(page).locator(".event-head").first).to_have_text(
+        re.compile(r"Revoked \(by its holder\) “old script”$"))
+    expect(history(page).first.locator(".event-detail")).to_have_count(0)
+    shot(page, "revoked-by-holder", full_page=True)
+    axe(page, "a key revoked by its holder", any_impact=True)
+
+
+@check
+def history_shows_revocations_and_where_a_leak_was_found(page):
+    user = new_user("revoked-history")
+    leaked = create_key(user, "leaked key")
+    dropped = create_key(user, "dropped key")
+    leak_alert((leaked["key"], LEAK_URL, "pull_request_comment"))
+    revoke_by_holder(dropped["key"])
+    sign_in(page, user)
+    expect(history(page)).to_have_count(4)
+    heads = history(page).locator(".event-head")
+    expect(heads.nth(0)).to_have_text(re.compile(r"Revoked \(by its holder\) “dropped key”$"))
+    expect(heads.nth(1)).to_have_text(re.compile(r"Revoked \(leaked\) “leaked key”$"))
+    detail = history(page).nth(1).locator(".event-detail")
+    expect(detail).to_have_text(f"found at {LEAK_URL} (pull request comment)")
+    link = detail.get_by_role("link", name=LEAK_URL, exact=True)
+    expect(link).to_have_attribute("href", LEAK_URL)
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    events = api_events(user)
+    assert [(e["type"], e.get("reason")) for e in events[:2]] == [("revoked", "self"), ("revoked", "leaked")], events
+    for i in (0, 1):
+        expect(history(page).nth(i).locator("time")).to_have_attribute("datetime", events[i]["at"])
+    shot(page, "history-revoked", full_page=True)
+    axe(page, "history with revocations", any_impact=True)
+
+
+@check
+def history_shows_a_revoked_key_let_go_to_make_room(page):
+    user = new_user("revoked-let-go")
+    # 30 listed keys, 11 of them revoked: the next create lets the oldest revoked one go.
+    keys = [create_key(user, f"key {i + 1}") for i in range(20)]
+    leak_alert(*[(key["key"], None, None) for key in keys[:11]])
+    for i in range(20, 30):
+        create_key(user, f"key {i + 1}")
+    sign_in(page, user)
+    expect(page.locator("#count")).to_have_text("19 of 20 keys")
+    expect(leaks(page).locator(".leaks-title")).to_have_text("11 keys of yours were found in public and revoked")
+    generate_in_ui(page, "one more", ["read"])
+    dialog, _ = read_secret(page)
+    dialog.get_by_role("button", name="Done").click()
+    expect(history(page).first).to_contain_text("Created “one more”")
+    let_go = history(page).filter(has_text="Deleted (revoked) “key 1”")
+    expect(let_go).to_have_count(1)
+    expect(let_go.locator(".event-detail")).to_have_text("a revoked key, let go to make room for a new one")
+    expect(key_heading(page, "key 1")).to_have_count(0)
+    expect(leaks(page).locator("li")).to_have_count(10)
+    axe(page, "history with a revoked key let go")
+
+
+@check
+def a_leak_place_that_is_no_web_address_and_a_name_with_markup_show_as_text(page):
+    user = new_user("leaked-markup")
+    name = "<img src=x onerror=window.__leak=1><b>bold</b>"
+    key = create_key(user, name)
+    # The API keeps no URL but an http(s) one: a javascript: one is dropped...
+    leak_alert((key["key"], "javascript:window.__leak=2", "content"))
+    assert listed_key(user, key["id"])["revoked"]["url"] is None
+    # ... and were one listed anyway, the page would not make it a link.
+    place = "javascript:window.__leak=3"
+
+    def with_place(route):
+        response = route.fetch()
+        listed = response.json()
+        for listed_key_ in listed["keys"]:
+            listed_key_["revoked"]["url"] = place
+        route.fulfill(response=response, json=listed)
+
+    page.route(f"{BASE}/v1/keys.list", with_place)
+    sign_in(page, user)
+    banner = leaks(page)
+    expect(banner.locator("li")).to_have_text(re.compile(f"^“{re.escape(name)}” was found at {re.escape(place)} and revoked "))
+    expect(fact(key_item(page, name), "Found at")).to_have_text(place)
+    assert page.locator("#leaks a, #keys a").count() == 0, "a javascript: place became a link"
+    assert page.locator("#leaks img, #leaks b, #keys img, #keys b").count() == 0, "markup became elements"
+    assert page.evaluate("window.__leak") is None, "the name or the place ran as script"
+    axe(page, "a leak place that is no web address")
 
 
 @check

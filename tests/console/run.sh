@@ -8,9 +8,11 @@
 # 2. a venv in target/console-venv with Playwright (tests/console/requirements.txt; Playwright
 #    drives the system Chromium, it downloads no browser) and axe-core from npm
 #    (tests/console/package-lock.json, `npm ci` into target/console-tools);
-# 3. console.wasm rebuilt if its files changed, then the local host (SPIN_HOST_BIN, default
-#    target/debug/spin-host) serving spin.toml on a free loopback port, with a fresh key-value
-#    store in a temporary folder;
+# 3. console.wasm (and revoke.wasm) rebuilt if their files changed, then the local host
+#    (SPIN_HOST_BIN, default target/debug/spin-host) serving spin.toml on a free loopback port,
+#    with a fresh key-value store in a temporary folder and, as GitHub's secret-scanning key
+#    document, the public half of a P-256 key made for this run, whose private half signs the
+#    checks' leak alerts;
 # 4. tests/console/console_checks.py: each check in a fresh browser context, screenshots in
 #    target/console/.
 #
@@ -110,13 +112,37 @@ log "using $("$CHROMIUM" --version 2>/dev/null | head -n 1)"
 setup_venv || abort "Playwright installs (tests/console/requirements.txt)"
 setup_axe || abort "axe-core installs (tests/console/package-lock.json)"
 
+# A stand-in for GitHub's secret-scanning key: the checks sign leak alerts with its private half
+# (written to $1), the host gets its public half in GitHub's key document (printed).
+make_leak_alert_key() {
+    "$VENV/bin/python" - "$1" <<'EOF'
+import json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+with open(sys.argv[1], "wb") as out:
+    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+print(json.dumps({"public_keys": [{"key_identifier": "console-checks", "key": public.decode(),
+                                   "is_current": True}]}))
+EOF
+}
+
 # ---- The app ----------------------------------------------------------------------------------
 # The page's files are embedded in console.wasm: rebuild it so that the checks see the files of
-# the work tree, not an older build (cargo makes this a no-op when nothing changed).
+# the work tree, not an older build (cargo makes this a no-op when nothing changed). The leak
+# checks revoke keys through revoke.wasm, rebuilt likewise.
 if command -v cargo >/dev/null; then
-    (cd "$ROOT" && cargo build -q --profile wasm --target wasm32-wasip2 -p console) ||
-        abort "console.wasm builds"
+    (cd "$ROOT" && cargo build -q --profile wasm --target wasm32-wasip2 -p console -p revoke) ||
+        abort "console.wasm and revoke.wasm build"
 fi
+LEAK_ALERT_KEY=$WORK/leak-alert-key.pem
+SPIN_VARIABLE_GITHUB_SECRET_SCANNING_KEYS=$(make_leak_alert_key "$LEAK_ALERT_KEY") ||
+    abort "a leak-alert signing key is made"
+# start_local_host runs the host with `env`, which passes this on (Spin reads SPIN_VARIABLE_*).
+export SPIN_VARIABLE_GITHUB_SECRET_SCANNING_KEYS
 PORT=$(free_port)
 start_local_host "$WORK" "$PORT" || abort "the local host starts"
 
@@ -124,6 +150,7 @@ start_local_host "$WORK" "$PORT" || abort "the local host starts"
 rm -rf "$SCREENSHOTS"
 mkdir -p "$SCREENSHOTS"
 CONSOLE_BASE=http://127.0.0.1:$PORT AXE_JS=$AXE_JS SCREENSHOTS=$SCREENSHOTS CHROMIUM=$CHROMIUM \
+    LEAK_ALERT_KEY=$LEAK_ALERT_KEY LEAK_ALERT_KEY_ID=console-checks \
     timeout 900 "$VENV/bin/python" "$HERE/console_checks.py" </dev/null 2>"$WORK/checks.log" |
     tee "$WORK/checks.out"
 status=${PIPESTATUS[0]}

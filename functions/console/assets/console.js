@@ -1,6 +1,8 @@
 // The console's script: signs in with a management JWT, lists, creates, edits, rolls and deletes
-// the person's API keys through the public HTTP API, and shows the history of those changes. Every server string goes into the page as text
-// (textContent), never as HTML; the CSP's Trusted Types make an HTML sink throw anyway.
+// the person's API keys through the public HTTP API, shows which were revoked (and, for a leaked
+// one, where it was found), and shows the history of those changes. Every server string goes
+// into the page as text (textContent), never as HTML; the CSP's Trusted Types make an HTML sink
+// throw anyway.
 "use strict";
 
 (() => {
@@ -25,6 +27,7 @@
     signInForm: $("sign-in-form"),
     token: $("token"),
     keysView: $("keys-view"),
+    leaks: $("leaks"),
     keysTitle: $("keys-title"),
     generate: $("generate"),
     count: $("count"),
@@ -70,7 +73,10 @@
     rollCancel: $("roll-cancel"),
     rollSubmit: $("roll-submit"),
     deleteDialog: $("delete-dialog"),
+    deleteTitle: $("delete-title"),
+    deleteAsk: $("delete-ask"),
     deleteName: $("delete-name"),
+    deleteEffect: $("delete-effect"),
     deleteError: $("delete-error"),
     deleteCancel: $("delete-cancel"),
     deleteConfirm: $("delete-confirm"),
@@ -232,6 +238,7 @@
     el.limitNote.textContent = "";
     el.keysStatus.textContent = "";
     el.keysError.textContent = "";
+    el.leaks.replaceChildren();
     el.empty.hidden = true;
     el.keys.replaceChildren();
     el.historyList.replaceChildren();
@@ -418,6 +425,77 @@
     if (focused !== null) {
       keyButtonLike(focused)?.focus();
     }
+    renderLeaks(keys.filter((key) => revocationOf(key)?.reason === "leaked"));
+  }
+
+  /**
+   * The banner over the list while any key is revoked because it leaked: which, where it was
+   * found, and what to do. It is an alert region, so it is redrawn only when what it says
+   * changes: a refresh that finds the same leaks does not announce them again.
+   */
+  function renderLeaks(leaked) {
+    const banner = document.createElement("div");
+    if (leaked.length > 0) {
+      const title = document.createElement("p");
+      title.className = "leaks-title";
+      title.textContent = leaked.length === 1
+        ? "A key of yours was found in public and revoked"
+        : `${leaked.length} keys of yours were found in public and revoked`;
+      const list = document.createElement("ul");
+      for (const key of leaked) {
+        const { url, at } = revocationOf(key);
+        const name = document.createElement("strong");
+        name.className = "leak-name";
+        name.textContent = key.name;
+        const line = document.createElement("li");
+        line.append("“", name, "” was found ");
+        line.append(...(typeof url === "string" && url !== "" ? ["at ", place(url)] : ["in public"]));
+        line.append(" and revoked ", timeElement(at), ". It no longer works.");
+        list.append(line);
+      }
+      const advice = document.createElement("p");
+      advice.textContent = "Generate a new key, put it in place of the revoked one in whatever " +
+        "service, gateway or script uses it, then remove the revoked key here.";
+      banner.append(title, list, advice);
+    }
+    if (banner.textContent !== el.leaks.textContent) {
+      el.leaks.replaceChildren(...banner.childNodes);
+    }
+  }
+
+  /** The key's revocation (`{reason, at, url, source}`), or null while it is live. */
+  function revocationOf(key) {
+    return key.revoked !== null && typeof key.revoked === "object" ? key.revoked : null;
+  }
+
+  /** Why a key was revoked, in words. */
+  function revocationWords(revoked) {
+    if (revoked.reason === "leaked") {
+      return `Leaked — found in public${sourceWords(revoked.source)}`;
+    }
+    return revoked.reason === "self" ? "Revoked by its holder" : `Revoked (${revoked.reason})`;
+  }
+
+  /** The kind of place a scanner found a key in, as " (pull request comment)"; or "". */
+  function sourceWords(source) {
+    return typeof source === "string" && source !== "" ? ` (${source.replace(/_/g, " ")})` : "";
+  }
+
+  /**
+   * Where a leaked key was found: a link if the scanner's URL is a web address, else the text
+   * as it came (never a `javascript:` or other link). The page's `no-referrer` policy applies.
+   */
+  function place(url) {
+    if (!/^https?:\/\//i.test(url)) {
+      const text = document.createElement("code");
+      text.textContent = url;
+      return text;
+    }
+    const link = document.createElement("a");
+    link.setAttribute("href", url);
+    link.setAttribute("rel", "noopener noreferrer");
+    link.textContent = url;
+    return link;
   }
 
   /** The list's button for the same action on the same key as `button` (of an earlier drawing). */
@@ -457,14 +535,18 @@
     el.historyList.replaceChildren(...events.map(eventItem));
   }
 
-  const EVENT_WORDS = { created: "Created", updated: "Updated", rolled: "Rolled", deleted: "Deleted" };
+  const EVENT_WORDS = { created: "Created", updated: "Updated", rolled: "Rolled", revoked: "Revoked", deleted: "Deleted" };
+  // Reasons that read better in other words: "Revoked (by its holder)".
+  const REASON_WORDS = { self: "by its holder" };
   // The fields of an update, in the order the edit dialog shows them; any other after these.
   const CHANGE_ORDER = ["name", "scopes", "enabled"];
 
   /** What an event did, in words: "Created", "Deleted (expired)", ... */
   function eventWhat(event) {
     const word = EVENT_WORDS[event.type] ?? String(event.type);
-    return typeof event.reason === "string" && event.reason !== "" ? `${word} (${event.reason})` : word;
+    return typeof event.reason === "string" && event.reason !== ""
+      ? `${word} (${REASON_WORDS[event.reason] ?? event.reason})`
+      : word;
   }
 
   /** A changed setting's value as the page shows it: scopes as a list, enabled as yes or no. */
@@ -498,6 +580,18 @@
     item.append(head);
     if (event.type === "rolled" && typeof event.previous_key_expires_at === "string") {
       item.append(rollDetail(event));
+    }
+    if (event.type === "revoked" && typeof event.url === "string" && event.url !== "") {
+      const detail = document.createElement("p");
+      detail.className = "event-detail";
+      detail.append("found at ", place(event.url), sourceWords(event.source));
+      item.append(detail);
+    }
+    if (event.type === "deleted" && event.reason === "revoked") {
+      const detail = document.createElement("p");
+      detail.className = "event-detail";
+      detail.textContent = "a revoked key, let go to make room for a new one";
+      item.append(detail);
     }
     const changes = event.changes !== null && typeof event.changes === "object" ? event.changes : {};
     const fields = Object.keys(changes).sort((a, b) => {
@@ -553,11 +647,13 @@
   }
 
   function keyItem(key) {
-    const disabled = key.enabled === false;
-    const expired = isExpired(key);
+    // A revoked key never verifies again, whatever else holds: that is the one thing it shows.
+    const revoked = revocationOf(key);
+    const disabled = revoked === null && key.enabled === false;
+    const expired = revoked === null && isExpired(key);
     const item = document.createElement("li");
     item.className = "key";
-    item.classList.toggle("key-off", disabled || expired);
+    item.classList.toggle("key-off", revoked !== null || disabled || expired);
     const head = document.createElement("div");
     head.className = "key-head";
     const title = document.createElement("div");
@@ -567,7 +663,7 @@
     name.textContent = key.name;
     title.append(name);
     // A key that cannot verify says so next to its name, not only in its facts.
-    for (const [off, text] of [[disabled, "Disabled"], [expired, "Expired"]]) {
+    for (const [off, text] of [[revoked !== null, "Revoked"], [disabled, "Disabled"], [expired, "Expired"]]) {
       if (off) {
         const badge = document.createElement("span");
         badge.className = "badge";
@@ -577,11 +673,14 @@
     }
     const actions = document.createElement("div");
     actions.className = "key-actions";
-    actions.append(
-      keyButton(key, "edit", "Edit", "secondary", () => openEdit(key)),
-      keyButton(key, "roll", "Roll", "secondary", () => openRoll(key)),
-      keyButton(key, "delete", "Delete", "delete", () => askDelete(key)),
-    );
+    // A revoked key can be neither edited nor rolled (the API refuses both), only removed.
+    if (revoked === null) {
+      actions.append(
+        keyButton(key, "edit", "Edit", "secondary", () => openEdit(key)),
+        keyButton(key, "roll", "Roll", "secondary", () => openRoll(key)),
+      );
+    }
+    actions.append(keyButton(key, "delete", revoked === null ? "Delete" : "Remove", "delete", () => askDelete(key)));
     head.append(title, actions);
 
     const facts = document.createElement("dl");
@@ -594,9 +693,15 @@
       facts.append(term, value);
     };
     const status = document.createElement("span");
-    status.className = disabled ? "status-off" : "status-on";
-    status.textContent = disabled ? "Disabled" : "Enabled";
+    status.className = revoked !== null || disabled ? "status-off" : "status-on";
+    status.textContent = revoked !== null ? "Revoked" : disabled ? "Disabled" : "Enabled";
     fact("Status", status);
+    if (revoked !== null) {
+      fact("Revoked", `${revocationWords(revoked)}, `, timeElement(revoked.at));
+      if (typeof revoked.url === "string" && revoked.url !== "") {
+        fact("Found at", place(revoked.url));
+      }
+    }
     fact("Scopes", ...key.scopes.map((scope) => {
       const chip = document.createElement("span");
       chip.className = "scope";
@@ -919,8 +1024,16 @@
     }
   }
 
+  /** The confirmation; for a revoked key, which no longer works, it asks to remove it. */
   function askDelete(key) {
+    const revoked = revocationOf(key) !== null;
     state.deleting = key;
+    el.deleteTitle.textContent = revoked ? "Remove revoked key" : "Delete API key";
+    el.deleteAsk.textContent = revoked ? "Remove the revoked key" : "Delete the key";
+    el.deleteEffect.textContent = revoked
+      ? "It no longer works, and is gone from this list once removed."
+      : "Whatever uses it stops working at once.";
+    el.deleteConfirm.textContent = revoked ? "Remove key" : "Delete key";
     el.deleteName.textContent = key.name;
     el.deleteError.textContent = "";
     el.deleteConfirm.disabled = false;
@@ -941,7 +1054,7 @@
         return;
       }
       el.deleteDialog.close();
-      el.keysStatus.textContent = `Deleted “${key.name}”.`;
+      el.keysStatus.textContent = `${revocationOf(key) === null ? "Deleted" : "Removed"} “${key.name}”.`;
       await refresh();
     } catch (error) {
       if (state.session !== session) {
