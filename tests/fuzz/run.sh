@@ -90,7 +90,10 @@ fi
 # 2. The description itself.
 step "openapi-spec-validator openapi.yaml" "$VENV/bin/openapi-spec-validator" "$ROOT/openapi.yaml"
 
-# 3. The app.
+# 3. The app, given GitHub's published example key for /v1/keys.leaked (so that alerts are
+# judged by their signatures, as in production, rather than refused as unconfigured).
+SPIN_VARIABLE_GITHUB_SECRET_SCANNING_KEYS='{"public_keys":[{"key_identifier":"bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c","key":"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYAGMWO8XgCamYKMJS6jc/qgvSlAd\nAjPuDPRcXU22YxgBrz+zoN19MzuRyW87qEt9/AmtoNP5GrobzUvQSyJFVw==\n-----END PUBLIC KEY-----\n","is_current":true}]}'
+export SPIN_VARIABLE_GITHUB_SECRET_SCANNING_KEYS
 PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 if ! start_local_host "$WORK" "$PORT"; then

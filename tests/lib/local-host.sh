@@ -101,7 +101,7 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Makes sure the host binary and the five components exist; builds them only if missing.
+# Makes sure the host binary and the components exist; builds them only if missing.
 ensure_artifacts() {
     SPIN_HOST_BIN=${SPIN_HOST_BIN:-target/debug/spin-host}
     case $SPIN_HOST_BIN in /*) ;; *) SPIN_HOST_BIN=$ROOT/$SPIN_HOST_BIN ;; esac
@@ -115,13 +115,13 @@ ensure_artifacts() {
         fi
     fi
     local c missing=()
-    for c in create list delete update roll events verify console; do
+    for c in create list delete update roll events verify console revoke; do
         [[ -f $ROOT/target/wasm32-wasip2/wasm/$c.wasm ]] || missing+=("$c")
     done
     if ((${#missing[@]})); then
         log "building the components (${missing[*]} missing)"
         (cd "$ROOT" && cargo build --profile wasm --target wasm32-wasip2 \
-            -p create -p list -p delete -p update -p roll -p events -p verify -p console) || return 1
+            -p create -p list -p delete -p update -p roll -p events -p verify -p console -p revoke) || return 1
     fi
 }
 
