@@ -66,11 +66,15 @@ pub fn revoke<S: KeyValue>(
     if record.state != KeyState::Active {
         return Ok(false);
     }
+    let in_force = record.clone().in_force();
+    if in_force.is_retired(now) {
+        // An old secret past its grace is no key's, whatever became of its key.
+        return Ok(false);
+    }
     if record.revocation.is_some() {
         // Carried from a published entry: revoked, and nothing is left to do.
         return Ok(true);
     }
-    let in_force = record.clone().in_force();
     if in_force.revocation.is_none() && !in_force.is_live(now) {
         return Ok(false);
     }

@@ -53,13 +53,17 @@ pub(super) enum Amendment<'a> {
 }
 
 impl Amendment<'_> {
-    /// Whether the key is one this change may be made to: a revoked key's settings no longer
-    /// change (it only waits for its owner to delete it), and a revocation is for the key that
-    /// still lists the secret presented.
-    fn applies_to(&self, entry: &IndexEntry) -> bool {
+    /// Whether the key is one this change may be made to at `now`: a revoked key's settings no
+    /// longer change (it only waits for its owner to delete it), and a revocation is for the
+    /// key whose current secret, or older one still in its grace, was presented (the index
+    /// decides, not the record read first, which may be a moment old).
+    fn applies_to(&self, entry: &IndexEntry, now: i64) -> bool {
         match self {
             Amendment::Settings(_) => entry.revocation.is_none(),
-            Amendment::Revoke { hash, .. } => entry.all_hashes().any(|h| h == *hash),
+            Amendment::Revoke { hash, .. } => {
+                entry.hash == *hash
+                    || (entry.previous.iter()).any(|p| p.hash == *hash && now < p.until)
+            }
         }
     }
 
@@ -154,7 +158,7 @@ fn amend_steps<S: KeyValue>(
         let landed = index.events.iter().any(|e| e.id == event_id);
         // A key this change may not be made to is, for it, no key (unless the change landed
         // before: then it happened first, and is carried and answered below).
-        let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at]));
+        let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at], now));
         if !landed {
             // Its proposals so far are dead: withdrawn if it ends here or below.
             ahead.refuted();

@@ -58,6 +58,7 @@ fn list_never_shows_a_secret_or_a_hash() {
             "name",
             "preview",
             "previous_key_expires_at",
+            "revoked",
             "scopes"
         ]
     );

@@ -54,6 +54,11 @@ enum Change {
     Delete {
         key: usize,
     },
+    /// A leak alert for the key's current secret, or for its latest older one (if it has one).
+    Revoke {
+        key: usize,
+        older: bool,
+    },
 }
 
 /// What goes wrong while a change runs.
@@ -99,6 +104,7 @@ fn change() -> impl Strategy<Value = Change> {
         2 => (any::<usize>(), prop_oneof![Just(0i64), Just(60i64)])
             .prop_map(|(key, grace)| Change::Roll { key, grace }),
         1 => any::<usize>().prop_map(|key| Change::Delete { key }),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(key, older)| Change::Revoke { key, older }),
     ]
 }
 
@@ -211,6 +217,7 @@ impl Sequence {
                     enabled: true,
                     expires_at,
                     previous: Vec::new(),
+                    revoked: false,
                 };
                 match ran {
                     Ran::Answered(Ok(_)) => {
@@ -295,6 +302,7 @@ impl Sequence {
                 let (retried, ran) = self.roll(Trouble::None, &before, grace);
                 self.rolled(&before, retried, grace, ran, limbo);
             }
+            Change::Revoke { key, older } => self.revoke(key, older, trouble),
             Change::Delete { key } => {
                 let Some(before) = self.model.pick(key) else {
                     return;
@@ -330,6 +338,51 @@ impl Sequence {
         }
     }
 
+    /// A leak alert for one of `key`'s secrets, meeting `trouble`: a live key (disabled or
+    /// not) is revoked, whichever of its usable secrets leaked; a key revoked before answers
+    /// so again; an expired key, or an older secret past its grace, is no live key's.
+    fn revoke(&mut self, key: usize, older: bool, trouble: Trouble) {
+        let Some(before) = self.model.pick(key) else {
+            return;
+        };
+        let now = self.now;
+        let hash = match before.previous.last() {
+            Some((hash, _)) if older => hash.clone(),
+            _ => before.hash.clone(),
+        };
+        // The presented secret is the key's current one, or an older one in its grace.
+        let usable = hash == before.hash
+            || (before.previous.iter()).any(|(h, until)| *h == hash && now < *until);
+        let live = usable && (before.revoked || !before.is_expired(now));
+        let ambiguous = self.model.limbo.contains(&hash);
+        let revocation = leak_at("https://example.com/leak", now);
+        let revoking = |store: &RequestView| revoke(store, &hash, &revocation, now);
+        let mut after = before.clone();
+        after.revoked = live || ambiguous;
+        let result = match self.run(trouble, revoking) {
+            Ran::Answered(result) => result,
+            Ran::Struck => {
+                self.check_doubt(&before, &after);
+                match self.run(Trouble::None, revoking) {
+                    Ran::Answered(result) => result,
+                    Ran::Struck => panic!("a retried revocation answered 503 with the store well"),
+                }
+            }
+        };
+        let Ok(revoked) = result else {
+            panic!("a revocation of {before:?} answered {result:?}");
+        };
+        if !ambiguous {
+            assert_eq!(revoked, live, "a revocation of {before:?} at secret {hash}");
+        }
+        if revoked {
+            after.revoked = true;
+            let hashes = std::iter::once(&after.hash).chain(after.previous.iter().map(|(h, _)| h));
+            self.model.never.extend(hashes.cloned());
+            self.model.keys.insert(after.id.clone(), after);
+        }
+    }
+
     fn updated(
         &mut self,
         before: &KeyModel,
@@ -340,7 +393,7 @@ impl Sequence {
             Ok(_) => {
                 self.model.keys.insert(after.id.clone(), after);
             }
-            Err(ApiError::KeyNotFound) if before.is_expired(self.now) => {}
+            Err(ApiError::KeyNotFound) if before.is_expired(self.now) || before.revoked => {}
             Err(e) => panic!("an update of a listed key answered {e:?}"),
         }
     }
@@ -375,13 +428,16 @@ impl Sequence {
                 assert_eq!(summary.entry.hash, new, "a roll answered another secret");
                 let mut after = before.clone();
                 after.previous.push((before.hash.clone(), self.now + grace));
-                after
-                    .previous
-                    .extend(limbo.map(|hash| (hash, self.now + grace)));
+                if let Some(hash) = limbo {
+                    self.model.limbo.insert(hash.clone());
+                    after.previous.push((hash, self.now + grace));
+                }
                 after.hash = new;
                 self.model.keys.insert(after.id.clone(), after);
             }
-            Ran::Answered(Err(ApiError::KeyNotFound)) if before.is_expired(self.now) => {
+            Ran::Answered(Err(ApiError::KeyNotFound))
+                if before.is_expired(self.now) || before.revoked =>
+            {
                 self.model.never.insert(new);
             }
             Ran::Answered(Err(e)) => panic!("a roll of a listed key answered {e:?}"),

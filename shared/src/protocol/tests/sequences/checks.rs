@@ -39,10 +39,12 @@ impl Sequence {
         let copy = copy_of(&self.store, SwapAnswers::Truthful);
         for key in self.model.keys.values() {
             let record = verify(&copy, &key.hash, self.now).expect("verify");
-            let verifies = record.as_ref().is_some_and(|r| !r.is_expired(self.now));
+            let verifies = record
+                .as_ref()
+                .is_some_and(|r| !r.is_expired(self.now) && r.revocation.is_none());
             assert_eq!(
                 verifies,
-                !key.is_expired(self.now),
+                !key.is_expired(self.now) && !key.revoked,
                 "{key:?} verifies: {record:?}"
             );
             if let Some(record) = record.filter(|_| verifies) {
@@ -90,8 +92,9 @@ impl Sequence {
             .collect();
         let now = self.now;
         for key in self.model.keys.values().filter(|k| k.user == user) {
+            // (A revoked key is let go once more are kept than the bound.)
             assert!(
-                listed.contains(&key.id) || key.is_expired(now),
+                listed.contains(&key.id) || key.is_expired(now) || key.revoked,
                 "a list lacks {}",
                 key.id
             );
@@ -104,7 +107,7 @@ impl Sequence {
                 USERS[user]
             );
         }
-        // An expired key a create reclaimed is gone. (A zombie list does not show may still
+        // An expired key a create reclaimed, or a revoked one let go, is gone. (A zombie list does not show may still
         // hold its slot until abandoned: list hides keys that never went live.)
         let reclaimed: Vec<String> = (self.model.keys.values())
             .filter(|k| k.user == user && !listed.contains(&k.id))
@@ -117,11 +120,12 @@ impl Sequence {
     }
 }
 
-/// The record verify answers for `hash` in `store` at `now`, if it verifies (not expired).
+/// The record verify answers for `hash` in `store` at `now`, if it verifies (not expired, not
+/// revoked).
 fn verified_in(store: &MemoryStore, hash: &str, now: i64) -> Option<KeyRecord> {
     verify(store, hash, now)
         .expect("verify")
-        .filter(|record| !record.is_expired(now))
+        .filter(|record| !record.is_expired(now) && record.revocation.is_none())
 }
 
 /// Whether `record` grants no more than `rights` (scopes, enabled): `None` grants nothing.

@@ -14,6 +14,8 @@ pub(super) struct KeyModel {
     pub(super) expires_at: Option<i64>,
     /// Older secrets, each with the end of its grace.
     pub(super) previous: Vec<(String, i64)>,
+    /// Revoked: none of its secrets verifies again; it counts toward no limit.
+    pub(super) revoked: bool,
 }
 
 impl KeyModel {
@@ -28,7 +30,7 @@ impl KeyModel {
             .previous
             .iter()
             .any(|(h, until)| h == hash && now < *until);
-        (!self.is_expired(now) && (current || in_grace))
+        (!self.is_expired(now) && !self.revoked && (current || in_grace))
             .then_some((self.scopes.as_slice(), self.enabled))
     }
 }
@@ -40,6 +42,10 @@ pub(super) struct Model {
     pub(super) never: BTreeSet<String>,
     /// Every secret the sequence made, for verify steps to pick from.
     pub(super) secrets: Vec<String>,
+    /// Secrets of rolls that answered 503 and did not verify after, which a later roll of the
+    /// key may have made live (see `Sequence::rolled`): whether a leak alert finds them a key's
+    /// is the store's to say.
+    pub(super) limbo: BTreeSet<String>,
     /// Keys whose create failed or died without making them live, with their owner and when:
     /// each may hold a slot (never verifying, not listed) until abandoned.
     pub(super) zombies: BTreeMap<String, (usize, i64)>,
@@ -54,7 +60,7 @@ impl Model {
     pub(super) fn counted(&self, user: usize, now: i64) -> usize {
         self.keys
             .values()
-            .filter(|k| k.user == user && !k.is_expired(now))
+            .filter(|k| k.user == user && !k.is_expired(now) && !k.revoked)
             .count()
     }
 
