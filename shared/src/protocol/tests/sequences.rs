@@ -354,7 +354,9 @@ impl Sequence {
         let usable = hash == before.hash
             || (before.previous.iter()).any(|(h, until)| *h == hash && now < *until);
         let live = usable && (before.revoked || !before.is_expired(now));
-        let ambiguous = self.model.limbo.contains(&hash);
+        // A revoked key may since have been let go (expired and reclaimed, or beyond the
+        // revoked keys kept), its records with it; a failed roll's secret may be live or not.
+        let ambiguous = before.revoked || self.model.limbo.contains(&hash);
         let revocation = leak_at("https://example.com/leak", now);
         let revoking = |store: &RequestView| revoke(store, &hash, &revocation, now);
         let mut after = before.clone();
