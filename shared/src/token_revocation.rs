@@ -26,8 +26,9 @@ pub const PATH: &str = "/v1/keys.revoke";
 /// The reason such a revocation records: the key's holder asked.
 pub const REASON: &str = "self";
 
-/// The token of a revocation request, or the refusal of a malformed one.
-pub fn read(method: &str, body: &CappedBody) -> Result<String, Reply> {
+/// The token of a revocation request, or the refusal of a malformed one; `body` is asked for
+/// only once the method is right.
+pub fn read<'a>(method: &str, body: impl FnOnce() -> &'a CappedBody) -> Result<String, Reply> {
     if method != "POST" {
         return Err(Reply::refusal(
             405,
@@ -38,7 +39,7 @@ pub fn read(method: &str, body: &CappedBody) -> Result<String, Reply> {
         )
         .with_header("allow", "POST"));
     }
-    let body = body.bytes().map_err(|_| invalid_request(413))?;
+    let body = body().bytes().map_err(|_| invalid_request(413))?;
     Form::of(body)?.token.ok_or_else(|| invalid_request(400))
 }
 

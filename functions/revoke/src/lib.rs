@@ -16,7 +16,7 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     if path.starts_with(token_revocation::PATH) {
         let request = BoundedRequest::read(request);
         // Parse, then read, decide and write (the key is its own proof), then respond.
-        let reply = match token_revocation::read(request.method(), request.body()) {
+        let reply = match token_revocation::read(request.method(), || request.body()) {
             Ok(token) => token_revocation::answer(&token, SpinStore::open, spin::now()),
             Err(refusal) => refusal,
         };

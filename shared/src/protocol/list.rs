@@ -36,8 +36,8 @@ pub fn events<S: KeyValue>(store: &S, user_id: &str, now: i64) -> Result<Vec<Eve
 }
 
 /// The index `head` names and its live keys, oldest first: head, index and one record per key
-/// (more only for a key whose current secret is not active because a roll is in flight: then
-/// its older secrets' records too). What it finds behind the index it repairs first (see
+/// (more only for a rolled key whose older secrets are in their grace, or whose current secret
+/// is not active because a roll is in flight: then its older secrets' records too). What it finds behind the index it repairs first (see
 /// [`Repair`]), then reads again; a key that looks dead is judged again at the head it is
 /// read from, so that a list overlapping a change never drops a key that is live before and
 /// after it.

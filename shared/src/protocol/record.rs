@@ -8,6 +8,8 @@ use super::*;
 pub enum KeyState {
     Pending,
     Active,
+    /// A pending secret that will never go live (its create or roll failed or was abandoned).
+    /// Not a key revoked for a leak: that one stays `Active` with a [`Revocation`].
     Revoked,
     /// Killed by a delete that has not yet published the key's removal: kept until then so
     /// that anyone who finds the entry meanwhile knows it is a deleted key (see [`delete`]).

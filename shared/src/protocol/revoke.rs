@@ -38,7 +38,7 @@ impl Revocation {
 /// Revokes the key whose secret hashes to `hash`, if it is a live key (a disabled one too: it
 /// could be enabled again), and answers whether it was: `true` for a key revoked now or
 /// before, `false` for a secret that is no live key's (unknown, deleted, expired, an old
-/// secret past its grace). Every secret of the key stops verifying (`401 key_revoked`) before
+/// secret past its grace once the roll that replaced it went live). Every secret of the key stops verifying (`401 key_revoked`) before
 /// this answers; the key stays listed, revoked, with a `revoked` event.
 ///
 /// One read of the secret's record decides: a record already carrying a revocation was
@@ -67,17 +67,17 @@ pub fn revoke<S: KeyValue>(
         return Ok(false);
     }
     let in_force = record.clone().in_force();
-    if in_force.is_retired(now) {
-        // An old secret past its grace is no key's, whatever became of its key.
-        return Ok(false);
-    }
     if record.revocation.is_some() {
-        // Carried from a published entry: revoked, and nothing is left to do.
-        return Ok(true);
+        // Carried from a published entry: revoked, and nothing is left to do (no roll of a
+        // revoked key can bring back a secret whose grace ended).
+        return Ok(!in_force.is_retired(now));
     }
-    if in_force.revocation.is_none() && !in_force.is_live(now) {
+    if in_force.revocation.is_none() && in_force.is_expired(now) {
+        // Expiry is final.
         return Ok(false);
     }
+    // A secret that looks past its grace is judged from the index (see [`amend`]): the roll
+    // that ended it may not have gone live, and would then be given back.
     let amendment = Amendment::Revoke { revocation, hash };
     let event_id = revocation_event_id(&record.key_id);
     match amend(
@@ -100,7 +100,7 @@ fn revocation_event_id(key_id: &str) -> String {
     format!("{key_id}/revoked")
 }
 
-/// Lets go of the oldest revoked keys of `index` until it has room for one more entry within
+/// Lets go of the oldest revoked keys of `index` (in the index's order: the oldest created) until it has room for one more entry within
 /// `max_keys` + [`MAX_REVOKED_KEPT`], each with its `deleted` event (reason `revoked`); their
 /// secrets' hashes go to `dropped`. Safe without killing their records first: a published
 /// revocation's restriction is on every secret the entry lists, so none of them verifies.

@@ -302,6 +302,8 @@ impl<S: KeyValue> Rolling<'_, S> {
             let _ = store.delete(&record_key(&previous.hash));
         }
         let previous_expires_at = entry.previous_expires_at(now);
+        // Revoked after this roll landed, if the entry says so.
+        let revocation = entry.revocation.clone();
         Ok(Some(KeySummary {
             entry: IndexEntry {
                 hash: new.hash.to_owned(),
@@ -311,7 +313,7 @@ impl<S: KeyValue> Rolling<'_, S> {
             last_used_at: None,
             expires_at: self.expires_at,
             previous_expires_at,
-            revocation: None,
+            revocation,
         }))
     }
 }

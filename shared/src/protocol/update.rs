@@ -53,16 +53,25 @@ pub(super) enum Amendment<'a> {
 }
 
 impl Amendment<'_> {
-    /// Whether the key is one this change may be made to at `now`: a revoked key's settings no
-    /// longer change (it only waits for its owner to delete it), and a revocation is for the
-    /// key whose current secret, or older one still in its grace, was presented (the index
-    /// decides, not the record read first, which may be a moment old).
-    fn applies_to(&self, entry: &IndexEntry, now: i64) -> bool {
+    /// Whether the key is one this change may be made to: a revoked key's settings no longer
+    /// change (it only waits for its owner to delete it), and a revocation is for the key that
+    /// lists the secret presented (see [`Amendment::presents_ended_secret`] for one it lists
+    /// past its grace).
+    fn applies_to(&self, entry: &IndexEntry) -> bool {
         match self {
             Amendment::Settings(_) => entry.revocation.is_none(),
+            Amendment::Revoke { hash, .. } => entry.all_hashes().any(|h| h == *hash),
+        }
+    }
+
+    /// Whether this is a revocation presenting an older secret whose grace the index says is
+    /// over at `now`. That is final only once the roll that ended it went live: a roll whose
+    /// new secret never does is given back, and its replaced secret is current again.
+    fn presents_ended_secret(&self, entry: &IndexEntry, now: i64) -> bool {
+        match self {
+            Amendment::Settings(_) => false,
             Amendment::Revoke { hash, .. } => {
-                entry.hash == *hash
-                    || (entry.previous.iter()).any(|p| p.hash == *hash && now < p.until)
+                (entry.previous.iter()).any(|p| p.hash == *hash && p.until <= now)
             }
         }
     }
@@ -153,12 +162,13 @@ fn amend_steps<S: KeyValue>(
     let mut proposed: Option<KeySummary> = None;
     change(store, &user, |versions, cas, head, mut index| {
         let found = index.keys.iter().position(|e| e.id == id);
-        // Only this request writes this event id, so seeing it means one of its proposals
-        // landed, whatever the swap answered: the change is never published twice.
+        // Only this request writes this event id (an update's is random; a revocation's is the
+        // key's own, and all revocations of the key are the same change), so seeing it means
+        // the change landed, whatever the swap answered: it is never published twice.
         let landed = index.events.iter().any(|e| e.id == event_id);
         // A key this change may not be made to is, for it, no key (unless the change landed
         // before: then it happened first, and is carried and answered below).
-        let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at], now));
+        let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at]));
         if !landed {
             // Its proposals so far are dead: withdrawn if it ends here or below.
             ahead.refuted();
@@ -194,11 +204,9 @@ fn amend_steps<S: KeyValue>(
                 // The key looks dead from its records. This update landed before, so it
                 // happened first: it was deleted after (its records killed, the removal not
                 // yet published), and the client is told its change was made.
-                None if landed => Round::Done(
-                    proposed
-                        .take()
-                        .ok_or(ApiError::StoreUnavailable(cause::NOT_READ_BACK)),
-                ),
+                // (Another revocation's landing, with none proposed by this one: the key was
+                // revoked, then deleted, and is no key now.)
+                None if landed => Round::Done(proposed.take().ok_or(ApiError::KeyNotFound)),
                 // No change to make: it is dead, if the head still names the version read;
                 // else a change published since (a roll that ended the secret read) explains
                 // it, and the next round reads that.
@@ -206,7 +214,21 @@ fn amend_steps<S: KeyValue>(
                 None => Round::Again,
             });
         }
-        let expires_at = match Standing::of(store, &index.keys[position], user_id, now)? {
+        let standing = Standing::of(store, &index.keys[position], user_id, now)?;
+        if amendment.presents_ended_secret(&index.keys[position], now) {
+            match standing {
+                // The roll that ended it went live: it is no key's secret any more.
+                Standing::Active(_) => return Ok(Round::Done(Err(ApiError::KeyNotFound))),
+                // Settle that roll first, as a roll meeting it does: its secret goes live
+                // now, or it failed and the next round finds it to give back.
+                Standing::Rolling { .. } => {
+                    let _ = activate(store, &index.keys[position].hash);
+                    return Ok(Round::Again);
+                }
+                _ => {}
+            }
+        }
+        let expires_at = match standing {
             // A roll in flight: its secret gets the restriction and the settings too, and its
             // activation keeps them.
             Standing::Active(record)

@@ -27,11 +27,8 @@ fn form(text: &str) -> CappedBody {
 #[test]
 fn a_holder_revokes_its_key_and_every_answer_is_the_same_empty_200() {
     let (store, secret) = store_with_key();
-    let token = read(
-        "POST",
-        &form(&format!("token={secret}&token_type_hint=access_token")),
-    )
-    .unwrap();
+    let body = form(&format!("token={secret}&token_type_hint=access_token"));
+    let token = read("POST", || &body).unwrap();
     let reply = answer(&token, || Ok(&store), NOW);
     assert_eq!((reply.status, reply.body_json()), (200, json!({})));
     let record = protocol::verify(&store, &key::key_hash(&secret), NOW)
@@ -65,15 +62,17 @@ fn malformed_requests_are_invalid_request_and_change_nothing() {
         "token_type_hint=access_token",
         &format!("token={secret}&token={secret}"),
     ] {
-        let refusal = read("POST", &form(body)).unwrap_err();
+        let form = form(body);
+        let refusal = read("POST", || &form).unwrap_err();
         assert_eq!(refusal.status, 400, "{body}");
         assert_eq!(refusal.body_json(), json!({ "error": "invalid_request" }));
     }
-    let refusal = read("GET", &form("")).unwrap_err();
+    let refusal = read("GET", || panic!("read the body of a GET")).unwrap_err();
     assert_eq!(refusal.status, 405);
     assert!(refusal.headers.contains(&("allow", "POST".into())));
     let too_large = "x".repeat(crate::http::MAX_BODY_BYTES + 1);
-    assert_eq!(read("POST", &form(&too_large)).unwrap_err().status, 413);
+    let too_large = form(&too_large);
+    assert_eq!(read("POST", || &too_large).unwrap_err().status, 413);
     let record = protocol::verify(&store, &key::key_hash(&secret), NOW)
         .unwrap()
         .unwrap();

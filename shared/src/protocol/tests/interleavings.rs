@@ -243,6 +243,21 @@ pub(super) fn check_all_interleavings_with_a_death(
                     Outcome::Deleted(id, _) if !settled.iter().any(|s| s.entry.id == id) => {
                         heard.push(Outcome::Deleted(id, Ok(())))
                     }
+                    // A roll happened if the key shows its secret once settled (another request
+                    // may have made it live).
+                    Outcome::Rolled(id, grace, new, _)
+                        if settled
+                            .iter()
+                            .any(|s| s.entry.id == id && s.entry.hash == new) =>
+                    {
+                        let shown = settled.iter().find(|s| s.entry.id == id).cloned();
+                        heard.push(Outcome::Rolled(
+                            id,
+                            grace,
+                            new,
+                            shown.ok_or(ApiError::Internal),
+                        ))
+                    }
                     // A revocation happened if the key shows revoked once settled.
                     Outcome::Revoked(hash, _)
                         if settled.iter().any(|s| {

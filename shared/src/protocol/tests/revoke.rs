@@ -237,6 +237,18 @@ fn a_revocation_dying_anywhere_is_settled(answers: SwapAnswers) {
     });
 }
 
+/// An owner who hears of a leak rolls the key with no grace; the alert comes meanwhile. The
+/// old secret is answered as no key's only once that roll went live: a roll that dies or fails
+/// before its secret does is given back, and its replaced secret is current again.
+fn a_revocation_racing_a_roll_that_dies_never_lets_the_old_secret_come_back(answers: SwapAnswers) {
+    check_all_interleavings_with_a_death(answers, 2, |made| {
+        [roll_request(made, 0), revoke_request(made)]
+    });
+    check_all_interleavings_with_a_death(answers, 2, |made| {
+        [roll_request(made, HOUR), revoke_request(made)]
+    });
+}
+
 fn a_revocation_meeting_a_failure_at_any_operation_is_finished_by_its_retry(answers: SwapAnswers) {
     for grace in [None, Some(HOUR)] {
         check_failure_at_every_operation(answers, |store| {
@@ -290,6 +302,7 @@ under_every_swap_answer!(
     two_revocations_of_one_key_revoke_it_once,
     a_revocation_racing_three_ways_keeps_every_invariant,
     a_revocation_dying_anywhere_is_settled,
+    a_revocation_racing_a_roll_that_dies_never_lets_the_old_secret_come_back,
     a_revocation_meeting_a_failure_at_any_operation_is_finished_by_its_retry,
     a_revocation_outlasting_every_retry_bound_fails_closed,
 );
