@@ -121,9 +121,11 @@
 //! secrets lives.
 //!
 //! # Revoke (secret k of a key, a revocation r: why, when, where it was found)
-//! One read of `key/k` decides: no active record, or one past its expiry or grace, is no live
-//! key's (nothing written); one already carrying a revocation was revoked (nothing written: a
-//! replayed alert costs that read). Otherwise the owner and key id come from the record, and
+//! One read of `key/k` decides: no active record, or one past its expiry, is no live key's
+//! (nothing written); one already carrying a revocation was revoked (nothing written: a
+//! replayed alert costs that read). An older secret past its grace is judged from the index:
+//! no key's once the roll that ended it went live (one in flight is helped live first, a
+//! failed one given back, which makes that secret current again). Otherwise the owner and key id come from the record, and
 //! the revocation takes update's steps (see [`revoke`]): a restriction carrying r onto every
 //! secret's record, older ones first — from here verify answers `key_revoked` —, then the
 //! entry published as revoked (why and when only; where it was found stays in the records and
