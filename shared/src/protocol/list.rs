@@ -192,25 +192,36 @@ pub(super) struct Repair {
 impl Repair {
     fn note(&mut self, entry: &IndexEntry, standing: &Standing, head: u64, now: i64) {
         match standing {
-            Standing::Active(record) => {
-                let abandoned =
-                    |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
-                self.fence |= record.restrictions.iter().any(abandoned);
-                let target = Target {
-                    entry,
-                    head,
-                    retire_at: None,
-                };
-                if record.carried(&target).is_some() {
-                    self.carries.push(entry.id.clone());
-                }
-            }
+            Standing::Active(record) => self.note_secret(record, entry, None, head, now),
             Standing::RollFailed { abandoned } => {
                 self.undo_rolls.push((entry.id.clone(), *abandoned));
             }
             Standing::Deleted => self.removals.push(entry.id.clone()),
             Standing::Dead => self.saw_dead = true,
             Standing::Rolling { .. } => {}
+        }
+    }
+
+    /// Notes what the active record of one of `entry`'s secrets needs (`retire_at`: the end of
+    /// its grace, for an older one): a fence if it holds a restriction abandoned undecided, a
+    /// carry if it is behind the entry at `head`.
+    fn note_secret(
+        &mut self,
+        record: &KeyRecord,
+        entry: &IndexEntry,
+        retire_at: Option<i64>,
+        head: u64,
+        now: i64,
+    ) {
+        let abandoned = |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
+        self.fence |= record.restrictions.iter().any(abandoned);
+        let target = Target {
+            entry,
+            head,
+            retire_at,
+        };
+        if record.carried(&target).is_some() && !self.carries.contains(&entry.id) {
+            self.carries.push(entry.id.clone());
         }
     }
 
@@ -233,19 +244,8 @@ impl Repair {
             else {
                 continue;
             };
-            if record.state != KeyState::Active {
-                continue;
-            }
-            let abandoned =
-                |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
-            self.fence |= record.restrictions.iter().any(abandoned);
-            let target = Target {
-                entry,
-                head,
-                retire_at: Some(previous.until),
-            };
-            if record.carried(&target).is_some() && !self.carries.contains(&entry.id) {
-                self.carries.push(entry.id.clone());
+            if record.state == KeyState::Active {
+                self.note_secret(&record, entry, Some(previous.until), head, now);
             }
         }
         Ok(())
