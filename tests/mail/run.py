@@ -4,7 +4,10 @@ Every check opens its own SMTP session to Postfix's submission port and authenti
 key as the password, once with the fixed login `apikey` (Dovecot's `post` mode to
 /v1/keys.introspect) and once with the key owner's user id (its `auth` mode to
 /v1/keys.verify). Keys are made, disabled and deleted through the app's API like a user would.
-Accepted messages must reach smtp-sink, naming the key's owner as the authenticated sender.
+Accepted messages must reach smtp-sink with no user id in them (the Received header included).
+The envelope sender must be one the senders table (written by run.sh for this run) gives to the
+key's owner: another user's address, an unlisted one or the null sender is 553 5.7.1. The
+`smtp` service beside it (port 25's) must neither offer nor take AUTH.
 
 Prints `PASS`/`FAIL` per check and `mail: N passed, M failed`; exits 1 if anything failed.
 """
@@ -30,6 +33,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--app", required=True, help="the app's base URL")
     parser.add_argument("--submission-port", type=int, required=True)
+    parser.add_argument("--mx-port", type=int, required=True, help="the smtp service, as port 25 has it")
+    parser.add_argument("--run", required=True, help="the suffix of the users and addresses in run.sh's senders table")
     parser.add_argument("--sink", required=True, help="smtp-sink's dump folder")
     parser.add_argument("--client-secret", required=True, help="the app's introspection_client_secret")
     return parser.parse_args()
@@ -92,8 +97,8 @@ def create_key(user, name, scopes):
 # ---- SMTP -------------------------------------------------------------------------------------
 
 
-def session():
-    client = smtplib.SMTP("127.0.0.1", ARGS.submission_port, timeout=60)
+def session(port=None):
+    client = smtplib.SMTP("127.0.0.1", port or ARGS.submission_port, timeout=60)
     client.ehlo("client.api-keys.test")
     return client
 
@@ -111,10 +116,10 @@ def auth(mechanism, login, password):
         return error.smtp_code, None
 
 
-def relayed(client, subject):
-    """Sends a message with `subject` and waits for smtp-sink to have it; its text or None."""
-    message = f"From: sender@example.test\r\nTo: rcpt@example.test\r\nSubject: {subject}\r\n\r\nhello\r\n"
-    client.sendmail("sender@example.test", ["rcpt@example.test"], message)
+def relayed(client, sender, subject):
+    """Sends a message from `sender` with `subject` and waits for smtp-sink to have it; its text or None."""
+    message = f"From: {sender}\r\nTo: rcpt@example.test\r\nSubject: {subject}\r\n\r\nhello\r\n"
+    client.sendmail(sender, ["rcpt@example.test"], message)
     client.quit()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -126,18 +131,39 @@ def relayed(client, subject):
     return None
 
 
-def sends_as(owner, mechanism, login, password, label):
+def sends_as(owner, mechanism, login, password, label, sender):
     code, client = auth(mechanism, login, password)
     check(f"{label}: AUTH {mechanism} as {login!r} is 235", code == 235, code)
     if client is None:
         return
     subject = f"api-keys mail test {secrets.token_hex(8)}"
-    text = relayed(client, subject)
-    check(f"{label}: the message reaches the sink", text is not None)
+    text = relayed(client, sender, subject)
+    check(f"{label}: the message from {sender} reaches the sink", text is not None)
+    # What every recipient reads: no user id, in upper or lower case (Postfix's `Authenticated
+    # sender:` would bring it). The addresses of run.sh's table contain none.
     check(
-        f"{label}: Postfix names the key's owner as the authenticated sender",
-        text is not None and f"(Authenticated sender: {owner})" in text,
-        text,
+        f"{label}: no user id in the relayed message (Received header included)",
+        text is not None and owner.lower() not in text.lower() and "authenticated sender" not in text.lower(),
+        text and text.split("\n\n", 1)[0],
+    )
+
+
+def sender_refused(owner, login, password, sender, label):
+    """MAIL FROM `sender` after AUTH: refused as not the owner's (553 5.7.1, at RCPT TO, since
+    Postfix judges the sender there by default), naming the SASL user, which must be the owner."""
+    code, client = auth("PLAIN", login, password)
+    if client is None:
+        check(f"{label}: AUTH as {login!r} is 235", False, code)
+        return
+    mail_code, _ = client.mail(sender)
+    code, reply = client.rcpt("rcpt@example.test")
+    client.quit()
+    reply = reply.decode(errors="replace")
+    expected = f"<{sender}>: Sender address rejected: not owned by user {owner}" if sender else "<>: Sender address rejected"
+    check(
+        f"{label}: MAIL FROM:<{sender}> as {login!r} is 553 5.7.1",
+        mail_code == 250 and code == 553 and reply.startswith("5.7.1 ") and expected in reply,
+        (mail_code, code, reply),
     )
 
 
@@ -150,16 +176,39 @@ def refused(mechanism, login, password, label):
 
 # ---- The checks -------------------------------------------------------------------------------
 
-run = secrets.token_hex(4)
+run = ARGS.run
 # A user id with capitals: logins are compared exactly (auth_username_format = %u).
+# The users and addresses of run.sh's senders table.
 owner = f"Mail-User-{run}"
 other = f"other-user-{run}"
+owner_address = f"ann-{run}@example.test"
+other_address = f"bob-{run}@example.test"
+shared_address = f"team-{run}@example.test"
 smtp_key = create_key(owner, "relay", ["smtp"])
 key = smtp_key["key"]
 
 for mechanism in ("PLAIN", "LOGIN"):
-    sends_as(owner, mechanism, FIXED_LOGIN, key, "fixed login, introspection in post mode")
-    sends_as(owner, mechanism, owner, key, "owner's login, verify in auth mode")
+    sends_as(owner, mechanism, FIXED_LOGIN, key, "fixed login, introspection in post mode", owner_address)
+    sends_as(owner, mechanism, owner, key, "owner's login, verify in auth mode", owner_address)
+
+# The envelope sender: only the owner's addresses, whatever the login (the fixed login's SASL
+# user is the owner too: Dovecot's pass_attrs user=%{oauth2:sub}).
+other_key = create_key(other, "relay", ["smtp"])["key"]
+for login, label in ((FIXED_LOGIN, "fixed login"), (owner, "owner's login")):
+    sender_refused(owner, login, key, other_address, f"{label}, another user's address")
+    sender_refused(owner, login, key, f"sender-{run}@example.test", f"{label}, an address not in the table")
+sender_refused(owner, FIXED_LOGIN, key, "", "the null sender")
+sends_as(owner, "PLAIN", FIXED_LOGIN, key, "an address listed for both users, the first", shared_address)
+sends_as(other, "PLAIN", other, other_key, "an address listed for both users, the other", shared_address)
+sender_refused(other, other, other_key, owner_address, "the other user, the first one's address")
+
+# The smtp service (port 25's) has no SASL: no AUTH in its EHLO, and AUTH with a good key is 503.
+client = session(ARGS.mx_port)
+offered = client.has_extn("auth")
+code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0{FIXED_LOGIN}\0{key}".encode()).decode())
+client.quit()
+check("port 25's service does not offer AUTH", not offered, client.esmtp_features)
+check("port 25's service refuses AUTH with a good key (503)", code == 503, (code, reply))
 
 typo = key[:-1] + ("A" if key[-1] != "A" else "B")
 for mechanism in ("PLAIN", "LOGIN"):
@@ -170,7 +219,6 @@ without_smtp = create_key(owner, "api only", ["write"])["key"]
 refused("PLAIN", FIXED_LOGIN, without_smtp, "a key without the smtp scope")
 refused("PLAIN", owner, without_smtp, "a key without the smtp scope")
 
-other_key = create_key(other, "relay", ["smtp"])["key"]
 refused("PLAIN", other, key, "another user's login with this key")
 refused("PLAIN", owner, other_key, "this user's login with another user's key")
 refused("PLAIN", owner.lower(), key, "the owner's login in other case")
@@ -183,7 +231,7 @@ refused("PLAIN", FIXED_LOGIN, key, "a disabled key")
 refused("PLAIN", owner, key, "a disabled key")
 status, _ = api("POST", "/v1/keys.update", owner, {"id": smtp_key["id"], "enabled": True})
 check("enabling it again answers 200", status == 200, status)
-sends_as(owner, "PLAIN", FIXED_LOGIN, key, "the key enabled again")
+sends_as(owner, "PLAIN", FIXED_LOGIN, key, "the key enabled again", owner_address)
 
 # Deleted: refused on the very next AUTH, with no cache in between.
 status, _ = api("POST", "/v1/keys.delete", owner, {"id": smtp_key["id"]})

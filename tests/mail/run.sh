@@ -2,8 +2,10 @@
 # Proves deploy/mail end to end: a real Postfix submission service whose SMTP AUTH goes through
 # a real Dovecot (deploy/mail/dovecot/api-keys.conf) to the app's verify component — in Dovecot's
 # `post` mode to /v1/keys.introspect (login `apikey`) and in its `auth` mode to /v1/keys.verify
-# (login = the key owner's user id) — relaying to smtp-sink. tests/mail/run.py then drives it
-# with Python's smtplib (see there for the checks).
+# (login = the key owner's user id) — relaying to smtp-sink, with the envelope senders each user
+# may use in a table (deploy/mail/postfix/api-keys-senders, filled here for this run's users),
+# and beside it an `smtp` service as port 25 has it, without SASL. tests/mail/run.py then drives
+# them with Python's smtplib (see there for the checks).
 #
 #   bash tests/mail/run.sh                                   # the local host
 #   SPIN_BIN=../shared/tools/spin/spin bash tests/mail/run.sh  # real `spin up`
@@ -61,6 +63,7 @@ log "using $(dovecot --version | cut -d' ' -f1) and Postfix $(postconf -d -h mai
 APP_PORT=$(free_port)
 AUTH_PORT=$(free_port)
 SUBMISSION_PORT=$(free_port)
+MX_PORT=$(free_port)
 SINK_PORT=$(free_port)
 CLIENT_SECRET=introspection-secret-$$-$RANDOM
 export SPIN_VARIABLE_ALLOWED_SCOPES=read,write,admin,smtp
@@ -100,11 +103,21 @@ chown postfix "$WORK/sink"
     >"$WORK/sink.log" 2>&1 &
 SINK_PID=$!
 
-# ---- Postfix: a private instance with the committed main.cf and master.cf lines -------------
+# ---- Postfix: a private instance with the committed master.cf lines --------------------------
 mkdir -p "$POSTFIX_CONF" "$WORK/postfix-queue" "$WORK/postfix-data"
 chown postfix "$WORK/postfix-data"
+# The committed senders table (only comments) with this run's users: run.py makes the keys of
+# Mail-User-$RUN and other-user-$RUN and sends as these addresses. No address contains a user
+# id, so that a user id found in a relayed message can only have come from Postfix.
+RUN=$(python3 -c 'import secrets; print(secrets.token_hex(4))')
 {
-    cat <<EOF
+    cat "$ROOT/deploy/mail/postfix/api-keys-senders"
+    echo "ann-$RUN@example.test    Mail-User-$RUN"
+    echo "bob-$RUN@example.test    other-user-$RUN"
+    echo "team-$RUN@example.test   Mail-User-$RUN, other-user-$RUN"
+} >"$POSTFIX_CONF/api-keys-senders"
+# main.cf gets nothing from deploy/mail: every SASL setting is in the submission service.
+cat >"$POSTFIX_CONF/main.cf" <<EOF
 # A private Postfix on loopback, from this folder; it relays everything to smtp-sink.
 compatibility_level = 3.6
 queue_directory = $WORK/postfix-queue
@@ -123,8 +136,6 @@ local_recipient_maps =
 smtpd_tls_security_level = none
 smtp_tls_security_level = none
 EOF
-    sed -e "s#inet:127\.0\.0\.1:12345#inet:127.0.0.1:$AUTH_PORT#" "$ROOT/deploy/mail/postfix/main.cf.api-keys"
-} >"$POSTFIX_CONF/main.cf"
 {
     # Only the services a relay needs, none chrooted (the queue is this folder).
     cat <<'EOF'
@@ -148,10 +159,19 @@ scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 showq     unix  n - n - - showq
 EOF
-    sed -e "s#^submission inet#127.0.0.1:$SUBMISSION_PORT inet#" "$ROOT/deploy/mail/postfix/master.cf.api-keys"
+    # Port 25's service as Debian's master.cf has it (not chrooted here): main.cf alone.
+    echo "127.0.0.1:$MX_PORT inet n - n - - smtpd"
+    sed -e "s#^submission inet#127.0.0.1:$SUBMISSION_PORT inet#" \
+        -e "s#inet:127\.0\.0\.1:12345#inet:127.0.0.1:$AUTH_PORT#" \
+        -e "s#/etc/postfix/api-keys-senders#$POSTFIX_CONF/api-keys-senders#" \
+        "$ROOT/deploy/mail/postfix/master.cf.api-keys"
 } >"$POSTFIX_CONF/master.cf"
 grep -q "^127.0.0.1:$SUBMISSION_PORT inet" "$POSTFIX_CONF/master.cf" ||
     abort "templating put the submission port in master.cf"
+grep -q "smtpd_sasl_path=inet:127.0.0.1:$AUTH_PORT" "$POSTFIX_CONF/master.cf" ||
+    abort "templating put Dovecot's auth port in master.cf"
+grep -q "texthash:$POSTFIX_CONF/api-keys-senders" "$POSTFIX_CONF/master.cf" ||
+    abort "templating put the senders table's path in master.cf"
 # `postfix` logs a failed start only to syslog, which this machine may not have; keep its words.
 postfix -c "$POSTFIX_CONF" check >>"$WORK/postfix.log" 2>&1 || abort "postfix check accepts the configuration"
 postfix -c "$POSTFIX_CONF" start >>"$WORK/postfix.log" 2>&1 || abort "postfix starts"
@@ -167,11 +187,14 @@ wait_for_port() {
 wait_for_port "$AUTH_PORT" || abort "Dovecot listens for Postfix's SASL on $AUTH_PORT"
 wait_for_port "$SINK_PORT" || abort "smtp-sink listens on $SINK_PORT"
 wait_for_port "$SUBMISSION_PORT" || abort "Postfix's submission service listens on $SUBMISSION_PORT"
+wait_for_port "$MX_PORT" || abort "Postfix's smtp service listens on $MX_PORT"
 log "Dovecot (pid $DOVECOT_PID), Postfix (pid $(postfix_pid)), smtp-sink (pid $SINK_PID) up"
 
 python3 "$ROOT/tests/mail/run.py" \
     --app "http://127.0.0.1:$APP_PORT" \
     --submission-port "$SUBMISSION_PORT" \
+    --mx-port "$MX_PORT" \
+    --run "$RUN" \
     --sink "$WORK/sink" \
     --client-secret "$CLIENT_SECRET"
 status=$?
