@@ -245,6 +245,48 @@ fn send(reply: Reply, response_out: ResponseOutparam) {
         .chain(reply.headers)
         .map(|(name, value)| (name.to_owned(), value.into_bytes()))
         .collect();
+    respond(
+        reply.status,
+        headers,
+        &reply.body,
+        Length::Declared,
+        response_out,
+    )
+}
+
+/// Whether a response declares its body's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// `Content-Length` is the body's length.
+    Declared,
+    /// No `Content-Length` (the answer to a `HEAD`, whose body is not sent).
+    Undeclared,
+}
+
+/// Answers `status` with `headers` and `body`, the whole body written and finished **before**
+/// the response is handed to the host, so that the host has it complete and sends it in one
+/// write. Handed over first, the head goes out alone and, since Spin never sets `TCP_NODELAY`,
+/// the body's write waits for the client's delayed ACK: about 40 ms per request on a kept-alive
+/// connection (measured on Spin 4.1 with SQLite: 29–30 requests/s on one connection this way
+/// round, 1,820–1,960 the other).
+///
+/// The stream takes what its `check-write` budget allows before the response is set (Spin gives
+/// 1 MiB, more than any answer here); a body beyond it could never drain before the host has the
+/// response, so the rest is written after handing it over (two writes then, but never a
+/// deadlock). Nothing is copied: the body is written from `body` as it is.
+pub fn respond(
+    status: u16,
+    mut headers: Vec<(String, Vec<u8>)>,
+    body: &[u8],
+    length: Length,
+    response_out: ResponseOutparam,
+) {
+    if length == Length::Declared {
+        headers.push((
+            "content-length".to_owned(),
+            body.len().to_string().into_bytes(),
+        ));
+    }
     let response = match Fields::from_list(&headers) {
         Ok(fields) => OutgoingResponse::new(fields),
         Err(error) => {
@@ -256,19 +298,103 @@ fn send(reply: Reply, response_out: ResponseOutparam) {
             return types::ResponseOutparam::set(response_out.into_inner(), failed);
         }
     };
-    let _ = response.set_status_code(reply.status);
-    let Ok(body) = response.body() else {
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
         return response_out.set(response);
     };
+    let Ok(stream) = outgoing.write() else {
+        response_out.set(response);
+        let _ = OutgoingBody::finish(outgoing, None);
+        return;
+    };
+    let rest = write_within_budget(
+        || stream.check_write().ok(),
+        |bytes| stream.write(bytes).is_ok(),
+        body,
+    );
+    if rest.is_empty() {
+        // Complete: the stream goes first (a child resource), then the body is finished, and
+        // only then does the host get the response.
+        drop(stream);
+        let _ = OutgoingBody::finish(outgoing, None);
+        return response_out.set(response);
+    }
     response_out.set(response);
-    if let Ok(stream) = body.write() {
-        // `blocking-write-and-flush` takes at most 4096 bytes a call. An error means the
-        // client went away: nothing is left to tell it.
-        for chunk in reply.body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                break;
-            }
+    // `blocking-write-and-flush` takes at most 4096 bytes a call. An error means the client
+    // went away: nothing is left to tell it.
+    for chunk in rest.chunks(4096) {
+        if stream.blocking_write_and_flush(chunk).is_err() {
+            break;
         }
     }
-    let _ = OutgoingBody::finish(body, None);
+    drop(stream);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+/// Writes as much of `body` as the stream's budget allows without waiting (`budget`: its
+/// `check-write`, `None` on an error; `write`: its `write`, `false` on an error), and answers
+/// what is left: empty when all of it was written. An error leaves the rest unwritten (the
+/// client is gone, and the blocking writes after will say so too).
+fn write_within_budget<'a>(
+    mut budget: impl FnMut() -> Option<u64>,
+    mut write: impl FnMut(&[u8]) -> bool,
+    mut body: &'a [u8],
+) -> &'a [u8] {
+    while !body.is_empty() {
+        let allowed = match budget() {
+            Some(0) | None => break,
+            Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+        };
+        let (now, later) = body.split_at(allowed.min(body.len()));
+        if !write(now) {
+            break;
+        }
+        body = later;
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_within_budget;
+
+    #[test]
+    fn a_body_within_the_budget_is_written_whole_before_anything_else() {
+        let mut written = Vec::new();
+        let rest = write_within_budget(
+            || Some(1 << 20),
+            |b| {
+                written.extend_from_slice(b);
+                true
+            },
+            b"{}",
+        );
+        assert!(rest.is_empty());
+        assert_eq!(written, b"{}");
+    }
+
+    #[test]
+    fn a_body_over_the_budget_is_written_up_to_it_and_the_rest_left_for_later() {
+        let body = vec![7u8; 10_000];
+        let mut budgets = vec![4096u64, 4096, 0].into_iter();
+        let mut written = 0;
+        let rest = write_within_budget(
+            || budgets.next(),
+            |b| {
+                written += b.len();
+                true
+            },
+            &body,
+        );
+        assert_eq!(written, 8192);
+        assert_eq!(rest.len(), 10_000 - 8192);
+    }
+
+    #[test]
+    fn a_stream_error_stops_the_writes() {
+        let rest = write_within_budget(|| None, |_| unreachable!(), b"abc");
+        assert_eq!(rest, b"abc");
+        let rest = write_within_budget(|| Some(2), |_| false, b"abc");
+        assert_eq!(rest, b"abc");
+    }
 }

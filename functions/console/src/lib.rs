@@ -2,7 +2,8 @@
 //! calls the public HTTP API from the browser with the signed-in person's token; this component
 //! holds no store, no variable and no secret.
 
-use spin_sdk::http::{IncomingRequest, Response};
+use shared::spin::{respond, Length};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 /// No inline script or style, nothing from another origin, no framing, no form posts, and no
@@ -62,13 +63,19 @@ enum Answer {
 }
 
 #[http_component]
-fn handle(request: IncomingRequest) -> Response {
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let method = request.method().to_string();
     let path_with_query = request.path_with_query().unwrap_or_default();
     let path = path_with_query
         .split_once('?')
         .map_or(path_with_query.as_str(), |(path, _)| path);
-    respond(route(&method, path), method == "HEAD")
+    let (status, headers, body) = answer(route(&method, path));
+    // A `HEAD` gets the headers of a `GET` without its body, and so no length to declare.
+    if method == "HEAD" {
+        respond(status, headers, b"", Length::Undeclared, response_out)
+    } else {
+        respond(status, headers, body, Length::Declared, response_out)
+    }
 }
 
 /// The answer to `method` on `path`: an unknown path is 404 whatever the method, a known one is
@@ -89,46 +96,46 @@ fn route(method: &str, path: &str) -> Answer {
     }
 }
 
-fn respond(answer: Answer, head: bool) -> Response {
-    let mut builder = Response::builder();
-    builder
-        .header("content-security-policy", CONTENT_SECURITY_POLICY)
-        .header("x-content-type-options", "nosniff")
+/// The status, headers and body of `answer`, sent in one write (see [`respond`]).
+fn answer(answer: Answer) -> (u16, Vec<(String, Vec<u8>)>, &'static [u8]) {
+    let mut headers = vec![
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
         // The page's own URL never leaves it, should a token ever sit in one.
-        .header("referrer-policy", "no-referrer")
+        ("referrer-policy", "no-referrer"),
         // For browsers that predate `frame-ancestors`.
-        .header("x-frame-options", "DENY")
-        .header("cross-origin-opener-policy", "same-origin")
-        .header("cross-origin-resource-policy", "same-origin");
-    let (status, body): (u16, &[u8]) = match answer {
+        ("x-frame-options", "DENY"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ];
+    let text = [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("cache-control", NO_STORE),
+    ];
+    let (status, body): (u16, &'static [u8]) = match answer {
         Answer::File(asset) => {
-            builder
-                .header("content-type", asset.content_type)
-                .header("cache-control", asset.cache_control);
+            headers.push(("content-type", asset.content_type));
+            headers.push(("cache-control", asset.cache_control));
             (200, asset.body)
         }
         Answer::Redirect(location) => {
-            builder
-                .header("location", location)
-                .header("cache-control", NO_STORE);
+            headers.push(("location", location));
+            headers.push(("cache-control", NO_STORE));
             (302, b"")
         }
         Answer::NotFound => {
-            text(&mut builder);
+            headers.extend(text);
             (404, b"Not found\n")
         }
         Answer::MethodNotAllowed => {
-            text(&mut builder);
-            builder.header("allow", "GET, HEAD");
+            headers.extend(text);
+            headers.push(("allow", "GET, HEAD"));
             (405, b"Method not allowed\n")
         }
     };
-    let body = if head { Vec::new() } else { body.to_vec() };
-    builder.status(status).body(body).build()
-}
-
-fn text(builder: &mut spin_sdk::http::ResponseBuilder) {
-    builder
-        .header("content-type", "text/plain; charset=utf-8")
-        .header("cache-control", NO_STORE);
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    (status, headers, body)
 }

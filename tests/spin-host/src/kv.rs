@@ -198,7 +198,23 @@ impl SqliteBackend {
     }
 
     /// Runs `f` on the one connection; requests take turns, which keeps every operation atomic.
+    ///
+    /// Inside `tokio::task::block_in_place` when on a multi-threaded runtime, as Spin runs every
+    /// call of its SQLite store: the worker thread is handed over for the call, and what other
+    /// tasks that frees to run, when, is part of how Spin behaves (a response handed over
+    /// before its body is written goes out in two writes there: see `shared::spin::respond`).
     fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> KvResult<T>) -> KvResult<T> {
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_threaded {
+            tokio::task::block_in_place(|| self.with_conn_here(f))
+        } else {
+            self.with_conn_here(f)
+        }
+    }
+
+    fn with_conn_here<T>(&self, f: impl FnOnce(&mut Connection) -> KvResult<T>) -> KvResult<T> {
         let mut slot = self
             .conn
             .lock()

@@ -259,8 +259,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, server: Arc<Server>) {
                 continue;
             }
         };
-        // Answers are small: send them at once rather than wait for the client's delayed ACK.
-        let _ = stream.set_nodelay(true);
+        // No `TCP_NODELAY`, as on Spin (its source never sets it): a component that hands its
+        // response over before writing the body gets the same ~40 ms delayed-ACK stall here on
+        // a kept-alive connection as it would there (see `shared::spin::respond`).
         let server = server.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
