@@ -4,13 +4,15 @@
 #
 #   bash tests/gateway/run.sh                  # nginx auth_request: deploy/nginx/nginx.conf
 #   GATEWAY=caddy bash tests/gateway/run.sh    # Caddy reverse_proxy: deploy/caddy/Caddyfile
+#   GATEWAY=apache bash tests/gateway/run.sh   # httpd + mod_auth_openidc: deploy/apache/httpd.conf
 #
 # Installs the gateway from Debian's packages if it is missing (needs root), starts the local
 # host (SPIN_HOST_BIN, default target/debug/spin-host; or Spin with SPIN_BIN),
 # tests/gateway/upstream.py and the gateway, all on free loopback ports, then checks with curl
-# what a client gets and what the API behind sees: which user, and the raw path, which must
-# reach a handler the key's scopes cover however the API reads it (upstream.py reads it three
-# ways). Both gateways answer every check the same way.
+# what a client gets and what the API behind sees: which user, under which raw header names
+# (nothing a client forged or stripped), and the raw path, which must reach a handler the key's
+# scopes cover however the API reads it (upstream.py reads it three ways). The three gateways
+# answer every check the same way, but for api-keys down (Apache: 401, not 503).
 # Prints `gateway (NAME): N passed, M failed`; exits non-zero if anything failed.
 
 # The checks below are conditions passed to `eval` in single quotes, on purpose.
@@ -239,6 +241,77 @@ create_key() { # create_key USER SCOPES-JSON: sets KEY and KEY_ID
     [[ $STATUS == 201 && -n $KEY && -n $KEY_ID ]]
 }
 
+# raw_req [--no-key] [--trailer 'NAME: VALUE'] 'NAME: VALUE'...: GET /read/items with the read
+# key in X-API-Key and these header lines sent byte for byte (curl would merge, reorder or drop
+# some); with --trailer, a chunked POST whose trailer is that line. Sets STATUS and $WORK/body
+# as req does.
+raw_req() {
+    STATUS=$(python3 - "$GW_PORT" "$WORK/body" "$READ_KEY" "$@" <<'EOF'
+import http.client, socket, sys
+port, out, key, *args = sys.argv[1:]
+lines, trailer = [], None
+while args:
+    arg = args.pop(0)
+    if arg == "--no-key":
+        key = None
+    elif arg == "--trailer":
+        trailer = args.pop(0)
+    else:
+        lines.append(arg)
+head = ["POST" if trailer else "GET", " /read/items HTTP/1.1\r\nHost: 127.0.0.1\r\n"]
+if key:
+    head.append(f"X-API-Key: {key}\r\n")
+head += [line + "\r\n" for line in lines]
+if trailer:
+    head.append("Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n" + trailer + "\r\n")
+head.append("\r\n")
+try:
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as s:
+        s.sendall("".join(head).encode("latin-1"))
+        answer = http.client.HTTPResponse(s)
+        answer.begin()
+        body = answer.read()
+    open(out, "wb").write(body)
+    print(answer.status)
+except Exception as e:
+    open(out, "w").write(str(e))
+    print("000")
+EOF
+)
+}
+# identity_is USER ID SCOPES: among the headers and trailers the API got, those it could read as
+# X-Api-Key-User, -Id, -Scopes or X-API-Key in any spelling (api_key_headers, upstream.py) are
+# exactly the gateway's three, hyphenated (in any case), each once, with these values.
+identity_is() {
+    python3 - "$WORK/body" "$@" <<'EOF'
+import json, sys
+try:
+    got = json.load(open(sys.argv[1]))["api_key_headers"]
+except Exception:
+    sys.exit(1)
+names = ("x-api-key-user", "x-api-key-id", "x-api-key-scopes", "x-api-key")
+readable = sorted((n.lower(), v) for n, v in got if n.strip().lower().replace("_", "-") in names)
+sys.exit(readable != sorted(zip(names, sys.argv[2:5])))
+EOF
+}
+# api_got NAME: how many headers of this name (any case) the API got.
+api_got() {
+    python3 -c 'import json, sys
+try:
+    print(sum(n.lower() == sys.argv[2] for n, _ in json.load(open(sys.argv[1]))["headers"]))
+except Exception:
+    print("")' "$WORK/body" "$(tr '[:upper:]' '[:lower:]' <<<"$1")"
+}
+# check_identity NAME: a PASS if the last request got 200 and the API saw the read key's owner,
+# id and scopes exactly (identity_is), and nothing else under those names.
+check_identity() {
+    if [[ $STATUS == 200 ]] && identity_is "$GW_USER" "$READ_ID" read; then
+        pass "$1"
+    else
+        fail "$1 (status $STATUS, the API got $(field api_key_headers || true))"
+    fi
+}
+
 # ---- The checks -------------------------------------------------------------------------------
 GW_USER=gw-alice@example.com
 create_key "$GW_USER" '["read"]' || abort "create a key with scope read (status $STATUS)"
@@ -326,8 +399,76 @@ req "$GW/read/items" -H "X-API-Key: ${READ_KEY%?}$([[ $last == x ]] && echo y ||
 check "mistyped key → 401" eval '[[ $STATUS == 401 ]]'
 
 req "$GW/read/items" -H "X-API-Key: $READ_KEY" -H "X-Api-Key-User: mallory" -H "X-Api-Key-Scopes: admin"
-check "a client's own X-Api-Key-User / X-Api-Key-Scopes are replaced" \
-    eval '[[ $STATUS == 200 && $(field x_api_key_user) == "$GW_USER" && $(field x_api_key_scopes) == read ]]'
+check_identity "a client's own X-Api-Key-User / X-Api-Key-Scopes are replaced"
+
+# ---- Identity headers a client forges or strips (issue 29) -------------------------------------
+# Who is calling is said by the gateway alone: whatever a client sends, the API gets the read
+# key's owner, id and scopes under the gateway's three names, once each, and nothing the client
+# wrote under any spelling of them (upstream.py reports raw header names: a CGI, WSGI, PHP-FPM or
+# Rack API reads X_Api_Key_User as HTTP_X_API_KEY_USER). Each gateway drops what it must and
+# lets the request go on (200), as nginx always has.
+
+# A Connection header names the headers a proxy must remove before passing a request on;
+# Caddy and httpd used to remove them after setting them from the key check's answer.
+raw_req "Connection: close, X-Api-Key-User, X-Api-Key-Scopes"
+check_identity "Connection: close, X-Api-Key-User, X-Api-Key-Scopes → the API still gets the gateway's user and scopes"
+raw_req "Connection: keep-alive" "Connection: x-api-key-id"
+check_identity "two Connection headers, the second naming x-api-key-id → the API still gets the key id"
+raw_req $'Connection: \tX-API-KEY-SCOPES\t,X-Api-Key-Id,,x-Api-key-USER '
+check_identity "Connection naming all three (tabs, an empty token, any case) → the API gets all three"
+raw_req "Connection: TE, Keep-Alive, X-Api-Key-User" "TE: trailers" "Keep-Alive: timeout=5, max=10" \
+    "Proxy-Connection: X-Api-Key-Scopes"
+check_identity "Connection: TE, Keep-Alive, X-Api-Key-User with TE, Keep-Alive and Proxy-Connection → the API gets all three"
+
+# The same names spelled otherwise: with `_`, in any case.
+raw_req "X_Api_Key_User: victim@example.com"
+check_identity "X_Api_Key_User: victim@example.com → the API gets only the gateway's X-Api-Key-User"
+# All eight spellings of each name (`-` or `_` at each of three places), in mixed case.
+spellings() { # spellings SUFFIX: the eight, one per line
+    local a b c
+    for a in - _; do for b in - _; do for c in - _; do
+        echo "x${a}API${b}key${c}$1"
+    done; done; done
+}
+for suffix in User Id Scopes; do
+    forged=()
+    while read -r name; do forged+=("$name: forged-$suffix-${#forged[@]}"); done < <(spellings "$suffix")
+    raw_req "${forged[@]}"
+    check_identity "x-API-key-$suffix in all eight spellings (- or _, mixed case) → the API gets only the gateway's"
+done
+create_key victim@example.com '["read", "admin"]' || abort "create a key for another user (status $STATUS)"
+raw_req "X_API_KEY: $KEY" "x-api_key: $KEY" "X_Api-Key: $KEY"
+check_identity "another user's key under X_API_KEY, x-api_key, X_Api-Key → the API gets neither it nor that user"
+
+# Both at once: the gateway's headers named in Connection, the client's own spelled with `_`.
+raw_req "Connection: close, X-Api-Key-User, X-Api-Key-Scopes" "X_Api_Key_User: victim@example.com" \
+    "X_Api_Key_Scopes: admin"
+check_identity "Connection naming X-Api-Key-User, -Scopes and X_Api_Key_User: victim, X_Api_Key_Scopes: admin → the gateway's own"
+raw_req "Connection: X_Api_Key_User, X-Api-Key-User" "Connection: x-api-key-scopes, X-API-KEY-ID" \
+    "X_API_KEY_USER: victim@example.com" "x-api-key-user: victim@example.com" "x_api_key_scopes: admin" \
+    "X-Api-Key_Id: forged"
+check_identity "Connection naming every spelling, with forged values under three spellings → the gateway's own"
+
+# A connection upgrade would carry later requests to the API past the gateway, unchecked
+# (h2c: a whole HTTP/2 connection): none is passed on.
+raw_req "Connection: Upgrade, HTTP2-Settings" "Upgrade: h2c" "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"
+check_identity "Upgrade: h2c → the API gets the gateway's identity"
+check "Upgrade: h2c → the API gets no Upgrade header (no tunnel past the gateway)" \
+    eval '[[ $STATUS == 200 && $(api_got Upgrade) == 0 ]]'
+raw_req "Connection: Upgrade" "Upgrade: websocket" "Sec-WebSocket-Version: 13" \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+check "Upgrade: websocket → 200, the API gets no Upgrade header and the gateway's identity" \
+    eval '[[ $STATUS == 200 && $(api_got Upgrade) == 0 ]] && identity_is "$GW_USER" "$READ_ID" read'
+
+# A trailer comes after the body, after the gateway set its headers.
+raw_req --trailer "X-Api-Key-User: victim@example.com" "Trailer: X-Api-Key-User"
+check_identity "a chunked body with trailer X-Api-Key-User: victim → the API gets no such trailer, the gateway's identity"
+
+# Without a key the forgery changes nothing: 401 before the API.
+before=$(upstream_count)
+raw_req --no-key "X_Api_Key_User: victim@example.com" "X-Api-Key-Scopes: admin" "Connection: X-API-Key"
+check "no key, with X_Api_Key_User, X-Api-Key-Scopes and Connection: X-API-Key → 401, nothing reaches the API" \
+    eval '[[ $STATUS == 401 && $(error_code) == invalid_key && $(upstream_count) == "$before" ]]'
 
 # 20 KiB: more than verify would take in a body (16 KiB); only headers go to verify.
 head -c 20480 /dev/zero | tr '\0' 'a' >"$WORK/big"

@@ -4,6 +4,13 @@ it forwarded, and which handler that path would reach behind it.
 
 Usage: python3 upstream.py PORT [RECORD]   (listens on 127.0.0.1 only)
 
+It reports header names as they arrived, byte for byte, not only the exact names it looks for:
+a CGI, WSGI, PHP-FPM or Rack API reads `X_Api_Key_User`, `x-api-key-user` and
+`X-API-KEY-USER` all as HTTP_X_API_KEY_USER, so whatever the gateway lets through under any
+such spelling is what an API would take for the caller. `api_key_headers` lists every header
+(and request trailer) whose name, in any case and with `_` read as `-`, starts with
+`x-api-key`: the gateway's own three, and anything a client slipped past it.
+
 With RECORD, every request is also appended to that file as one line of the same JSON.
 
 An API routes on the path it receives, and APIs read paths differently. This one says which
@@ -38,6 +45,13 @@ def remove_dot_segments(segments: list[str]) -> list[str]:
     return out
 
 
+def api_key_family(name: str) -> bool:
+    """True for a header name that is `x-api-key` or `x-api-key-...` up to case and `-`/`_`:
+    one that a CGI-style API (HTTP_X_API_KEY_...) cannot tell from the gateway's own."""
+    normal = name.strip().lower().replace("_", "-")
+    return normal == "x-api-key" or normal.startswith("x-api-key-")
+
+
 def handler_of(segments: list[str]) -> str:
     first = segments[0].lower() if segments else ""
     return first if first in ("read", "admin") else "other"
@@ -68,19 +82,22 @@ class Echo(BaseHTTPRequestHandler):
     record = None
     record_lock = threading.Lock()
 
-    def read_body(self) -> bytes:
+    def read_body(self) -> tuple[bytes, list[tuple[str, str]]]:
+        """The body, and the trailer fields of a chunked one (name as sent, value)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             body = b""
             while size := int(self.rfile.readline().split(b";", 1)[0], 16):
                 body += self.rfile.read(size)
                 self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return body
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            trailers = []
+            while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                trailers.append((name, value.strip()))
+            return body, trailers
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0)), []
 
     def answer(self) -> None:
-        body = self.read_body()
+        body, trailers = self.read_body()
         reached = handlers(self.path)
         scopes = self.headers.get("X-Api-Key-Scopes")
         held = set((scopes or "").split(","))
@@ -96,6 +113,16 @@ class Echo(BaseHTTPRequestHandler):
             # The gateway should not pass the secret on.
             "received_x_api_key": "X-API-Key" in self.headers,
             "received_authorization": "Authorization" in self.headers,
+            # Every header as it arrived, in order: [name exactly as sent, value].
+            "headers": [[name, value] for name, value in self.headers.items()],
+            "trailers": [[name, value] for name, value in trailers],
+            # Every header or trailer an API could read as one of the X-Api-Key-* it trusts (the
+            # module's doc), [name as sent, value], in the order they came.
+            "api_key_headers": [
+                [name, value]
+                for name, value in [*self.headers.items(), *trailers]
+                if api_key_family(name)
+            ],
             "handlers": reached,
             # True if the key's scopes cover every handler this path could reach here.
             "scope_ok": all(SCOPE_OF_HANDLER[h] in held for h in reached.values()),
