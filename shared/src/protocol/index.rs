@@ -79,14 +79,10 @@ impl IndexEntry {
     /// where the key was found as `record` (one of its secrets') has it.
     pub(super) fn revocation_shown(&self, record: &KeyRecord) -> Option<Revocation> {
         let published = self.revocation.as_ref()?;
-        // Carried, or still the restriction of the revocation that was published (its version
-        // is the entry's last change); not another one's that raced it and lost.
-        let reported = record.revocation.clone().or_else(|| {
-            (record.restrictions.iter())
-                .filter(|r| r.version == self.settings_version)
-                .find_map(|r| r.revocation.clone())
-        });
-        Some(reported.unwrap_or_else(|| published.clone()))
+        // Carried, or still the restriction of the revocation that was published; not another
+        // one's that raced it and lost.
+        let reported = (record.revocation.as_ref()).or_else(|| record.restriction_of(published));
+        Some(reported.unwrap_or(published).clone())
     }
 
     /// When the last of the older secrets stops verifying, if one is still in its grace period.

@@ -176,15 +176,20 @@ impl Standing {
 /// - restrictions of a version still undecided [`ABANDONED_AFTER_SECS`] after they were written
 ///   belong to a request that died: the index is published again unchanged under a new number,
 ///   which decides them (their version can no longer land);
+/// - a revocation written ahead on a record but not published (its request died, lost a race,
+///   or is still in flight) is published, with its event: a revocation is finished by
+///   whoever finds it, never dropped (see [`finish_revocation`]);
 /// - records behind their entry (a change published but not carried, restrictions of a decided
 ///   version) are carried.
 ///
-/// The first three publish one new index version; the reader then reads again and carries.
+/// The first four publish one new index version; the reader then reads again and carries.
 #[derive(Default)]
 pub(super) struct Repair {
     undo_rolls: Vec<(String, bool)>,
     removals: Vec<String>,
     fence: bool,
+    /// Keys (by id) to publish as revoked, with the revocation found written ahead.
+    revocations: Vec<(String, Revocation)>,
     carries: Vec<String>,
     saw_dead: bool,
 }
@@ -215,6 +220,12 @@ impl Repair {
     ) {
         let abandoned = |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
         self.fence |= record.restrictions.iter().any(abandoned);
+        if let Some(revocation) = record.unpublished_revocation(entry) {
+            if !self.revocations.iter().any(|(id, _)| *id == entry.id) {
+                self.revocations
+                    .push((entry.id.clone(), revocation.clone()));
+            }
+        }
         let target = Target {
             entry,
             head,
@@ -252,7 +263,10 @@ impl Repair {
     }
 
     fn changes_index(&self) -> bool {
-        self.fence || !self.undo_rolls.is_empty() || !self.removals.is_empty()
+        self.fence
+            || !self.undo_rolls.is_empty()
+            || !self.removals.is_empty()
+            || !self.revocations.is_empty()
     }
 
     /// Publishes the index changes in one new version derived from `head`, if the head still
@@ -286,7 +300,13 @@ impl Repair {
         if current.version != head.version {
             return Ok(());
         }
-        let proposed = propose(store, user, cas, head, &next)?;
+        let proposed = next_version(store, user, head)?;
+        for (id, revocation) in &self.revocations {
+            if let Some(position) = next.keys.iter().position(|e| &e.id == id) {
+                revoke_in(store, &mut next, position, revocation, proposed, now)?;
+            }
+        }
+        publish(store, user, cas, head, proposed, &next)?;
         let mut versions = Versions::default();
         versions.note(head, proposed);
         let (_, now) = store.watch(&user.head)?;
@@ -312,17 +332,34 @@ impl Repair {
     }
 }
 
+/// What the records of a key's secrets hold once carried (see [`carry_all`]).
+pub(super) struct Carried {
+    /// What the store holds for the key's current secret.
+    pub(super) current: Stored,
+    /// A revocation one of them is restricted by that the entry does not show: to be finished
+    /// (see [`finish_revocation`]).
+    pub(super) unpublished_revocation: Option<Revocation>,
+}
+
 /// Brings the records of every secret of `entry`, as index version `head` has it, in line with
-/// it, older secrets first (see [`carry`]). Returns what the store holds for its current
-/// secret then.
+/// it, older secrets first (see [`carry`]), and says what they hold then.
 pub(super) fn carry_all<S: KeyValue>(
     store: &S,
     entry: &IndexEntry,
     head: u64,
-) -> Result<Stored, StoreError> {
-    let mut current = Stored::Absent;
+) -> Result<Carried, StoreError> {
+    let mut carried = Carried {
+        current: Stored::Absent,
+        unpublished_revocation: None,
+    };
     for (hash, target) in Target::all(entry, head) {
-        current = carry(store, hash, &target)?;
+        let stored = carry(store, hash, &target)?;
+        if let Stored::Record(record) = &stored {
+            if let Some(revocation) = record.unpublished_revocation(entry) {
+                carried.unpublished_revocation = Some(revocation.clone());
+            }
+        }
+        carried.current = stored;
     }
-    Ok(current)
+    Ok(carried)
 }

@@ -155,6 +155,26 @@ impl KeyRecord {
         self
     }
 
+    /// A revocation this record is restricted by that `entry` does not show: written ahead by
+    /// a revocation that has not been published (in flight, lost its race, or its request died).
+    /// Whoever finds one finishes it, publishing the entry as revoked (see
+    /// [`finish_revocation`]); nobody drops it (see [`KeyRecord::carried`]).
+    pub(super) fn unpublished_revocation(&self, entry: &IndexEntry) -> Option<&Revocation> {
+        if entry.revocation.is_some() {
+            return None;
+        }
+        self.restrictions.iter().find_map(|r| r.revocation.as_ref())
+    }
+
+    /// The restriction's copy of `published` (the same reason and time), which also says where
+    /// the key was found; not another revocation's that raced it and lost.
+    pub(super) fn restriction_of(&self, published: &Revocation) -> Option<&Revocation> {
+        self.restrictions
+            .iter()
+            .filter_map(|r| r.revocation.as_ref())
+            .find(|r| r.reason == published.reason && r.at == published.at)
+    }
+
     /// The record brought in line with `target` (see [`carry`]), or `None` if it is already:
     /// restrictions of a version up to `target.head` dropped (that version is decided, and its
     /// entry says what was published), and, unless the record was carried from that version
@@ -162,8 +182,15 @@ impl KeyRecord {
     /// record that only differs in the version it was carried from is left as it is, so that
     /// a reader does not rewrite every record each time the head moves.
     pub(super) fn carried(&self, target: &Target) -> Option<KeyRecord> {
-        let decided = self.restrictions.iter().any(|r| r.version <= target.head);
         let entry = target.entry;
+        // A restriction carrying a revocation is never dropped while the entry does not say
+        // the key is revoked, decided or not: a revocation needs nobody's consent, so whoever
+        // finds it unpublished publishes it (see [`KeyRecord::unpublished_revocation`]), and
+        // until then it keeps the key refused.
+        let kept = |r: &Restriction| {
+            r.version > target.head || (r.revocation.is_some() && entry.revocation.is_none())
+        };
+        let decided = self.restrictions.iter().any(|r| !kept(r));
         let behind = self.settings_version < target.head
             && (self.name != entry.name
                 || self.scopes != entry.scopes
@@ -174,7 +201,7 @@ impl KeyRecord {
             return None;
         }
         let mut next = self.clone();
-        next.restrictions.retain(|r| r.version > target.head);
+        next.restrictions.retain(kept);
         if self.settings_version < target.head {
             next.name = entry.name.clone();
             next.scopes = entry.scopes.clone();
@@ -182,18 +209,12 @@ impl KeyRecord {
             next.retire_at = target.retire_at;
             // Only ever set: no version after a revocation publishes the key without it. The
             // entry has only why and when; where the key was found comes from the revocation's
-            // own restriction (its version is the entry's last change: a revoked key changes
-            // no more), or stays as an earlier carry wrote it.
+            // own restriction, or stays as an earlier carry wrote it.
             if let Some(published) = &entry.revocation {
-                let reported = self
-                    .restrictions
-                    .iter()
-                    .filter(|r| r.version == entry.settings_version)
-                    .find_map(|r| r.revocation.clone());
                 next.revocation = self
                     .revocation
                     .clone()
-                    .or(reported)
+                    .or_else(|| self.restriction_of(published).cloned())
                     .or_else(|| Some(published.clone()));
             }
             next.settings_version = target.head;
@@ -345,10 +366,12 @@ pub(super) fn restrict<S: KeyValue>(
 
 /// Removes this request's restrictions of the versions in `dead` from the record of `hash`:
 /// proposals it knows were never published and never will be, so nothing they would have
-/// taken away was ever shown as taken.
+/// taken away was ever shown as taken. Never one carrying a revocation: a revocation that
+/// reached a record is finished by whoever finds it (see [`finish_revocation`]), its own
+/// request included, and another reader may be publishing it at this very moment.
 pub(super) fn withdraw<S: KeyValue>(store: &S, hash: &str, dead: &[u64]) -> Result<(), StoreError> {
     transition(store, hash, |record| {
-        let stale = |r: &Restriction| dead.contains(&r.version);
+        let stale = |r: &Restriction| dead.contains(&r.version) && r.revocation.is_none();
         record.restrictions.iter().any(stale).then(|| {
             let mut next = record.clone();
             next.restrictions.retain(|r| !stale(r));

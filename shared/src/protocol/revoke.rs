@@ -96,8 +96,86 @@ pub fn revoke<S: KeyValue>(
 }
 
 /// The id of the event of key `key_id`'s revocation: a key is revoked once, so it is unique.
-fn revocation_event_id(key_id: &str) -> String {
+pub(super) fn revocation_event_id(key_id: &str) -> String {
     format!("{key_id}/revoked")
+}
+
+/// Makes `entry` revoked by `revocation` in index version `version`, and answers the event of
+/// it: the entry keeps why and when only (where the key was found goes into the records and
+/// the event, see [`IndexEntry::revocation`]). The same for a revocation made now and for one
+/// finished by whoever found it unpublished ([`finish_revocation`]).
+pub(super) fn revoke_entry(entry: &mut IndexEntry, revocation: &Revocation, version: u64) -> Event {
+    entry.revocation = Some(Revocation {
+        url: None,
+        source: None,
+        ..revocation.clone()
+    });
+    entry.settings_version = version;
+    let id = revocation_event_id(&entry.id);
+    let mut event = Event::new(id, EventKind::Revoked, revocation.at, entry);
+    event.reason = Some(revocation.reason.clone());
+    event.url = revocation.url.clone();
+    event.source = revocation.source.clone();
+    event
+}
+
+/// Revokes the key at `position` of `index` in the index version `version` (about to be
+/// proposed), with its event unless the index holds it already — after writing the
+/// revocation, as a restriction of that version, on the record of every secret the entry
+/// lists, older ones first: a revocation takes rights away, so it reaches what verify reads
+/// before the index says it happened (a roll may have given the key a secret the revocation
+/// did not reach when it was written).
+pub(super) fn revoke_in<S: KeyValue>(
+    store: &S,
+    index: &mut Index,
+    position: usize,
+    revocation: &Revocation,
+    version: u64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let restriction = Restriction {
+        version,
+        at: now,
+        disabled: false,
+        scopes: None,
+        retire_at: None,
+        revocation: Some(revocation.clone()),
+    };
+    for hash in index.keys[position].all_hashes() {
+        restrict(store, hash, &restriction, &[])?;
+    }
+    let event = revoke_entry(&mut index.keys[position], revocation, version);
+    if !index.events.iter().any(|e| e.id == event.id) {
+        index.record(event);
+    }
+    Ok(())
+}
+
+/// Finishes a revocation found written ahead on a record of the key at `position` but not
+/// published (see [`KeyRecord::unpublished_revocation`]): proposes `index` from `head` with
+/// the key revoked. Returns the version proposed; whether it landed is for the caller to read
+/// back (the next round finds the key revoked, or the revocation still unpublished).
+///
+/// Why finish it rather than drop it: its request may have died, and then nobody else would;
+/// dropping it would let a leaked secret verify again. Whoever finds it may publish it — the
+/// revocation's own request included, which then finds its event landed — because all
+/// revocations of a key are one change, published once (its event id is the key's).
+#[allow(clippy::too_many_arguments)] // A round's reading (cas, head, index) and what it found.
+pub(super) fn finish_revocation<S: KeyValue>(
+    store: &S,
+    user: &UserSpace,
+    cas: S::Cas,
+    head: Head,
+    index: &Index,
+    position: usize,
+    revocation: &Revocation,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut index = index.clone();
+    let version = next_version(store, user, head)?;
+    revoke_in(store, &mut index, position, revocation, version, now)?;
+    publish(store, user, cas, head, version, &index)?;
+    Ok(version)
 }
 
 /// Lets go of the oldest revoked keys of `index` (in the index's order: the oldest created) until it has room for one more entry within

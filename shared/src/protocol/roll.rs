@@ -89,6 +89,19 @@ struct Rolling<'a, S> {
     proposed: Option<KeySummary>,
 }
 
+/// What step 4 came to.
+// One at a time, on the stack.
+#[allow(clippy::large_enum_variant)]
+enum Finish {
+    /// The roll happened: the key as it is now.
+    Rolled(KeySummary),
+    /// The key changed meanwhile: read it again.
+    Again,
+    /// The roll happened, and one of the key's records carries a revocation nobody published:
+    /// to be finished before answering.
+    Revoke(Revocation),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Published {
     No,
@@ -146,10 +159,26 @@ impl<S: KeyValue> Rolling<'_, S> {
         // Only this request writes this event id, so seeing it means one of its proposals
         // landed, whatever the swap answered: the roll is never published twice.
         if index.events.iter().any(|e| e.id == event_id) {
-            let entry = index.keys.swap_remove(position);
+            let entry = index.keys[position].clone();
             return Ok(match self.finish(entry, head)? {
-                Some(rolled) => Round::Done(Ok(rolled)),
-                None => Round::Again,
+                Finish::Rolled(rolled) => Round::Done(Ok(rolled)),
+                Finish::Again => Round::Again,
+                Finish::Revoke(revocation) => {
+                    // The roll happened; a revocation found unpublished on one of the key's
+                    // secrets is finished now (the next round answers the key, revoked).
+                    let proposed = finish_revocation(
+                        store,
+                        user,
+                        cas,
+                        head,
+                        &index,
+                        position,
+                        &revocation,
+                        now,
+                    )?;
+                    versions.note(head, proposed);
+                    Round::Again
+                }
             });
         }
         self.ahead.refuted();
@@ -158,6 +187,17 @@ impl<S: KeyValue> Rolling<'_, S> {
         }
         let entry = &index.keys[position];
         let current = match Standing::of(store, entry, user_id, now)? {
+            Standing::Active(current) if current.unpublished_revocation(entry).is_some() => {
+                // Revoked ahead, never published (its request may have died): finished first;
+                // the next round finds the key revoked, which no roll may bring back.
+                if let Some(revocation) = current.unpublished_revocation(entry) {
+                    let proposed = finish_revocation(
+                        store, user, cas, head, &index, position, revocation, now,
+                    )?;
+                    versions.note(head, proposed);
+                }
+                return Ok(Round::Again);
+            }
             Standing::Active(current) if !current.is_expired(now) => current,
             Standing::Rolling { .. } => {
                 // That roll's secret goes live now; if it just failed instead, the next
@@ -265,9 +305,8 @@ impl<S: KeyValue> Rolling<'_, S> {
         Ok(Round::Again)
     }
 
-    /// Step 4, once `entry` (at index version `head`) shows this roll published. `None`: the
-    /// key changed meanwhile, read it again.
-    fn finish(&mut self, entry: IndexEntry, head: Head) -> Result<Option<KeySummary>, ApiError> {
+    /// Step 4, once `entry` (at index version `head`) shows this roll published.
+    fn finish(&mut self, entry: IndexEntry, head: Head) -> Result<Finish, ApiError> {
         let (store, user, new, now) = (self.store, self.user, self.new, self.now);
         // The event of a roll given back leaves the history with it, so this roll stands. Its
         // secret is the entry's current one; or a later roll replaced it already (and maybe
@@ -277,7 +316,7 @@ impl<S: KeyValue> Rolling<'_, S> {
                 // Its secret can no longer go live. A later version may show why (replaced
                 // after a helper activated it, or the key deleted): read it.
                 if !still_at(store, user, head)? {
-                    return Ok(None);
+                    return Ok(Finish::Again);
                 }
                 // Killed by a delete that has not published yet: the roll happened, then the
                 // key was deleted, and its client is told so, as the history will tell it.
@@ -289,14 +328,18 @@ impl<S: KeyValue> Rolling<'_, S> {
                     .and_then(parse_record)
                     .is_some_and(|r| r.state == KeyState::Deleted);
                 return match self.proposed.take() {
-                    Some(key) if deleted => Ok(Some(key)),
+                    Some(key) if deleted => Ok(Finish::Rolled(key)),
                     _ => Err(error),
                 };
             }
         }
         // The roll has happened; its secret is the client's from here on, whatever else fails.
         self.written = None;
-        let _ = carry_all(store, &entry, head.version);
+        if let Ok(carried) = carry_all(store, &entry, head.version) {
+            if let Some(revocation) = carried.unpublished_revocation {
+                return Ok(Finish::Revoke(revocation));
+            }
+        }
         for previous in entry.previous.iter().filter(|p| p.until <= now) {
             // Dead since the restriction written before the publish; now only garbage.
             let _ = store.delete(&record_key(&previous.hash));
@@ -304,7 +347,7 @@ impl<S: KeyValue> Rolling<'_, S> {
         let previous_expires_at = entry.previous_expires_at(now);
         // Revoked after this roll landed, if the entry says so.
         let revocation = entry.revocation.clone();
-        Ok(Some(KeySummary {
+        Ok(Finish::Rolled(KeySummary {
             entry: IndexEntry {
                 hash: new.hash.to_owned(),
                 preview: new.preview.to_owned(),

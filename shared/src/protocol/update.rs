@@ -110,21 +110,8 @@ impl Amendment<'_> {
                 event.changes = changes;
                 event
             }
-            Amendment::Revoke { revocation, .. } => {
-                // Where it was found goes into the records and the event only (see
-                // [`IndexEntry::revocation`]).
-                entry.revocation = Some(Revocation {
-                    url: None,
-                    source: None,
-                    ..(*revocation).clone()
-                });
-                entry.settings_version = version;
-                let mut event = Event::new(event_id.to_owned(), EventKind::Revoked, now, entry);
-                event.reason = Some(revocation.reason.clone());
-                event.url = revocation.url.clone();
-                event.source = revocation.source.clone();
-                event
-            }
+            // Its event id is the key's own (see [`revoke`]).
+            Amendment::Revoke { revocation, .. } => revoke_entry(entry, revocation, version),
         }
     }
 }
@@ -189,7 +176,16 @@ fn amend_steps<S: KeyValue>(
             ahead.withdraw(store)?;
             // The entry at the head: these settings, or newer ones of a later update.
             let entry = index.keys[position].clone();
-            let current = carry_all(store, &entry, head.version)?;
+            let carried = carry_all(store, &entry, head.version)?;
+            if let Some(revocation) = &carried.unpublished_revocation {
+                // A revocation, written ahead on one of its secrets, that nobody published:
+                // finished here, never dropped; the next round shows the key revoked.
+                let proposed =
+                    finish_revocation(store, &user, cas, head, &index, position, revocation, now)?;
+                versions.note(head, proposed);
+                return Ok(Round::Again);
+            }
+            let current = carried.current;
             let undecided = |r: &KeyRecord| r.restrictions.iter().any(|x| x.version > head.version);
             if matches!(&current, Stored::Record(r) if undecided(r)) {
                 // Another change is taking rights away, in flight or dead, and this answer
@@ -215,7 +211,26 @@ fn amend_steps<S: KeyValue>(
             });
         }
         let standing = Standing::of(store, &index.keys[position], user_id, now)?;
-        if amendment.presents_ended_secret(&index.keys[position], now) {
+        let shown = match &standing {
+            Standing::Active(record)
+            | Standing::Rolling {
+                pending: record, ..
+            } => Some(record),
+            _ => None,
+        };
+        if let Some(revocation) =
+            shown.and_then(|r| r.unpublished_revocation(&index.keys[position]))
+        {
+            // Revoked ahead, never published (its request may have died): finished first, so
+            // that this change meets a revoked key, which no settings change may touch.
+            let proposed =
+                finish_revocation(store, &user, cas, head, &index, position, revocation, now)?;
+            versions.note(head, proposed);
+            return Ok(Round::Again);
+        }
+        // Once this revocation has reached a record it is finished, whatever happened to the
+        // secret presented since (a roll ended it): a revocation is never undone.
+        if amendment.presents_ended_secret(&index.keys[position], now) && !ahead.has_written() {
             match standing {
                 // The roll that ended it went live: it is no key's secret any more.
                 Standing::Active(_) => return Ok(Round::Done(Err(ApiError::KeyNotFound))),

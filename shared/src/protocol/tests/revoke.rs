@@ -290,7 +290,132 @@ fn a_revocation_outlasting_every_retry_bound_fails_closed(answers: SwapAnswers) 
     }
 }
 
+/// Which secret of alice's key leaked: the only one, or the current or the older one of a key
+/// rolled with an hour's grace.
+#[derive(Clone, Copy, Debug)]
+enum Leaked {
+    Only,
+    Current,
+    Older,
+}
+
+/// What the owner does once the request revoking their key died and counts as abandoned.
+#[derive(Clone, Copy, Debug)]
+enum Then {
+    List,
+    UpdateChangingNothing,
+    Rename,
+    Roll,
+    Delete,
+}
+
+/// Alice's key with the secret that leaked: its id, every secret, and the leaked one's hash.
+fn key_that_leaked(store: &MemoryStore, leaked: Leaked) -> (String, Vec<String>, String) {
+    let made = create_one(store, "alice");
+    create_one(store, "alice");
+    if let Leaked::Only = leaked {
+        return (made.id, vec![made.hash.clone()], made.hash);
+    }
+    let (new, _) = roll_one(store, &made.id, HOUR);
+    let presented = match leaked {
+        Leaked::Current => new.clone(),
+        _ => made.hash.clone(),
+    };
+    (made.id, vec![made.hash, new], presented)
+}
+
+/// Whether verify refuses `hash` at `now` because its key is revoked (read on a copy).
+fn refused_as_revoked(store: &MemoryStore, hash: &str, now: i64) -> bool {
+    let copy = copy_of(store, SwapAnswers::Truthful);
+    verify(&copy, hash, now)
+        .expect("verify")
+        .is_some_and(|record| record.revocation.is_some())
+}
+
+/// A revocation whose request died after any of its operations, with any of the key's secrets
+/// refused by then, is finished by whoever reads the key next — its owner's list, an update
+/// that changes nothing, a rename, a roll — never undone: every secret of the key stays
+/// refused (a roll's new one too) and the key is listed as revoked (or deleted, if that was
+/// the owner's next step). Before the fix a list, an update or a roll took the revocation's
+/// restriction for an abandoned one and dropped it: the leaked secret verified again.
+fn a_revocation_that_died_is_finished_by_whoever_reads_the_key_never_undone(answers: SwapAnswers) {
+    let later = NOW + ABANDONED_AFTER_SECS + 1;
+    for leaked in [Leaked::Only, Leaked::Current, Leaked::Older] {
+        let operations = operations_of(answers, |store| Request::Revoke {
+            hash: key_that_leaked(store, leaked).2,
+        });
+        for died_after in 0..operations {
+            for then in [
+                Then::List,
+                Then::UpdateChangingNothing,
+                Then::Rename,
+                Then::Roll,
+                Then::Delete,
+            ] {
+                let store = MemoryStore::with_answers(answers);
+                let (id, mut secrets, presented) = key_that_leaked(&store, leaked);
+                let request = Request::Revoke { hash: presented };
+                let plan = vec![0; 4 * operations as usize];
+                run_plan(&store, &[request], plan, &[Some(died_after)], MAX);
+                let refused = secrets
+                    .iter()
+                    .any(|hash| refused_as_revoked(&store, hash, NOW));
+                let case = format!("{leaked:?} secret, died after {died_after}, then {then:?}");
+                let event = key::event_id().unwrap();
+                match then {
+                    Then::List => drop(list(&store, "alice", later).expect(&case)),
+                    Then::UpdateChangingNothing | Then::Rename => {
+                        let wanted = match then {
+                            Then::Rename => Settings {
+                                name: Some("renamed".into()),
+                                ..Settings::default()
+                            },
+                            _ => Settings::default(),
+                        };
+                        match update(&store, "alice", &id, &wanted, &event, later) {
+                            Ok(_) | Err(ApiError::KeyNotFound) => {}
+                            Err(e) => panic!("{case}: {e:?}"),
+                        }
+                    }
+                    Then::Roll => {
+                        let (new, result) = roll_with(&store, "alice", &id, HOUR, later);
+                        match result {
+                            Ok(_) => secrets.push(new),
+                            Err(ApiError::KeyNotFound) => {}
+                            Err(e) => panic!("{case}: {e:?}"),
+                        }
+                    }
+                    Then::Delete => delete(&store, "alice", &id, later).expect(&case),
+                }
+                let listed = list(&store, "alice", later).expect(&case);
+                let shown = listed.iter().find(|s| s.entry.id == id);
+                if refused {
+                    for hash in &secrets {
+                        assert!(
+                            !verifies_at(&store, hash, later),
+                            "{case}: a secret verifies"
+                        );
+                    }
+                    if let Then::Delete = then {
+                        assert!(shown.is_none(), "{case}");
+                    } else {
+                        assert!(
+                            shown.is_some_and(|s| s.revocation.is_some()),
+                            "{case}: the key is listed as {shown:?}"
+                        );
+                        let events = current_index(&store, "alice").events;
+                        let revoked = events.iter().filter(|e| e.kind == EventKind::Revoked);
+                        assert_eq!(revoked.count(), 1, "{case}: its history");
+                    }
+                }
+                assert_invariants_between_at(&store, MAX as usize, later);
+            }
+        }
+    }
+}
+
 under_every_swap_answer!(
+    a_revocation_that_died_is_finished_by_whoever_reads_the_key_never_undone,
     a_revoked_key_never_verifies_and_stays_listed_as_revoked,
     a_replayed_revocation_costs_one_read_and_changes_nothing,
     what_is_no_live_key_is_not_revoked,

@@ -54,10 +54,12 @@ enum Change {
     Delete {
         key: usize,
     },
-    /// A leak alert for the key's current secret, or for its latest older one (if it has one).
+    /// A leak alert for the key's current secret, or for its latest older one (if it has one);
+    /// after a 503 (or a death) it is sent again only if `retried` (a scanner may give up).
     Revoke {
         key: usize,
         older: bool,
+        retried: bool,
     },
 }
 
@@ -104,7 +106,8 @@ fn change() -> impl Strategy<Value = Change> {
         2 => (any::<usize>(), prop_oneof![Just(0i64), Just(60i64)])
             .prop_map(|(key, grace)| Change::Roll { key, grace }),
         1 => any::<usize>().prop_map(|key| Change::Delete { key }),
-        1 => (any::<usize>(), any::<bool>()).prop_map(|(key, older)| Change::Revoke { key, older }),
+        1 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.6))
+            .prop_map(|(key, older, retried)| Change::Revoke { key, older, retried }),
     ]
 }
 
@@ -209,6 +212,7 @@ impl Sequence {
                     create_expiring(store, USERS[user], &made, LIMIT, now, expires_at)
                 });
                 let counted = self.model.counted(user, now);
+                let surely_counted = self.model.surely_counted(user, now);
                 let created = KeyModel {
                     user,
                     id: made.id.clone(),
@@ -218,10 +222,11 @@ impl Sequence {
                     expires_at,
                     previous: Vec::new(),
                     revoked: false,
+                    doubt: None,
                 };
                 match ran {
                     Ran::Answered(Ok(_)) => {
-                        assert!(counted < LIMIT as usize, "a create beyond the limit");
+                        assert!(surely_counted < LIMIT as usize, "a create beyond the limit");
                         self.model.keys.insert(made.id, created);
                     }
                     Ran::Answered(Err(ApiError::KeyLimitReached(_))) => {
@@ -302,7 +307,11 @@ impl Sequence {
                 let (retried, ran) = self.roll(Trouble::None, &before, grace);
                 self.rolled(&before, retried, grace, ran, limbo);
             }
-            Change::Revoke { key, older } => self.revoke(key, older, trouble),
+            Change::Revoke {
+                key,
+                older,
+                retried,
+            } => self.revoke(key, older, retried, trouble),
             Change::Delete { key } => {
                 let Some(before) = self.model.pick(key) else {
                     return;
@@ -341,7 +350,7 @@ impl Sequence {
     /// A leak alert for one of `key`'s secrets, meeting `trouble`: a live key (disabled or
     /// not) is revoked, whichever of its usable secrets leaked; a key revoked before answers
     /// so again; an expired key, or an older secret past its grace, is no live key's.
-    fn revoke(&mut self, key: usize, older: bool, trouble: Trouble) {
+    fn revoke(&mut self, key: usize, older: bool, retried: bool, trouble: Trouble) {
         let Some(before) = self.model.pick(key) else {
             return;
         };
@@ -356,13 +365,18 @@ impl Sequence {
         let live = usable && (before.revoked || !before.is_expired(now));
         // A revoked key may since have been let go (expired and reclaimed, or beyond the
         // revoked keys kept), its records with it; a failed roll's secret may be live or not.
-        let ambiguous = before.revoked || self.model.limbo.contains(&hash);
+        let ambiguous =
+            before.revoked || before.doubt.is_some() || self.model.limbo.contains(&hash);
         let revocation = leak_at("https://example.com/leak", now);
         let revoking = |store: &RequestView| revoke(store, &hash, &revocation, now);
         let mut after = before.clone();
         after.revoked = live || ambiguous;
         let result = match self.run(trouble, revoking) {
             Ran::Answered(result) => result,
+            Ran::Struck if !retried && !ambiguous => {
+                self.check_doubt(&before, &after);
+                return self.revocation_died(before);
+            }
             Ran::Struck => {
                 self.check_doubt(&before, &after);
                 match self.run(Trouble::None, revoking) {
@@ -379,10 +393,53 @@ impl Sequence {
         }
         if revoked {
             after.revoked = true;
+            after.doubt = None;
             let hashes = std::iter::once(&after.hash).chain(after.previous.iter().map(|(h, _)| h));
             self.model.never.extend(hashes.cloned());
             self.model.keys.insert(after.id.clone(), after);
         }
+    }
+
+    /// A revocation of `before` that answered 503 or died and is not sent again: if it reached
+    /// none of the key's records, nothing happened; if the index shows it, the key is revoked;
+    /// otherwise the key is in doubt until a reader finishes it (see [`KeyModel::doubt`]).
+    fn revocation_died(&mut self, before: KeyModel) {
+        let copy = copy_of(&self.store, SwapAnswers::Truthful);
+        let hashes: Vec<String> = std::iter::once(before.hash.clone())
+            .chain(before.previous.iter().map(|(h, _)| h.clone()))
+            .collect();
+        let reached = hashes.iter().any(|hash| {
+            copy.get(&record_key(hash))
+                .unwrap()
+                .as_deref()
+                .and_then(parse_record)
+                .is_some_and(|r| {
+                    r.revocation.is_some() || r.restrictions.iter().any(|x| x.revocation.is_some())
+                })
+        });
+        if !reached {
+            return;
+        }
+        let published = try_current_index(&copy, USERS[before.user]).is_some_and(|index| {
+            (index.keys.iter()).any(|e| e.id == before.id && e.revocation.is_some())
+        });
+        let refused: Vec<String> = (hashes.iter())
+            .filter(|hash| {
+                verify(&copy, hash, self.now)
+                    .unwrap()
+                    .is_some_and(|r| r.revocation.is_some())
+            })
+            .cloned()
+            .collect();
+        let mut after = before;
+        if published {
+            after.revoked = true;
+            self.model.never.extend(hashes);
+        } else {
+            self.model.never.extend(refused.iter().cloned());
+            after.doubt = Some(refused);
+        }
+        self.model.keys.insert(after.id.clone(), after);
     }
 
     fn updated(
@@ -395,7 +452,8 @@ impl Sequence {
             Ok(_) => {
                 self.model.keys.insert(after.id.clone(), after);
             }
-            Err(ApiError::KeyNotFound) if before.is_expired(self.now) || before.revoked => {}
+            Err(ApiError::KeyNotFound)
+                if before.is_expired(self.now) || before.revoked || before.doubt.is_some() => {}
             Err(e) => panic!("an update of a listed key answered {e:?}"),
         }
     }
@@ -438,7 +496,7 @@ impl Sequence {
                 self.model.keys.insert(after.id.clone(), after);
             }
             Ran::Answered(Err(ApiError::KeyNotFound))
-                if before.is_expired(self.now) || before.revoked =>
+                if before.is_expired(self.now) || before.revoked || before.doubt.is_some() =>
             {
                 self.model.never.insert(new);
             }

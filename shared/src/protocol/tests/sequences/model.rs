@@ -16,6 +16,11 @@ pub(super) struct KeyModel {
     pub(super) previous: Vec<(String, i64)>,
     /// Revoked: none of its secrets verifies again; it counts toward no limit.
     pub(super) revoked: bool,
+    /// A revocation of it died part-way, after reaching one of its records: whoever reads the
+    /// key next finishes it, so it may be revoked any time from now on. These of its secrets
+    /// were refused when it died: they never verify again, and once a list reads one of them
+    /// (the current secret, or an older one in its grace) the key must be listed revoked.
+    pub(super) doubt: Option<Vec<String>>,
 }
 
 impl KeyModel {
@@ -57,10 +62,19 @@ impl Model {
         (!ids.is_empty()).then(|| self.keys[ids[n % ids.len()]].clone())
     }
 
+    /// The keys of `user` that may count toward the limit at `now` (keys in doubt included).
     pub(super) fn counted(&self, user: usize, now: i64) -> usize {
         self.keys
             .values()
             .filter(|k| k.user == user && !k.is_expired(now) && !k.revoked)
+            .count()
+    }
+
+    /// The keys of `user` that surely count toward the limit at `now` (none in doubt).
+    pub(super) fn surely_counted(&self, user: usize, now: i64) -> usize {
+        self.keys
+            .values()
+            .filter(|k| k.user == user && !k.is_expired(now) && !k.revoked && k.doubt.is_none())
             .count()
     }
 
