@@ -79,7 +79,11 @@
 //! publishing the index again under a new number; a roll whose new secret was revoked, or has
 //! been pending that long, is given back (the replaced secret is current again, the roll's
 //! event leaves the history: nobody was given the new secret); a key whose delete killed its
-//! records but did not publish is removed, with its `deleted` event. A 503 therefore says
+//! records but did not publish is removed, with its `deleted` event; a revocation written
+//! ahead on any secret's record but not published is published (written ahead on every
+//! secret first), with its `revoked` event: a revocation is finished by whoever finds it —
+//! list, update and roll alike —, never dropped, since it needs nobody's consent and its own
+//! request may have died. A 503 therefore says
 //! "it may have been applied; retry": the next read shows whether it was.
 //!
 //! # Create (key k, user u)
@@ -131,7 +135,9 @@
 //! entry published as revoked (why and when only; where it was found stays in the records and
 //! the `revoked` event, for the index's budget) with event `<id>/revoked`, then carried. A
 //! revoked key stays listed until its owner deletes it, counts toward no limit, and may no
-//! longer be updated or rolled; a roll in flight is revoked with it. At most
+//! longer be updated or rolled; a roll in flight is revoked with it. Once its restriction is
+//! on a record, a revocation is never undone: no carry drops it and no withdrawal removes it
+//! until the entry shows the key revoked, and whoever finds it unpublished publishes it. At most
 //! [`MAX_REVOKED_KEPT`] revoked keys are kept beyond the limit: a create needing the room lets
 //! the oldest go, with a `deleted` event (reason `revoked`).
 //!
