@@ -2,12 +2,12 @@
 //! balancer's checks): each answers `200` only after one real store read succeeded.
 //!
 //! Why a real read: on Spin's Redis store, a Redis outage longer than ~2 s can leave an instance
-//! whose every store call waits about two minutes for the Redis client's second reconnect
-//! attempt (SPIN-FACTS.md), and no component can time a store call out. Meanwhile anything
-//! answered without the store still answers at once (verify refuses a malformed key unread), so
-//! only a route that reads the store sees what requests see: it answers within a prober's
-//! deadline, or not at all, and an orchestrator restarts the instance (a fresh process
-//! reconnects at once). See deploy/README.md, *Probes*.
+//! whose every store call waits about two minutes (the Redis client retries its reconnect after
+//! 1–2 s, then only after 60–120 s), and no component can time a store call out. Meanwhile
+//! anything answered without the store still answers at once (verify refuses a malformed key
+//! unread), so only a route that reads the store sees what requests see: it answers within a
+//! prober's deadline, or not at all, and an orchestrator restarts the instance (a fresh process
+//! reconnects at once). See deploy/README.md, *Probes, timeouts and replicas*.
 //!
 //! Each tier of the app (`spin up -c …`, SpinKube's `components:`) serves the path of a
 //! component it runs: [`VERIFY_PATH`] by verify's component, [`MANAGEMENT_PATH`] by list's.

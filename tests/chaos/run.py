@@ -15,7 +15,7 @@ stops every process it started, by its id, at the end, also on failure or a sign
 An orchestrator probes each instance's health route (/healthz/verify, /healthz/management) as
 Kubernetes' liveness probe would (every PROBE_PERIOD s, PROBE_TIMEOUT s each) and restarts an
 instance after PROBE_FAILURES failures in a row: on real Spin, a Redis outage longer than ~2 s
-leaves every instance silent for about two minutes unless it is restarted (SPIN-FACTS.md).
+leaves every instance silent for about two minutes unless it is restarted (deploy/README.md).
 
 Every request is recorded (monotonic start and end, instance, status and body, or "no answer");
 after the run the store settles (no chaos, past the protocol's abandonment time), one list and

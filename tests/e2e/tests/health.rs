@@ -1,7 +1,7 @@
 //! The health routes probes call: `/healthz/verify` (verify's component) and
 //! `/healthz/management` (list's), each `200 {"status":"ok"}` after one real store read, `503
 //! store_unavailable` when the store fails, and silent while the store hangs — which is what
-//! tells an orchestrator that a Spin instance is stuck after a Redis outage (SPIN-FACTS.md),
+//! tells an orchestrator that a Spin instance is stuck after a Redis outage (deploy/README.md),
 //! while verify's answers that need no store still come at once.
 
 use e2e::{on_every_store, on_spin, skip_on_spin, App, Store};
@@ -135,8 +135,9 @@ fn a_stopped_redis_is_503_at_once_on_the_local_host() {
 /// after that, the health route answers within a probe's deadline exactly when a real store
 /// read does, while verify of a malformed key answers at once either way. On the local host
 /// both answer at once. On real Spin 4.1 both stay silent for about two minutes (one Redis
-/// connection per process, waiting for its client's second reconnect attempt), and a fresh
-/// instance on the same store answers at once: the restart a liveness probe gets.
+/// connection per process, whose client retries its reconnect after 1–2 s, then after
+/// 60–120 s), and a fresh instance on the same store answers at once: the restart a liveness
+/// probe gets.
 #[test]
 fn after_a_redis_outage_health_answers_in_time_exactly_when_a_store_read_does() {
     let mut redis = RedisServer::start().expect("redis-server starts");
@@ -190,7 +191,7 @@ fn after_a_redis_outage_health_answers_in_time_exactly_when_a_store_read_does() 
             assert!(on_spin(), "the local host hung after Redis came back");
             eprintln!(
                 "health: the instance is stuck {:?} after the outage began (Spin's Redis \
-                 client waits for its second reconnect attempt); a fresh one is started",
+                 client retries its reconnect only after 60-120 s); a fresh one is started",
                 fault.elapsed()
             );
             let fresh = App::start_on_redis(&redis, RedisCasAnswers::Spin41, &["verify"]);
