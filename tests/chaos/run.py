@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Many clients, two management instances and one verify instance on one Redis, with the store
-paused, restarted and an instance killed while they work; then the product's promises checked
-from the outside, from nothing but the requests' timings and answers.
+paused, restarted, down for seconds and an instance killed while they work, and an orchestrator
+that restarts an instance whose health check fails; then the product's promises checked from
+the outside, from nothing but the requests' timings and answers.
 
     python3 tests/chaos/run.py --seconds 60 [--seed N] [--clients 8] [--users 12]
     SPIN_BIN=../shared/tools/spin/spin python3 tests/chaos/run.py      # on real `spin up`
@@ -10,6 +11,11 @@ Python 3's standard library only. Starts a private redis-server (append-only fil
 always) on a free loopback port in a temporary directory, three instances of the app on the
 local host (SPIN_HOST_BIN, default target/debug/spin-host) or on real Spin (SPIN_BIN), and
 stops every process it started, by its id, at the end, also on failure or a signal.
+
+An orchestrator probes each instance's health route (/healthz/verify, /healthz/management) as
+Kubernetes' liveness probe would (every PROBE_PERIOD s, PROBE_TIMEOUT s each) and restarts an
+instance after PROBE_FAILURES failures in a row: on real Spin, a Redis outage longer than ~2 s
+leaves every instance silent for about two minutes unless it is restarted (deploy/README.md).
 
 Every request is recorded (monotonic start and end, instance, status and body, or "no answer");
 after the run the store settles (no chaos, past the protocol's abandonment time), one list and
@@ -291,14 +297,21 @@ class Instance:
         self.dir = os.path.join(work, name)
         os.makedirs(self.dir)
         self.process = None
-        # Which path answers (with 401) once the instance serves.
+        # Which path answers (with 401) once the instance serves, without the store.
         self.probe = "/v1/keys.verify" if components == ["verify"] else "/v1/keys.list"
+        # The tier's health route (spin.toml): one store read.
+        self.health = "/healthz/verify" if "verify" in components else "/healthz/management"
+        # Held by whoever restarts the instance (the chaos' kill, the orchestrator), so that
+        # two never restart it at once; `generation` counts its starts.
+        self.lock = threading.Lock()
+        self.generation = 0
 
     def start(self, timeout=300):
         argv = self.runtime.argv(self.manifest, self.runtime_config, self.port, self.components,
                                  os.path.join(self.dir, "state"))
         self.process = Process(self.name, argv, self.dir, self.env,
                                os.path.join(self.dir, "host.log"))
+        self.generation += 1
         self.process.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -339,6 +352,9 @@ class Recorder:
         self.lock = threading.Lock()
         self.ops = []
         self.chaos = []
+        # The orchestrator's health probes, and the restarts it made.
+        self.probes = []
+        self.restarts = []
 
     def add(self, op):
         with self.lock:
@@ -346,10 +362,22 @@ class Recorder:
             self.ops.append(op)
         return op
 
-    def chaos_event(self, what, t0, t1):
+    def chaos_event(self, what, t0, t1, kind=None, inst=None):
+        """`kind`: which fault (`sigstop`, `client_pause`, `restart`, `outage`, `kill`); `inst`:
+        the instance a kill restarted."""
         with self.lock:
-            self.chaos.append({"what": what, "t0": t0, "t1": t1})
+            self.chaos.append({"what": what, "t0": t0, "t1": t1, "kind": kind, "inst": inst})
         log(f"chaos: {what} ({t1 - t0:.1f} s)")
+
+    def probe(self, result):
+        with self.lock:
+            self.probes.append(result)
+
+    def restart(self, event):
+        with self.lock:
+            self.restarts.append(event)
+        log(f"orchestrator: {event['inst']} restarted after {event['failures']} failed health "
+            f"checks ({event['t1'] - event['t0']:.1f} s to serve again)")
 
 
 class Knowledge:
@@ -669,8 +697,9 @@ class Client(threading.Thread):
 
 
 class Chaos(threading.Thread):
-    """Pauses Redis (SIGSTOP/SIGCONT, then CLIENT PAUSE), restarts it, and kills a management
-    instance with SIGKILL and starts it again, each once, at seeded moments of the run."""
+    """Pauses Redis (SIGSTOP/SIGCONT, then CLIENT PAUSE), restarts it, kills it and starts it
+    again seconds later (an outage), and kills a management instance with SIGKILL and starts it
+    again, each once, at seeded moments of the run."""
 
     def __init__(self, run, args):
         super().__init__(name="chaos", daemon=True)
@@ -679,12 +708,14 @@ class Chaos(threading.Thread):
         d = args.seconds
         plan = []
         if args.pause:
-            plan.append((d * rng.uniform(0.10, 0.20), "sigstop"))
-            plan.append((d * rng.uniform(0.30, 0.40), "client_pause"))
+            plan.append((d * rng.uniform(0.08, 0.15), "sigstop"))
+            plan.append((d * rng.uniform(0.22, 0.30), "client_pause"))
         if args.restart:
-            plan.append((d * rng.uniform(0.45, 0.55), "restart"))
+            plan.append((d * rng.uniform(0.36, 0.44), "restart"))
+        if args.outage:
+            plan.append((d * rng.uniform(0.52, 0.60), "outage"))
         if args.kill:
-            plan.append((d * rng.uniform(0.65, 0.75), "kill"))
+            plan.append((d * rng.uniform(0.70, 0.78), "kill"))
         self.plan = sorted(plan)
         self.victim = rng.randrange(len(run.management))
         self.failure = None
@@ -707,14 +738,16 @@ class Chaos(threading.Thread):
             time.sleep(self.args.pause_seconds)
         finally:
             redis.process.signal(signal.SIGCONT)
-        self.run_.recorder.chaos_event(f"redis SIGSTOP for {self.args.pause_seconds} s", t0, now())
+        self.run_.recorder.chaos_event(f"redis SIGSTOP for {self.args.pause_seconds} s", t0, now(),
+                                       kind="sigstop")
 
     def client_pause(self):
         t0 = now()
         millis = int(self.args.pause_seconds * 1000)
         answer = resp_command(self.run_.redis.port, "CLIENT", "PAUSE", millis, "ALL")
         time.sleep(self.args.pause_seconds)
-        self.run_.recorder.chaos_event(f"redis CLIENT PAUSE {millis} ALL ({answer})", t0, now())
+        self.run_.recorder.chaos_event(f"redis CLIENT PAUSE {millis} ALL ({answer})", t0, now(),
+                                       kind="client_pause")
 
     def restart(self):
         redis, t0 = self.run_.redis, now()
@@ -722,14 +755,120 @@ class Chaos(threading.Thread):
         down = now()
         redis.start()
         self.run_.recorder.chaos_event(
-            f"redis restarted (SIGTERM, down {now() - down:.1f} s, same port and dir)", t0, now())
+            f"redis restarted (SIGTERM, down {now() - down:.1f} s, same port and dir)", t0, now(),
+            kind="restart")
+
+    def outage(self):
+        """Redis killed (SIGKILL: a crash; the append-only file keeps every acknowledged write),
+        left down `--outage-seconds`, started again on the same port and directory. Longer than
+        ~2 s, this is what leaves real Spin's instances silent for two minutes."""
+        redis, t0 = self.run_.redis, now()
+        redis.process.kill()
+        time.sleep(self.args.outage_seconds)
+        redis.start()
+        self.run_.recorder.chaos_event(
+            f"redis SIGKILLed, down {self.args.outage_seconds} s, started again", t0, now(),
+            kind="outage")
 
     def kill(self):
-        inst, t0 = self.run_.management[self.victim], now()
-        inst.process.kill()
-        time.sleep(1.0)
-        inst.start()
-        self.run_.recorder.chaos_event(f"{inst.name} SIGKILLed and started again", t0, now())
+        inst = self.run_.management[self.victim]
+        with inst.lock:
+            t0 = now()
+            inst.process.kill()
+            time.sleep(1.0)
+            inst.start()
+        self.run_.recorder.chaos_event(f"{inst.name} SIGKILLed and started again", t0, now(),
+                                       kind="kill", inst=inst.name)
+
+
+# ---- Orchestrator ------------------------------------------------------------------------------
+
+# The liveness probe deploy/README.md recommends, at the short end: a probe every PROBE_PERIOD
+# seconds (start to start, as the kubelet's ticker), each given PROBE_TIMEOUT seconds, and a
+# restart after PROBE_FAILURES failures in a row (no answer in time, or not 200). A Redis outage
+# of a few seconds answered with quick 503s (the local host) fails at most two probes so; a
+# Spin instance that hangs fails three within about six seconds.
+PROBE_PERIOD = 2.0
+PROBE_TIMEOUT = 2.0
+PROBE_FAILURES = 3
+# Within how long after Redis is back every instance must answer its health check with 200
+# (detection, restart and start-up included), and after a restart the restarted one.
+RECOVERY_BOUND = 20.0
+RESTARTED_BOUND = 10.0
+
+
+class Orchestrator:
+    """Probes every instance's health route, one thread each (a hung probe must not delay the
+    others' probes), and restarts an instance as Kubernetes would after PROBE_FAILURES failed
+    probes in a row: SIGKILL, then started again on the same port. With `restart` false it only
+    probes (`--no-orchestrator`: what happens without one)."""
+
+    def __init__(self, run, restart):
+        self.run_, self.restart_ = run, restart
+        self.stop = threading.Event()
+        self.threads = []
+
+    def start(self):
+        for inst in self.run_.management + [self.run_.verifier]:
+            t = threading.Thread(target=self.watch, args=(inst,), name=f"probe-{inst.name}",
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def join(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(PROBE_TIMEOUT + 60)
+
+    def watch(self, inst):
+        failures, generation, next_at = 0, inst.generation, now()
+        while not self.stop.wait(max(0.0, next_at - now())):
+            next_at = max(next_at + PROBE_PERIOD, now())
+            if inst.lock.locked():
+                # Someone is restarting it: no verdict on a process that is not up yet.
+                failures = 0
+                continue
+            if inst.generation != generation:
+                failures, generation = 0, inst.generation
+            t0 = now()
+            status = probe_status(inst, PROBE_TIMEOUT)
+            self.run_.recorder.probe({"inst": inst.name, "t0": round(t0, 4),
+                                      "t1": round(now(), 4), "status": status,
+                                      "generation": generation})
+            if inst.generation != generation or inst.lock.locked():
+                continue
+            failures = 0 if status == 200 else failures + 1
+            if failures >= PROBE_FAILURES and self.restart_:
+                try:
+                    self.restart(inst, failures, generation)
+                except (RuntimeError, OSError) as e:
+                    # Probing goes on: the next failures try again, as the kubelet would.
+                    log(f"orchestrator: restarting {inst.name} failed: {e}")
+                failures, generation, next_at = 0, inst.generation, now()
+
+    def restart(self, inst, failures, generation):
+        with inst.lock:
+            if inst.generation != generation:
+                return
+            t0 = now()
+            inst.process.kill()
+            inst.start()
+            self.run_.recorder.restart({"inst": inst.name, "t0": round(t0, 4),
+                                        "t1": round(now(), 4), "failures": failures})
+
+
+def probe_status(inst, timeout):
+    """The status of one GET of the instance's health route, or None if none came in time."""
+    conn = http.client.HTTPConnection("127.0.0.1", inst.port, timeout=timeout)
+    try:
+        conn.request("GET", inst.health, headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return NO_ANSWER
+    finally:
+        conn.close()
 
 
 # ---- The run -----------------------------------------------------------------------------------
@@ -748,6 +887,7 @@ class Run:
         self.redis = None
         self.management = []
         self.verifier = None
+        self.orchestrator = None
 
     def processes_started(self):
         found = [self.redis.process] if self.redis and self.redis.process else []
@@ -755,6 +895,12 @@ class Run:
             if inst is not None and inst.process is not None:
                 found.append(inst.process)
         return found
+
+    def shutdown(self):
+        """The orchestrator first (it must not start what is being stopped), then the rest."""
+        if self.orchestrator is not None:
+            self.orchestrator.join()
+        self.stop_all()
 
     def stop_all(self):
         for inst in self.management + [self.verifier]:
@@ -784,6 +930,8 @@ class Run:
             log(f"{inst.name} ({', '.join(inst.components)}) on 127.0.0.1:{inst.port} "
                 f"(pid {inst.process.pid})")
         self.api = Api(self.recorder, self.knowledge, self.tokens, self.args.timeout)
+        self.orchestrator = Orchestrator(self, self.args.orchestrator)
+        self.orchestrator.start()
 
     def load(self):
         self.started = now()
@@ -809,13 +957,29 @@ class Run:
         if not self.redis.process.alive():
             raise RuntimeError("redis-server is not running after the run")
         for inst in self.management + [self.verifier]:
-            if not inst.process.alive():
-                raise RuntimeError(f"{inst.name} is not running after the run")
+            with inst.lock:
+                if not inst.process.alive():
+                    raise RuntimeError(f"{inst.name} is not running after the run")
         return sum(c.errors for c in clients)
+
+    def wait_healthy(self, timeout=240):
+        """Until every instance answers its health check with 200 (at once with an
+        orchestrator; without one, as long as Spin's stall lasts), so that the settle phase
+        reads a deployment that answers."""
+        t0 = now()
+        for inst in self.management + [self.verifier]:
+            while probe_status(inst, PROBE_TIMEOUT) != 200:
+                if now() - t0 > timeout:
+                    raise RuntimeError(f"{inst.name} did not answer its health check for "
+                                       f"{timeout} s")
+                time.sleep(1)
+        if now() - t0 > 1:
+            log(f"settling: every instance answered its health check after {now() - t0:.1f} s")
 
     def settle(self):
         """No chaos, past the abandonment time; then one list and one events per user, which
         repair what failed requests left; then every known secret verified once more."""
+        self.wait_healthy()
         wait = ABANDONED_AFTER_SECS + 1
         log(f"settling: {wait} s without requests (ABANDONED_AFTER_SECS = {ABANDONED_AFTER_SECS})")
         time.sleep(wait)
@@ -845,7 +1009,10 @@ class Run:
 
 INF = math.inf
 CHECKS = ["limit", "deleted means dead", "fail closed", "rolls", "list shows every live key",
-          "history", "verify answers for its key", "live keys verify", "statuses"]
+          "history", "verify answers for its key", "live keys verify", "statuses", "health"]
+# The chaos that stops Redis answering for a while; after each, every instance must answer its
+# health check again.
+REDIS_FAULTS = ("sigstop", "client_pause", "restart", "outage")
 EXPECTED = {
     "create": {201, 400, 409, 503}, "list": {200, 503}, "update": {200, 400, 404, 503},
     "roll": {201, 400, 404, 503}, "delete": {200, 404, 503}, "events": {200, 503},
@@ -906,8 +1073,8 @@ def show(op):
 
 
 class Checker:
-    def __init__(self, run, ops):
-        self.run, self.ops = run, ops
+    def __init__(self, run, ops, runtime_name=None):
+        self.run, self.ops, self.runtime_name = run, ops, runtime_name
         self.violations = collections.defaultdict(list)
         self.checked = collections.Counter()
         self.by_kind = collections.defaultdict(list)
@@ -941,7 +1108,8 @@ class Checker:
 
     def run_all(self):
         for check in (self.limit, self.deleted_dead, self.fail_closed, self.rolls,
-                      self.list_live, self.history, self.identity, self.live, self.statuses):
+                      self.list_live, self.history, self.identity, self.live, self.statuses,
+                      self.health):
             check()
         return self.violations
 
@@ -1300,6 +1468,78 @@ class Checker:
                                "contract", op)
 
 
+    # -- health
+
+    def health(self):
+        """The health routes answer 200 or 503; after every Redis fault each instance answers
+        its health check with 200 within RECOVERY_BOUND s of Redis answering again (on Spin,
+        with the orchestrator's restarts); every restarted instance answers it within
+        RESTARTED_BOUND s of serving again; and the local host never needs a restart (it
+        answers or fails within seconds, never hangs)."""
+        recorder = self.run.recorder
+        probes = sorted(getattr(recorder, "probes", []), key=lambda p: p["t0"])
+        if not probes:
+            return  # a record from before the health routes
+        by_inst = collections.defaultdict(list)
+        for p in probes:
+            by_inst[p["inst"]].append(p)
+            if p["status"] is not NO_ANSWER:
+                self.checked["health"] += 1
+                if p["status"] not in (200, 503):
+                    self.violation("health", f"a health check answered {p['status']}",
+                                   probe_op(p))
+        faults = sorted((e for e in recorder.chaos if e.get("kind") in REDIS_FAULTS),
+                        key=lambda e: e["t0"])
+        for i, fault in enumerate(faults):
+            back = fault["t1"]
+            following = faults[i + 1]["t0"] if i + 1 < len(faults) else INF
+            for inst, ps in sorted(by_inst.items()):
+                ok = next((p for p in ps if p["t0"] >= back and p["status"] == 200), None)
+                if (ok is None or ok["t1"] > following) and following - back < RECOVERY_BOUND:
+                    continue  # the next fault came first: judged after that one
+                self.checked["health"] += 1
+                took = (ok["t1"] if ok else INF) - back
+                if took > RECOVERY_BOUND:
+                    failed = [p for p in ps if p["t0"] >= fault["t0"] and p["status"] != 200]
+                    self.violation("health", f"{inst} answered its health check with 200 only "
+                                   f"{took:.1f} s after Redis answered again (bound "
+                                   f"{RECOVERY_BOUND:.0f} s)", chaos_op(fault),
+                                   *map(probe_op, failed[:2] + failed[-1:] + ([ok] if ok else [])))
+        restarted = [(r["inst"], r["t1"], f"restarted by the orchestrator after "
+                      f"{r['failures']} failed health checks")
+                     for r in getattr(recorder, "restarts", [])]
+        restarted += [(e["inst"], e["t1"], "killed by the chaos and started again")
+                      for e in recorder.chaos if e.get("kind") == "kill" and e.get("inst")]
+        for inst, serving, why in restarted:
+            self.checked["health"] += 1
+            ok = next((p for p in by_inst[inst] if p["t0"] >= serving and p["status"] == 200),
+                      None)
+            if ok is None or ok["t1"] - serving > RESTARTED_BOUND:
+                self.violation("health", f"{inst}, {why}, did not answer its health check with "
+                               f"200 within {RESTARTED_BOUND:.0f} s of serving again",
+                               *map(probe_op, [p for p in by_inst[inst] if p["t0"] >= serving][:3]))
+        if self.runtime_name == "local":
+            self.checked["health"] += 1
+            for r in getattr(recorder, "restarts", []):
+                self.violation("health", f"the local host needed a restart: {r['inst']} failed "
+                               f"{r['failures']} health checks in a row", restart_op(r))
+
+
+def probe_op(p):
+    """A health probe as an op, for a violation's evidence."""
+    return dict(p, seq="probe", kind="health", body=None, error=None)
+
+
+def chaos_op(e):
+    return {"seq": "chaos", "kind": e["what"], "inst": "redis", "t0": e["t0"], "t1": e["t1"],
+            "status": "-", "body": None, "error": None}
+
+
+def restart_op(r):
+    return {"seq": "restart", "kind": "orchestrator restart", "inst": r["inst"], "t0": r["t0"],
+            "t1": r["t1"], "status": "-", "body": None, "error": None}
+
+
 def bipartite(left, right, fits):
     """A maximum matching of `left` into `right` (Kuhn's augmenting paths): {left index: right
     index} for the matched ones."""
@@ -1323,7 +1563,7 @@ def bipartite(left, right, fits):
 # ---- Report ------------------------------------------------------------------------------------
 
 
-def summary(ops, chaos):
+def summary(ops, chaos, probes=(), restarts=()):
     counts = collections.defaultdict(collections.Counter)
     for op in ops:
         status = "none" if op["status"] is NO_ANSWER else str(op["status"])
@@ -1338,7 +1578,34 @@ def summary(ops, chaos):
         lines.append(f"  {kind:7} {total:6}  {detail}")
     for e in chaos:
         lines.append(f"  chaos at {e['t0']:.1f}–{e['t1']:.1f} s: {e['what']}")
+    by_inst = collections.defaultdict(collections.Counter)
+    for p in probes:
+        by_inst[p["inst"]]["none" if p["status"] is NO_ANSWER else str(p["status"])] += 1
+    for inst, c in sorted(by_inst.items()):
+        detail = " ".join(f"{s}×{n}" for s, n in sorted(c.items()))
+        lines.append(f"  health  {inst:7} {sum(c.values()):4} probes  {detail}")
+    for r in restarts:
+        lines.append(f"  restart at {r['t0']:.1f}–{r['t1']:.1f} s: {r['inst']} after "
+                     f"{r['failures']} failed health checks")
+    lines.extend(recoveries(chaos, probes))
     return "\n".join(lines)
+
+
+def recoveries(chaos, probes):
+    """For each Redis fault, when each instance answered its health check again: the measured
+    outage, as the report shows it."""
+    lines = []
+    for fault in (e for e in chaos if e.get("kind") in REDIS_FAULTS):
+        parts = []
+        for inst in sorted({p["inst"] for p in probes}):
+            ok = next((p for p in sorted(probes, key=lambda p: p["t0"])
+                       if p["inst"] == inst and p["t0"] >= fault["t1"] and p["status"] == 200),
+                      None)
+            parts.append(f"{inst} {ok['t1'] - fault['t0']:.1f} s" if ok else f"{inst} never")
+        if parts:
+            lines.append(f"  answering again after {fault['kind']} (from its start): "
+                         + ", ".join(parts))
+    return lines
 
 
 def parse_args():
@@ -1352,8 +1619,14 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=40,
                    help="seconds a request may take before it counts as no answer (40)")
     p.add_argument("--pause-seconds", type=float, default=3, help="length of each Redis pause (3)")
+    p.add_argument("--outage-seconds", type=float, default=3,
+                   help="how long Redis stays down in the outage (3)")
     for name, what in (("pause", "pause Redis (SIGSTOP, then CLIENT PAUSE)"),
-                       ("restart", "restart Redis"), ("kill", "SIGKILL a management instance")):
+                       ("restart", "restart Redis"),
+                       ("outage", "kill Redis and start it again --outage-seconds later"),
+                       ("kill", "SIGKILL a management instance"),
+                       ("orchestrator", "restart an instance whose health checks fail (only "
+                        "probe; on Spin the health check then fails for about two minutes)")):
         p.add_argument(f"--no-{name}", dest=name, action="store_false", help=f"do not {what}")
     p.add_argument("--no-build", action="store_true", help="never build missing artifacts")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -1389,11 +1662,15 @@ def write_record(path, run, runtime, ops):
             f.write(json.dumps(op) + "\n")
         for e in run.recorder.chaos:
             f.write(json.dumps({"chaos": e}) + "\n")
+        for p in run.recorder.probes:
+            f.write(json.dumps({"probe": p}) + "\n")
+        for r in run.recorder.restarts:
+            f.write(json.dumps({"restart": r}) + "\n")
 
 
 def read_record(path):
     """A run rebuilt from its record, as far as the checks need it, and its ops."""
-    header, ops, chaos = None, [], []
+    header, ops, chaos, probes, restarts = None, [], [], [], []
     with open(path, encoding="utf-8") as f:
         for line in f:
             item = json.loads(line)
@@ -1401,6 +1678,10 @@ def read_record(path):
                 header = item["run"]
             elif "chaos" in item:
                 chaos.append(item["chaos"])
+            elif "probe" in item:
+                probes.append(item["probe"])
+            elif "restart" in item:
+                restarts.append(item["restart"])
             else:
                 ops.append(item)
     if header is None:
@@ -1411,17 +1692,18 @@ def read_record(path):
     run = argparse.Namespace(args=argparse.Namespace(limit=header["limit"]), seed=header["seed"],
                              final_list={u: ops[n] for u, n in header["final_list"].items()},
                              final_events={u: ops[n] for u, n in header["final_events"].items()},
-                             recorder=argparse.Namespace(chaos=chaos))
+                             recorder=argparse.Namespace(chaos=chaos, probes=probes,
+                                                         restarts=restarts))
     return run, header["runtime"], ops
 
 
 def report(run, runtime_name, ops, record):
     """Checks the ops and prints what they found; the number of violations."""
-    checker = Checker(run, ops)
+    checker = Checker(run, ops, runtime_name)
     violations = checker.run_all()
     total = sum(len(v) for v in violations.values())
     print(f"operations by kind and status ({runtime_name}, seed {run.seed}):")
-    print(summary(ops, run.recorder.chaos))
+    print(summary(ops, run.recorder.chaos, run.recorder.probes, run.recorder.restarts))
     for check in CHECKS:
         found = violations.get(check, [])
         print(f"  check {check}: {checker.checked[check]} checked, {len(found)} violation(s)")
@@ -1467,13 +1749,13 @@ def main():
             print(f"--- {process.name} log (last lines)\n{process.tail()}", flush=True)
         keep = True
         run.stop.set()
-        run.stop_all()
+        run.shutdown()
         print(f"chaos: work directory kept: {work}")
         print(f"chaos: {len(run.recorder.ops)} operations, run failed")
         return 2
     finally:
         run.stop.set()
-        run.stop_all()
+        run.shutdown()
     ops = run.recorder.ops
     out_dir = os.path.join(ROOT, "target", "chaos")
     os.makedirs(out_dir, exist_ok=True)

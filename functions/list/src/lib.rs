@@ -1,14 +1,21 @@
 //! `GET /v1/keys.list`: the signed-in user's own keys, oldest first, without secrets or hashes.
+//! `/healthz/management` is the management tier's health check, served here because every
+//! management tier runs list: one store read, no token (see `shared::health`).
 
 use serde_json::json;
 use shared::spin::{self, BoundedRequest, SpinStore};
-use shared::{http, protocol, view, ApiError, Reply};
+use shared::{health, http, protocol, view, ApiError, Reply};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-    let result = list(&BoundedRequest::read(request));
+    let request = BoundedRequest::read(request);
+    if health::is_request_for(health::MANAGEMENT_PATH, request.path_with_query()) {
+        let reply = health::answer(request.method(), SpinStore::open);
+        return spin::answer_reply(health::MANAGEMENT_PATH, reply, response_out);
+    }
+    let result = list(&request);
     spin::answer("/v1/keys.list", result, response_out)
 }
 

@@ -1,8 +1,10 @@
 //! `/v1/keys.verify`: is this key valid, whose is it, may it do X? Called by gateways, SMTP
 //! servers and services; needs no JWT. One store read for a well-formed key, none otherwise.
 //! `/v1/keys.introspect` answers the same question in OAuth's words (RFC 7662).
+//! `/healthz/verify` is the verify tier's health check: one store read (see `shared::health`).
 
 use shared::config::Variables;
+use shared::health;
 use shared::introspection;
 use shared::spin::{self, BoundedRequest, SpinStore, SpinVariables};
 use shared::verification::{self, VerifyRequest};
@@ -12,6 +14,12 @@ use spin_sdk::http_component;
 #[http_component]
 fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let request = BoundedRequest::read(request);
+    // The tier's health check, before anything else reads the request: a probe's answer must
+    // come from a store read, never from verify's refusals, which need none.
+    if health::is_request_for(health::VERIFY_PATH, request.path_with_query()) {
+        let reply = health::answer(request.method(), SpinStore::open);
+        return spin::answer_reply(health::VERIFY_PATH, reply, response_out);
+    }
     let parts = VerifyRequest {
         method: &|| request.method(),
         header: &|name| request.header_values(name),

@@ -520,7 +520,8 @@ workdir = "functions/create"
             [
                 "/v1/keys.verify",
                 "/v1/keys.verify/...",
-                "/v1/keys.introspect"
+                "/v1/keys.introspect",
+                "/healthz/verify"
             ]
         );
         assert_eq!(m.components.keys().collect::<Vec<_>>(), ["verify"]);

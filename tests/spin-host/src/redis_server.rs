@@ -32,6 +32,21 @@ impl RedisServer {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
             .port();
+        let mut server = RedisServer { child: None, port };
+        server.spawn_and_wait()?;
+        Ok(server)
+    }
+
+    /// Starts the server again on its port after [`RedisServer::stop`], empty (nothing is
+    /// persisted): the end of an outage, for tests of what the app does after one.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn_and_wait()
+    }
+
+    /// Spawns `redis-server` on this server's port and waits until it answers there.
+    fn spawn_and_wait(&mut self) -> Result<()> {
+        let port = self.port;
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
@@ -47,17 +62,14 @@ impl RedisServer {
             .spawn()
             .context("cannot run `redis-server` (Debian: apt-get install redis-server)")?;
         let pid = child.id();
-        let mut server = RedisServer {
-            child: Some(child),
-            port,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // The server answering must be this one, not another test's on the same port.
-            if server.process_id().ok() == Some(pid) {
-                return Ok(server);
+            if self.process_id().ok() == Some(pid) {
+                return Ok(());
             }
-            if let Some(status) = server
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
