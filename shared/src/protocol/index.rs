@@ -130,6 +130,10 @@ pub struct Event {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The preview of the older secret a revocation ended, the key living on (`revoked`);
+    /// absent when the revocation was of the whole key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_preview: Option<String>,
     /// Unix seconds when the secret a roll replaced stops verifying (`rolled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_key_expires_at: Option<i64>,
@@ -147,6 +151,7 @@ impl Event {
             reason: None,
             url: None,
             source: None,
+            secret_preview: None,
             previous_key_expires_at: None,
         }
     }
@@ -244,6 +249,7 @@ impl IndexEntry {
             scopes: narrowed.cloned(),
             retire_at: None,
             revocation: None,
+            ends_secret: false,
         })
     }
 

@@ -189,7 +189,7 @@ pub(super) struct Repair {
     removals: Vec<String>,
     fence: bool,
     /// Keys (by id) to publish as revoked, with the revocation found written ahead.
-    revocations: Vec<(String, Revocation)>,
+    revocations: Vec<(String, Unpublished)>,
     carries: Vec<String>,
     saw_dead: bool,
 }
@@ -197,7 +197,9 @@ pub(super) struct Repair {
 impl Repair {
     fn note(&mut self, entry: &IndexEntry, standing: &Standing, head: u64, now: i64) {
         match standing {
-            Standing::Active(record) => self.note_secret(record, entry, None, head, now),
+            Standing::Active(record) => {
+                self.note_secret(&entry.hash, record, entry, None, head, now)
+            }
             Standing::RollFailed { abandoned } => {
                 self.undo_rolls.push((entry.id.clone(), *abandoned));
             }
@@ -210,8 +212,10 @@ impl Repair {
     /// Notes what the active record of one of `entry`'s secrets needs (`retire_at`: the end of
     /// its grace, for an older one): a fence if it holds a restriction abandoned undecided, a
     /// carry if it is behind the entry at `head`.
+    #[allow(clippy::too_many_arguments)] // One secret: its hash, record and place in the entry.
     fn note_secret(
         &mut self,
+        hash: &str,
         record: &KeyRecord,
         entry: &IndexEntry,
         retire_at: Option<i64>,
@@ -220,17 +224,19 @@ impl Repair {
     ) {
         let abandoned = |r: &Restriction| r.version > head && now - r.at >= ABANDONED_AFTER_SECS;
         self.fence |= record.restrictions.iter().any(abandoned);
-        if let Some(revocation) = record.unpublished_revocation(entry) {
-            if !self.revocations.iter().any(|(id, _)| *id == entry.id) {
-                self.revocations
-                    .push((entry.id.clone(), revocation.clone()));
-            }
-        }
         let target = Target {
             entry,
             head,
             retire_at,
         };
+        if let Some(found) = record.unpublished_revocation(hash, &target) {
+            match self.revocations.iter_mut().find(|(id, _)| *id == entry.id) {
+                None => self.revocations.push((entry.id.clone(), found)),
+                // The whole key's revocation covers any of one secret's.
+                Some(noted) if matches!(found, Unpublished::Key(_)) => noted.1 = found,
+                Some(_) => {}
+            }
+        }
         if record.carried(&target).is_some() && !self.carries.contains(&entry.id) {
             self.carries.push(entry.id.clone());
         }
@@ -256,7 +262,14 @@ impl Repair {
                 continue;
             };
             if record.state == KeyState::Active {
-                self.note_secret(&record, entry, Some(previous.until), head, now);
+                self.note_secret(
+                    &previous.hash,
+                    &record,
+                    entry,
+                    Some(previous.until),
+                    head,
+                    now,
+                );
             }
         }
         Ok(())
@@ -301,9 +314,9 @@ impl Repair {
             return Ok(());
         }
         let proposed = next_version(store, user, head)?;
-        for (id, revocation) in &self.revocations {
+        for (id, unpublished) in &self.revocations {
             if let Some(position) = next.keys.iter().position(|e| &e.id == id) {
-                revoke_in(store, &mut next, position, revocation, proposed, now)?;
+                unpublished.publish_in(store, &mut next, position, proposed, now)?;
             }
         }
         publish(store, user, cas, head, proposed, &next)?;
@@ -337,8 +350,8 @@ pub(super) struct Carried {
     /// What the store holds for the key's current secret.
     pub(super) current: Stored,
     /// A revocation one of them is restricted by that the entry does not show: to be finished
-    /// (see [`finish_revocation`]).
-    pub(super) unpublished_revocation: Option<Revocation>,
+    /// (see [`finish_revocation`]); the whole key's if there is one.
+    pub(super) unpublished_revocation: Option<Unpublished>,
 }
 
 /// Brings the records of every secret of `entry`, as index version `head` has it, in line with
@@ -355,8 +368,10 @@ pub(super) fn carry_all<S: KeyValue>(
     for (hash, target) in Target::all(entry, head) {
         let stored = carry(store, hash, &target)?;
         if let Stored::Record(record) = &stored {
-            if let Some(revocation) = record.unpublished_revocation(entry) {
-                carried.unpublished_revocation = Some(revocation.clone());
+            if let Some(found) = record.unpublished_revocation(hash, &target) {
+                if !matches!(carried.unpublished_revocation, Some(Unpublished::Key(_))) {
+                    carried.unpublished_revocation = Some(found);
+                }
             }
         }
         carried.current = stored;

@@ -90,9 +90,13 @@ pub struct Restriction {
     /// When this secret stops verifying (a roll ending its grace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_at: Option<i64>,
-    /// The key is being revoked.
+    /// The key is being revoked; or, with `ends_secret`, only this secret (an older one, whose
+    /// grace the revocation ends, `retire_at`), the key living on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    /// The revocation ends this secret only (see `revocation`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ends_secret: bool,
 }
 
 /// Keys are enabled unless an update disabled them.
@@ -148,22 +152,56 @@ impl KeyRecord {
             if let Some(at) = restriction.retire_at {
                 self.retire_at = Some(self.retire_at.map_or(at, |earlier| earlier.min(at)));
             }
-            if self.revocation.is_none() {
+            // A revocation that ends this secret only retires it (above), the key not revoked.
+            if self.revocation.is_none() && !restriction.ends_secret {
                 self.revocation = restriction.revocation;
             }
         }
         self
     }
 
-    /// A revocation this record is restricted by that `entry` does not show: written ahead by
-    /// a revocation that has not been published (in flight, lost its race, or its request died).
-    /// Whoever finds one finishes it, publishing the entry as revoked (see
-    /// [`finish_revocation`]); nobody drops it (see [`KeyRecord::carried`]).
-    pub(super) fn unpublished_revocation(&self, entry: &IndexEntry) -> Option<&Revocation> {
-        if entry.revocation.is_some() {
+    /// A revocation this record (of secret `hash`) is restricted by that `target`'s entry does
+    /// not show: written ahead by a revocation that has not been published (in flight, lost its
+    /// race, or its request died). Whoever finds one finishes it (see [`finish_revocation`]);
+    /// nobody drops it (see [`KeyRecord::carried`]). One that ends an older secret only is
+    /// published once the entry ends that secret's grace no later; if the secret is its key's
+    /// current one again (the roll that replaced it was given back), the secret that leaked is
+    /// the key's own: the key is revoked.
+    pub(super) fn unpublished_revocation(
+        &self,
+        hash: &str,
+        target: &Target,
+    ) -> Option<Unpublished> {
+        if target.entry.revocation.is_some() {
             return None;
         }
-        self.restrictions.iter().find_map(|r| r.revocation.as_ref())
+        self.restrictions.iter().find_map(|r| {
+            let revocation = r.revocation.clone()?;
+            if !r.ends_secret {
+                return Some(Unpublished::Key(revocation));
+            }
+            let end = r.retire_at.unwrap_or(r.at);
+            match target.retire_at {
+                None => Some(Unpublished::Key(revocation)),
+                Some(until) if until <= end => None,
+                Some(_) => Some(Unpublished::Secret {
+                    hash: hash.to_owned(),
+                    revocation,
+                    end,
+                }),
+            }
+        })
+    }
+
+    /// [`KeyRecord::unpublished_revocation`] of this record as `entry`'s current secret's.
+    pub(super) fn unpublished_on_current(&self, entry: &IndexEntry) -> Option<Unpublished> {
+        // (The head plays no part in what is unpublished.)
+        let target = Target {
+            entry,
+            head: 0,
+            retire_at: None,
+        };
+        self.unpublished_revocation(&entry.hash, &target)
     }
 
     /// The restriction's copy of `published` (the same reason and time), which also says where
@@ -187,8 +225,14 @@ impl KeyRecord {
         // the key is revoked, decided or not: a revocation needs nobody's consent, so whoever
         // finds it unpublished publishes it (see [`KeyRecord::unpublished_revocation`]), and
         // until then it keeps the key refused.
+        let ended_as_published = |r: &Restriction| {
+            r.ends_secret
+                && (target.retire_at)
+                    .is_some_and(|until| r.retire_at.is_some_and(|end| until <= end))
+        };
         let kept = |r: &Restriction| {
-            r.version > target.head || (r.revocation.is_some() && entry.revocation.is_none())
+            r.version > target.head
+                || (r.revocation.is_some() && entry.revocation.is_none() && !ended_as_published(r))
         };
         let decided = self.restrictions.iter().any(|r| !kept(r));
         let behind = self.settings_version < target.head

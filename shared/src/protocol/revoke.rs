@@ -38,8 +38,16 @@ impl Revocation {
 /// Revokes the key whose secret hashes to `hash`, if it is a live key (a disabled one too: it
 /// could be enabled again), and answers whether it was: `true` for a key revoked now or
 /// before, `false` for a secret that is no live key's (unknown, deleted, expired, an old
-/// secret past its grace once the roll that replaced it went live). Every secret of the key stops verifying (`401 key_revoked`) before
-/// this answers; the key stays listed, revoked, with a `revoked` event.
+/// secret past its grace once the roll that replaced it went live). Every secret of the key
+/// stops verifying (`401 key_revoked`) before this answers; the key stays listed, revoked,
+/// with a `revoked` event.
+///
+/// An older secret still in its grace is ended alone, its key living on: the current secret
+/// did not leak (it may be what replaced the one that did), and a holder rolled away from (a
+/// contractor whose secret was replaced, with a grace) cannot end the secret that replaced
+/// theirs. Its grace ends at once, on its record first; the entry's grace end for it follows,
+/// with a `revoked` event naming the secret by its preview (`secret_preview`) — its id that
+/// secret's own, so a replayed alert finds it and answers `true` again.
 ///
 /// One read of the secret's record decides: a record already carrying a revocation was
 /// revoked and published, so a replayed alert costs that one read. Otherwise the revocation
@@ -49,8 +57,9 @@ impl Revocation {
 /// publish it once, and the later one finds it and answers `true` too. A roll in flight is
 /// revoked with the key (its new secret gets the restriction, and activation keeps it); one
 /// not yet published loses its race and then finds the key revoked, which it may not roll.
-/// A 503 leaves at most the restriction ahead: the key refused, and the next read of the
-/// index settles it (module docs, "Repair"); a retry finishes it.
+/// Once a restriction of it is on a record, it is never undone: a 503, or a request that dies,
+/// leaves it for whoever reads the key next to finish (module docs, "Repair"); a retry
+/// finishes it too.
 pub fn revoke<S: KeyValue>(
     store: &S,
     hash: &str,
@@ -100,6 +109,31 @@ pub(super) fn revocation_event_id(key_id: &str) -> String {
     format!("{key_id}/revoked")
 }
 
+/// The id of the event of a revocation that ended the older secret `hash` of key `key_id`:
+/// unique for that secret (a prefix of its hash suffices among a key's few secrets).
+pub(super) fn older_secret_revocation_event_id(key_id: &str, hash: &str) -> String {
+    format!("{key_id}/revoked/{}", &hash[..hash.len().min(16)])
+}
+
+/// Ends the grace of `entry`'s older secret at position `at` at `end`, for `revocation` (a
+/// leak of that secret, or its holder's request), and answers the event of it: a `revoked`
+/// event naming the secret by its preview. The key lives on with its current secret.
+pub(super) fn end_older_secret(
+    entry: &mut IndexEntry,
+    at: usize,
+    revocation: &Revocation,
+    end: i64,
+) -> Event {
+    entry.previous[at].until = entry.previous[at].until.min(end);
+    let id = older_secret_revocation_event_id(&entry.id, &entry.previous[at].hash);
+    let mut event = Event::new(id, EventKind::Revoked, revocation.at, entry);
+    event.reason = Some(revocation.reason.clone());
+    event.url = revocation.url.clone();
+    event.source = revocation.source.clone();
+    event.secret_preview = Some(entry.previous[at].preview.clone());
+    event
+}
+
 /// Makes `entry` revoked by `revocation` in index version `version`, and answers the event of
 /// it: the entry keeps why and when only (where the key was found goes into the records and
 /// the event, see [`IndexEntry::revocation`]). The same for a revocation made now and for one
@@ -140,6 +174,7 @@ pub(super) fn revoke_in<S: KeyValue>(
         scopes: None,
         retire_at: None,
         revocation: Some(revocation.clone()),
+        ends_secret: false,
     };
     for hash in index.keys[position].all_hashes() {
         restrict(store, hash, &restriction, &[])?;
@@ -151,10 +186,59 @@ pub(super) fn revoke_in<S: KeyValue>(
     Ok(())
 }
 
+/// A revocation found written ahead on a record but not published (see
+/// [`KeyRecord::unpublished_revocation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unpublished {
+    /// Of the whole key.
+    Key(Revocation),
+    /// Of the older secret `hash` only, ending its grace at `end`.
+    Secret {
+        hash: String,
+        revocation: Revocation,
+        end: i64,
+    },
+}
+
+impl Unpublished {
+    /// Publishes it in `index` (about to be proposed as `version`) for the key at `position`:
+    /// the key revoked (see [`revoke_in`]), or the older secret's grace ended with its event
+    /// (its record holds the revocation already: that is where it was found). An older secret
+    /// the entry no longer lists is dead already: nothing to publish.
+    pub(super) fn publish_in<S: KeyValue>(
+        &self,
+        store: &S,
+        index: &mut Index,
+        position: usize,
+        version: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Unpublished::Key(revocation) => {
+                revoke_in(store, index, position, revocation, version, now)
+            }
+            Unpublished::Secret {
+                hash,
+                revocation,
+                end,
+            } => {
+                let entry = &mut index.keys[position];
+                if let Some(at) = entry.previous.iter().position(|p| &p.hash == hash) {
+                    let event = end_older_secret(entry, at, revocation, *end);
+                    if !index.events.iter().any(|e| e.id == event.id) {
+                        index.record(event);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Finishes a revocation found written ahead on a record of the key at `position` but not
 /// published (see [`KeyRecord::unpublished_revocation`]): proposes `index` from `head` with
-/// the key revoked. Returns the version proposed; whether it landed is for the caller to read
-/// back (the next round finds the key revoked, or the revocation still unpublished).
+/// it published. Returns the version proposed; whether it landed is for the caller to read
+/// back (the next round finds it published, or still unpublished).
 ///
 /// Why finish it rather than drop it: its request may have died, and then nobody else would;
 /// dropping it would let a leaked secret verify again. Whoever finds it may publish it — the
@@ -168,12 +252,12 @@ pub(super) fn finish_revocation<S: KeyValue>(
     head: Head,
     index: &Index,
     position: usize,
-    revocation: &Revocation,
+    unpublished: &Unpublished,
     now: i64,
 ) -> Result<u64, StoreError> {
     let mut index = index.clone();
     let version = next_version(store, user, head)?;
-    revoke_in(store, &mut index, position, revocation, version, now)?;
+    unpublished.publish_in(store, &mut index, position, version, now)?;
     publish(store, user, cas, head, version, &index)?;
     Ok(version)
 }

@@ -99,7 +99,7 @@ enum Finish {
     Again,
     /// The roll happened, and one of the key's records carries a revocation nobody published:
     /// to be finished before answering.
-    Revoke(Revocation),
+    Revoke(Unpublished),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,10 +187,10 @@ impl<S: KeyValue> Rolling<'_, S> {
         }
         let entry = &index.keys[position];
         let current = match Standing::of(store, entry, user_id, now)? {
-            Standing::Active(current) if current.unpublished_revocation(entry).is_some() => {
+            Standing::Active(current) if current.unpublished_on_current(entry).is_some() => {
                 // Revoked ahead, never published (its request may have died): finished first;
                 // the next round finds the key revoked, which no roll may bring back.
-                if let Some(revocation) = current.unpublished_revocation(entry) {
+                if let Some(revocation) = &current.unpublished_on_current(entry) {
                     let proposed = finish_revocation(
                         store, user, cas, head, &index, position, revocation, now,
                     )?;
@@ -277,6 +277,7 @@ impl<S: KeyValue> Rolling<'_, S> {
                     scopes: None,
                     retire_at: Some(p.until),
                     revocation: None,
+                    ends_secret: false,
                 };
                 (p.hash.clone(), restriction)
             })

@@ -76,6 +76,29 @@ impl Amendment<'_> {
         }
     }
 
+    /// Whether this is a revocation presenting an older secret of `entry` still in its grace
+    /// at `now`. It ends that secret's grace now and the key lives on: its current secret did
+    /// not leak (it may be what replaced the one that did), and a holder who was rolled away
+    /// from (a contractor whose secret was replaced) cannot end the secret that replaced theirs.
+    fn presents_older_secret(&self, entry: &IndexEntry, now: i64) -> Option<usize> {
+        match self {
+            Amendment::Settings(_) => None,
+            Amendment::Revoke { hash, .. } => {
+                (entry.previous.iter()).position(|p| p.hash == *hash && p.until > now)
+            }
+        }
+    }
+
+    /// The id of the event of this revocation ending the older secret it presents, of key
+    /// `key_id` (see [`Amendment::presents_older_secret`]): one per secret, so that a
+    /// replayed alert finds it.
+    fn older_secret_event_id(&self, key_id: &str) -> Option<String> {
+        match self {
+            Amendment::Settings(_) => None,
+            Amendment::Revoke { hash, .. } => Some(older_secret_revocation_event_id(key_id, hash)),
+        }
+    }
+
     /// What this would change in `entry`, old to new, or `None` if nothing.
     fn changes(&self, entry: &IndexEntry) -> Option<Vec<FieldChange>> {
         match self {
@@ -96,6 +119,7 @@ impl Amendment<'_> {
                 scopes: None,
                 retire_at: None,
                 revocation: Some((*revocation).clone()),
+                ends_secret: false,
             }),
         }
     }
@@ -147,12 +171,18 @@ fn amend_steps<S: KeyValue>(
     let user = UserSpace::of(user_id);
     // The key as this update last proposed it, with its expiry.
     let mut proposed: Option<KeySummary> = None;
+    // Whether this revocation has written the key's revocation ahead on a record: from then on
+    // it revokes the whole key (it is never undone), whatever a roll made of the secret since.
+    let mut revoking_key = false;
+    let older_secret_event = amendment.older_secret_event_id(id);
     change(store, &user, |versions, cas, head, mut index| {
         let found = index.keys.iter().position(|e| e.id == id);
         // Only this request writes this event id (an update's is random; a revocation's is the
-        // key's own, and all revocations of the key are the same change), so seeing it means
-        // the change landed, whatever the swap answered: it is never published twice.
-        let landed = index.events.iter().any(|e| e.id == event_id);
+        // key's own, and all revocations of the key are the same change; one ending an older
+        // secret that secret's own), so seeing it means the change landed, whatever the swap
+        // answered: it is never published twice.
+        let landed = (index.events.iter())
+            .any(|e| e.id == event_id || Some(&e.id) == older_secret_event.as_ref());
         // A key this change may not be made to is, for it, no key (unless the change landed
         // before: then it happened first, and is carried and answered below).
         let found = found.filter(|&at| landed || amendment.applies_to(&index.keys[at]));
@@ -165,11 +195,18 @@ fn amend_steps<S: KeyValue>(
             // history still holds its event — the update happened first, and its client is
             // told so, as the history tells it.
             return Ok(Round::Done(match proposed.take() {
-                Some(key) if index.events.iter().any(|e| e.id == event_id) => Ok(key),
+                Some(key) if landed => Ok(key),
                 _ => Err(ApiError::KeyNotFound),
             }));
         };
-        let changes = amendment.changes(&index.keys[position]);
+        let older_secret = (!revoking_key)
+            .then(|| amendment.presents_older_secret(&index.keys[position], now))
+            .flatten();
+        let changes = match older_secret {
+            // (Unless the key was revoked meanwhile: then there is nothing left to end.)
+            Some(_) => index.keys[position].revocation.is_none().then(Vec::new),
+            None => amendment.changes(&index.keys[position]),
+        };
         if landed || changes.is_none() {
             // Proposals of this update that did not land can never land now; one that did is
             // carried below.
@@ -219,12 +256,12 @@ fn amend_steps<S: KeyValue>(
             _ => None,
         };
         if let Some(revocation) =
-            shown.and_then(|r| r.unpublished_revocation(&index.keys[position]))
+            shown.and_then(|r| r.unpublished_on_current(&index.keys[position]))
         {
             // Revoked ahead, never published (its request may have died): finished first, so
             // that this change meets a revoked key, which no settings change may touch.
             let proposed =
-                finish_revocation(store, &user, cas, head, &index, position, revocation, now)?;
+                finish_revocation(store, &user, cas, head, &index, position, &revocation, now)?;
             versions.note(head, proposed);
             return Ok(Round::Again);
         }
@@ -271,14 +308,34 @@ fn amend_steps<S: KeyValue>(
         };
         let version = next_version(store, &user, head)?;
         let entry = &mut index.keys[position];
-        if let Some(restriction) = amendment.restriction(entry, version, now) {
-            let restrictions: Vec<_> = entry
-                .all_hashes()
-                .map(|hash| (hash.to_owned(), restriction.clone()))
-                .collect();
-            ahead.write(store, version, &restrictions)?;
-        }
-        let event = amendment.apply(entry, version, event_id, now);
+        let event = match (older_secret, amendment) {
+            (Some(at), Amendment::Revoke { revocation, hash }) => {
+                // Only that secret's grace ends, on its record first: a revocation too, never
+                // undone (see [`finish_revocation`]).
+                let ended = Restriction {
+                    version,
+                    at: now,
+                    disabled: false,
+                    scopes: None,
+                    retire_at: Some(now),
+                    revocation: Some((*revocation).clone()),
+                    ends_secret: true,
+                };
+                ahead.write(store, version, &[((*hash).to_owned(), ended)])?;
+                end_older_secret(entry, at, revocation, now)
+            }
+            _ => {
+                if let Some(restriction) = amendment.restriction(entry, version, now) {
+                    let restrictions: Vec<_> = entry
+                        .all_hashes()
+                        .map(|hash| (hash.to_owned(), restriction.clone()))
+                        .collect();
+                    revoking_key |= restriction.revocation.is_some() && !restriction.ends_secret;
+                    ahead.write(store, version, &restrictions)?;
+                }
+                amendment.apply(entry, version, event_id, now)
+            }
+        };
         index.record(event);
         let entry = &index.keys[position];
         proposed = Some(KeySummary {

@@ -112,15 +112,50 @@ fn what_is_no_live_key_is_not_revoked(answers: SwapAnswers) {
     );
 }
 
-fn an_older_secret_in_its_grace_revokes_the_whole_key(answers: SwapAnswers) {
-    let store = MemoryStore::with_answers(answers);
-    let made = create_one(&store, "alice");
-    let (new, _) = roll_one(&store, &made.id, HOUR);
-    assert!(verifies(&store, &made.hash));
-    let revocation = leak_at("https://example.com/old", NOW);
-    assert_eq!(revoke(&store, &made.hash, &revocation, NOW), Ok(true));
-    assert!(!verifies(&store, &made.hash) && !verifies(&store, &new));
-    assert_invariants(&store, &["alice"], MAX as usize);
+/// An older secret still in its grace that leaks, or whose holder revokes it, stops verifying
+/// at once; the key lives on with the secret that replaced it (which did not leak, and which a
+/// holder rolled away from never held), and its history says which secret ended and why. A
+/// replay answers the same and changes nothing.
+fn an_older_secret_in_its_grace_is_ended_and_the_key_lives_on(answers: SwapAnswers) {
+    for reason in ["leaked", "self"] {
+        let store = MemoryStore::with_answers(answers);
+        let made = create_one(&store, "alice");
+        let (new, rolled) = roll_one(&store, &made.id, HOUR);
+        assert!(verifies(&store, &made.hash));
+        let url = (reason == "leaked").then_some("https://example.com/old");
+        let revocation = Revocation::new(reason, url, None, NOW);
+        assert_eq!(revoke(&store, &made.hash, &revocation, NOW), Ok(true));
+        assert!(
+            !verifies(&store, &made.hash),
+            "{reason}: the older secret verifies"
+        );
+        assert!(
+            verifies(&store, &new),
+            "{reason}: the current secret is refused"
+        );
+        let listed = list(&store, "alice", NOW).unwrap();
+        let shown = listed.iter().find(|s| s.entry.id == made.id).unwrap();
+        assert_eq!(shown.revocation, None, "{reason}: the key is not revoked");
+        assert_eq!(shown.previous_expires_at, None, "{reason}: no grace left");
+        let event = current_index(&store, "alice").events.pop().unwrap();
+        assert_eq!(
+            (event.kind, event.reason.as_deref(), event.url.as_deref()),
+            (EventKind::Revoked, Some(reason), url)
+        );
+        let preview = &rolled.entry.previous[0].preview;
+        assert_eq!(event.secret_preview.as_ref(), Some(preview));
+        let before = store.snapshot();
+        assert_eq!(revoke(&store, &made.hash, &revocation, NOW + 5), Ok(true));
+        assert_eq!(
+            store.snapshot(),
+            before,
+            "{reason}: a replay changes nothing"
+        );
+        // The current secret leaking still revokes the whole key.
+        assert_eq!(revoke(&store, &new, &revocation, NOW), Ok(true));
+        assert!(!verifies(&store, &new));
+        assert_invariants(&store, &["alice"], MAX as usize);
+    }
 }
 
 fn revoked_keys_count_toward_nothing_and_only_so_many_are_kept(answers: SwapAnswers) {
@@ -336,7 +371,7 @@ fn refused_as_revoked(store: &MemoryStore, hash: &str, now: i64) -> bool {
 /// refused by then, is finished by whoever reads the key next — its owner's list, an update
 /// that changes nothing, a rename, a roll — never undone: every secret of the key stays
 /// refused (a roll's new one too) and the key is listed as revoked (or deleted, if that was
-/// the owner's next step). Before the fix a list, an update or a roll took the revocation's
+/// the owner's next step); an older secret whose end it wrote ahead stays refused. Before the fix a list, an update or a roll took the revocation's
 /// restriction for an abandoned one and dropped it: the leaked secret verified again.
 fn a_revocation_that_died_is_finished_by_whoever_reads_the_key_never_undone(answers: SwapAnswers) {
     let later = NOW + ABANDONED_AFTER_SECS + 1;
@@ -360,6 +395,13 @@ fn a_revocation_that_died_is_finished_by_whoever_reads_the_key_never_undone(answ
                 let refused = secrets
                     .iter()
                     .any(|hash| refused_as_revoked(&store, hash, NOW));
+                // Every secret verified before; those refused now (an older one whose end the
+                // revocation wrote ahead, say) stay refused whatever comes next.
+                let copy = copy_of(&store, SwapAnswers::Truthful);
+                let ended: Vec<String> = (secrets.iter())
+                    .filter(|hash| !verifies_at(&copy, hash, NOW))
+                    .cloned()
+                    .collect();
                 let case = format!("{leaked:?} secret, died after {died_after}, then {then:?}");
                 let event = key::event_id().unwrap();
                 match then {
@@ -389,6 +431,12 @@ fn a_revocation_that_died_is_finished_by_whoever_reads_the_key_never_undone(answ
                 }
                 let listed = list(&store, "alice", later).expect(&case);
                 let shown = listed.iter().find(|s| s.entry.id == id);
+                for hash in &ended {
+                    assert!(
+                        !verifies_at(&store, hash, later),
+                        "{case}: a refused secret verifies"
+                    );
+                }
                 if refused {
                     for hash in &secrets {
                         assert!(
@@ -419,7 +467,7 @@ under_every_swap_answer!(
     a_revoked_key_never_verifies_and_stays_listed_as_revoked,
     a_replayed_revocation_costs_one_read_and_changes_nothing,
     what_is_no_live_key_is_not_revoked,
-    an_older_secret_in_its_grace_revokes_the_whole_key,
+    an_older_secret_in_its_grace_is_ended_and_the_key_lives_on,
     revoked_keys_count_toward_nothing_and_only_so_many_are_kept,
     a_revocation_racing_an_update_keeps_every_invariant,
     a_revocation_racing_a_roll_keeps_every_invariant,
@@ -449,6 +497,6 @@ fn a_revocation_costs_sixteen_operations_and_six_more_per_older_secret() {
     assert_eq!(cost(&made.hash), 16);
     assert_eq!(cost(&made.hash), 1, "a replay");
     let rolled = create_one(&store, "alice");
-    roll_one(&store, &rolled.id, HOUR);
-    assert_eq!(cost(&rolled.hash), 16 + 6);
+    let (current, _) = roll_one(&store, &rolled.id, HOUR);
+    assert_eq!(cost(&current), 16 + 6);
 }

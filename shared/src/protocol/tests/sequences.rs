@@ -348,8 +348,9 @@ impl Sequence {
     }
 
     /// A leak alert for one of `key`'s secrets, meeting `trouble`: a live key (disabled or
-    /// not) is revoked, whichever of its usable secrets leaked; a key revoked before answers
-    /// so again; an expired key, or an older secret past its grace, is no live key's.
+    /// not) is revoked if its current secret leaked; an older secret in its grace is ended,
+    /// the key living on; a key revoked before answers so again; an expired key, or an older
+    /// secret past its grace, is no live key's.
     fn revoke(&mut self, key: usize, older: bool, retried: bool, trouble: Trouble) {
         let Some(before) = self.model.pick(key) else {
             return;
@@ -365,17 +366,27 @@ impl Sequence {
         let live = usable && (before.revoked || !before.is_expired(now));
         // A revoked key may since have been let go (expired and reclaimed, or beyond the
         // revoked keys kept), its records with it; a failed roll's secret may be live or not.
-        let ambiguous =
-            before.revoked || before.doubt.is_some() || self.model.limbo.contains(&hash);
+        // An older secret a revocation ended answers a replayed alert as revoked, while the
+        // key's history holds that event.
+        let ambiguous = before.revoked
+            || before.doubt.is_some()
+            || self.model.limbo.contains(&hash)
+            || self.model.ended.contains(&hash);
+        // An older secret in its grace is ended alone: the key's current one did not leak.
+        let ends_older = usable && hash != before.hash && !before.revoked && live;
         let revocation = leak_at("https://example.com/leak", now);
         let revoking = |store: &RequestView| revoke(store, &hash, &revocation, now);
         let mut after = before.clone();
-        after.revoked = live || ambiguous;
+        if ends_older {
+            end_secret(&mut after, &hash, now);
+        } else {
+            after.revoked = live || ambiguous;
+        }
         let result = match self.run(trouble, revoking) {
             Ran::Answered(result) => result,
             Ran::Struck if !retried && !ambiguous => {
                 self.check_doubt(&before, &after);
-                return self.revocation_died(before);
+                return self.revocation_died(before, &hash);
             }
             Ran::Struck => {
                 self.check_doubt(&before, &after);
@@ -391,19 +402,46 @@ impl Sequence {
         if !ambiguous {
             assert_eq!(revoked, live, "a revocation of {before:?} at secret {hash}");
         }
-        if revoked {
+        if !revoked {
+            return;
+        }
+        // The whole key, or the older secret presented only: the index tells (for a key in
+        // doubt or a failed roll's secret the model cannot).
+        let key_revoked = before.revoked || self.index_shows_revoked(&before);
+        if !ambiguous {
+            assert_eq!(
+                key_revoked, !ends_older,
+                "a revocation of {before:?} at secret {hash}"
+            );
+        }
+        let mut after = before;
+        if key_revoked {
             after.revoked = true;
             after.doubt = None;
             let hashes = std::iter::once(&after.hash).chain(after.previous.iter().map(|(h, _)| h));
             self.model.never.extend(hashes.cloned());
-            self.model.keys.insert(after.id.clone(), after);
+        } else {
+            end_secret(&mut after, &hash, now);
+            self.model.never.insert(hash.clone());
+            self.model.ended.insert(hash);
         }
+        self.model.keys.insert(after.id.clone(), after);
     }
 
-    /// A revocation of `before` that answered 503 or died and is not sent again: if it reached
-    /// none of the key's records, nothing happened; if the index shows it, the key is revoked;
-    /// otherwise the key is in doubt until a reader finishes it (see [`KeyModel::doubt`]).
-    fn revocation_died(&mut self, before: KeyModel) {
+    /// Whether the index `key`'s owner's head names shows `key` revoked (read as it is).
+    fn index_shows_revoked(&self, key: &KeyModel) -> bool {
+        let copy = copy_of(&self.store, SwapAnswers::Truthful);
+        try_current_index(&copy, USERS[key.user]).is_some_and(|index| {
+            (index.keys.iter()).any(|e| e.id == key.id && e.revocation.is_some())
+        })
+    }
+
+    /// A revocation of `before`'s secret `presented` that answered 503 or died and is not sent
+    /// again: if the whole key's revocation reached none of its records, nothing happened to
+    /// the key (an older secret it refused already stays refused: its end is never undone);
+    /// if the index shows it, the key is revoked; otherwise the key is in doubt until a reader
+    /// finishes it (see [`KeyModel::doubt`]).
+    fn revocation_died(&mut self, before: KeyModel, presented: &str) {
         let copy = copy_of(&self.store, SwapAnswers::Truthful);
         let hashes: Vec<String> = std::iter::once(before.hash.clone())
             .chain(before.previous.iter().map(|(h, _)| h.clone()))
@@ -414,15 +452,17 @@ impl Sequence {
                 .as_deref()
                 .and_then(parse_record)
                 .is_some_and(|r| {
-                    r.revocation.is_some() || r.restrictions.iter().any(|x| x.revocation.is_some())
+                    r.revocation.is_some()
+                        || (r.restrictions.iter()).any(|x| x.revocation.is_some() && !x.ends_secret)
                 })
         });
         if !reached {
+            if presented != before.hash && !verifies_at(&copy, presented, self.now) {
+                self.model.never.insert(presented.to_owned());
+            }
             return;
         }
-        let published = try_current_index(&copy, USERS[before.user]).is_some_and(|index| {
-            (index.keys.iter()).any(|e| e.id == before.id && e.revocation.is_some())
-        });
+        let published = self.index_shows_revoked(&before);
         let refused: Vec<String> = (hashes.iter())
             .filter(|hash| {
                 verify(&copy, hash, self.now)
@@ -502,6 +542,15 @@ impl Sequence {
             }
             Ran::Answered(Err(e)) => panic!("a roll of a listed key answered {e:?}"),
             Ran::Struck => panic!("a retried roll answered 503 with the store well"),
+        }
+    }
+}
+
+/// Ends `key`'s older secret `hash` at `now` in the model.
+fn end_secret(key: &mut KeyModel, hash: &str, now: i64) {
+    for (h, until) in key.previous.iter_mut() {
+        if h == hash {
+            *until = (*until).min(now);
         }
     }
 }

@@ -51,6 +51,8 @@ pub(super) struct Model {
     /// key may have made live (see `Sequence::rolled`): whether a leak alert finds them a key's
     /// is the store's to say.
     pub(super) limbo: BTreeSet<String>,
+    /// Older secrets a revocation ended, their keys living on.
+    pub(super) ended: BTreeSet<String>,
     /// Keys whose create failed or died without making them live, with their owner and when:
     /// each may hold a slot (never verifying, not listed) until abandoned.
     pub(super) zombies: BTreeMap<String, (usize, i64)>,
