@@ -213,7 +213,8 @@ fn bad_verify_bodies_are_refused_with_a_code() {
 #[test]
 fn a_body_member_given_twice_or_unknown_is_400_never_a_check_skipped() {
     let app = shared_app();
-    let (key, _) = new_key(app, &["read"]);
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
     let post = |body: String| app.request("POST", "/v1/keys.verify", &[], Some(body.as_bytes()));
     // An outside check's case: the last `scope` would have counted, and required none.
     let reply = post(format!(
