@@ -168,21 +168,12 @@ pub fn revoke_all<S: KeyValue>(
     let mut feedback = Vec::with_capacity(matches.len());
     for found in matches {
         let revoked = match key::parse(&found.token) {
-            None => Ok(false),
-            Some(hash) => (|| {
-                let store = match &mut store {
-                    Some(store) => store,
-                    none => none.insert(open()?),
-                };
-                let revocation =
-                    Revocation::new(REASON, found.url.as_deref(), found.source.as_deref(), now);
-                protocol::revoke(store, &hash, &revocation, now)
-            })(),
+            None => false,
+            Some(hash) => revoke(found, &hash, &mut store, &open, now).unwrap_or_else(|error| {
+                failed.get_or_insert(error);
+                false
+            }),
         };
-        let revoked = revoked.unwrap_or_else(|error| {
-            failed.get_or_insert(error);
-            false
-        });
         feedback.push(Feedback {
             token_hash: key::sha256_hex(&found.token),
             token_type: found.token_type.clone(),
@@ -197,6 +188,23 @@ pub fn revoke_all<S: KeyValue>(
         Some(error) => Err(error),
         None => Ok(feedback),
     }
+}
+
+/// Revokes the key whose secret hashes to `hash`, as `found` reports it; the store is opened
+/// on first need, and again for the next token if opening it failed.
+fn revoke<S: KeyValue>(
+    found: &Match,
+    hash: &str,
+    store: &mut Option<S>,
+    open: &impl Fn() -> Result<S, StoreError>,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let store = match store {
+        Some(store) => store,
+        none => none.insert(open()?),
+    };
+    let revocation = Revocation::new(REASON, found.url.as_deref(), found.source.as_deref(), now);
+    protocol::revoke(store, hash, &revocation, now)
 }
 
 /// Checks an alert's signature headers against `keys`: `401 unknown_signing_key` for an
