@@ -5,9 +5,11 @@
 //! (store messages, configuration problems) is logged by the caller and never put in a body.
 //!
 //! Verify answers in a shape of its own, `{"valid": false, "code": …}`, with its codes
-//! (`invalid_key`, `key_expired`, `key_disabled`, `insufficient_scope`, `invalid_json`,
-//! `invalid_query`, `invalid_scope`, `payload_too_large`, `store_unavailable`) mapped in
-//! [`crate::verification`], so that `verify.wasm` links none of this module's code.
+//! (`invalid_key`, `key_expired`, `key_disabled`, `key_revoked`, `insufficient_scope`,
+//! `invalid_json`, `unknown_member`, `invalid_query`, `invalid_scope`, `payload_too_large`,
+//! `store_unavailable`) mapped in [`crate::verification`], so that `verify.wasm` links none of
+//! this module's code. openapi.yaml lists every code of both shapes; the tests read it back
+//! ([`openapi`]), so that a code added here or there alone fails them.
 
 use serde_json::json;
 
@@ -18,6 +20,16 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// The body is not a JSON object of the expected shape.
     InvalidJson(String),
+    /// An object in the body gives this member twice (at any depth): which value counts would
+    /// be the parser's guess, not the client's word. Answered as `invalid_json`, naming it.
+    RepeatedMember(String),
+    /// The body has this member, which the endpoint does not take (`known` are those it does):
+    /// refused rather than ignored, so that a client that believes it set something (a
+    /// misspelled `expire_at`, a member of a later version) hears that it did not.
+    UnknownMember {
+        member: String,
+        known: &'static [&'static str],
+    },
     /// `name` is missing, empty after trimming, too long or contains control characters.
     InvalidName(String),
     /// `scopes` is missing, empty, has duplicates or names a scope that is not allowed.
@@ -56,7 +68,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidJson(_) | ApiError::RepeatedMember(_) => "invalid_json",
+            ApiError::UnknownMember { .. } => "unknown_member",
             ApiError::InvalidName(_) => "invalid_name",
             ApiError::InvalidScopes(_) => "invalid_scopes",
             ApiError::InvalidExpiresAt(_) => "invalid_expires_at",
@@ -79,6 +92,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) | ApiError::UnknownSigningKey => 401,
             ApiError::InvalidJson(_)
+            | ApiError::RepeatedMember(_)
+            | ApiError::UnknownMember { .. }
             | ApiError::InvalidName(_)
             | ApiError::InvalidScopes(_)
             | ApiError::InvalidExpiresAt(_)
@@ -104,6 +119,13 @@ impl ApiError {
             | ApiError::InvalidName(detail)
             | ApiError::InvalidScopes(detail)
             | ApiError::InvalidExpiresAt(detail) => detail.clone(),
+            ApiError::RepeatedMember(member) => {
+                format!("`{member}` is given twice in one object; give each member once.")
+            }
+            ApiError::UnknownMember { member, known } => format!(
+                "`{member}` is not a member of this body, so nothing was changed; it takes: {}.",
+                known.join(", ")
+            ),
             ApiError::InvalidGraceSeconds => format!(
                 "`grace_seconds` must be a whole number from 0 to {}.",
                 crate::protocol::MAX_GRACE_SECS
@@ -133,9 +155,15 @@ impl ApiError {
         }
     }
 
-    /// The JSON body: `{"error": {"code": ..., "message": ...}}`.
+    /// The JSON body: `{"error": {"code": ..., "message": ...}}`, and `member` naming the
+    /// member of the request body that was refused, for a client to match on (as Stripe's
+    /// `param`).
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code(), "message": self.message() } })
+        let mut error = json!({ "code": self.code(), "message": self.message() });
+        if let ApiError::RepeatedMember(member) | ApiError::UnknownMember { member, .. } = self {
+            error["member"] = json!(member);
+        }
+        json!({ "error": error })
     }
 
     /// Extra response headers this error requires.
@@ -173,6 +201,88 @@ impl From<crate::store::StoreError> for ApiError {
         } else {
             cause::STORE_ERROR
         })
+    }
+}
+
+/// What openapi.yaml documents, read in tests so that the code and the description cannot
+/// drift apart unnoticed: the codes each schema allows, the members each body takes. A small
+/// reader of this one file's layout (two-space indents, schemas under `components.schemas`),
+/// not of YAML at large.
+#[cfg(test)]
+pub(crate) mod openapi {
+    const SPEC: &str = include_str!("../../openapi.yaml");
+
+    fn indent(line: &str) -> usize {
+        line.len() - line.trim_start().len()
+    }
+
+    /// The lines of schema `name` (under `components.schemas`), its own line excluded.
+    fn schema(name: &str) -> Vec<&'static str> {
+        let mut lines = SPEC
+            .lines()
+            .skip_while(|line| *line != "  schemas:")
+            .skip_while(|line| *line != format!("    {name}:"));
+        assert!(lines.next().is_some(), "openapi.yaml has no schema {name}");
+        lines
+            .take_while(|line| line.trim().is_empty() || indent(line) > 4)
+            .collect()
+    }
+
+    /// Every value that an `enum` or a `const` of member `property` of schema `name` allows,
+    /// in each of the schema's parts (`allOf`): the codes an answer of that schema may carry.
+    pub(crate) fn values(name: &str, property: &str) -> Vec<String> {
+        let lines = schema(name);
+        let mut values = Vec::new();
+        let mut within = None;
+        for (at, line) in lines.iter().enumerate() {
+            if within.is_some_and(|depth| !line.trim().is_empty() && indent(line) <= depth) {
+                within = None;
+            }
+            let text = line.trim();
+            if text == format!("{property}:") {
+                within = Some(indent(line));
+                continue;
+            }
+            if within.is_none() {
+                continue;
+            }
+            if let Some(list) = text.strip_prefix("enum: [") {
+                let list = list.trim_end_matches(']');
+                values.extend(list.split(',').map(|v| v.trim().to_owned()));
+            } else if let Some(value) = text.strip_prefix("const: ") {
+                values.push(value.to_owned());
+            } else if text == "enum:" {
+                let items = lines[at + 1..]
+                    .iter()
+                    .map(|item| item.trim())
+                    .take_while(|item| item.starts_with("- "));
+                values.extend(items.map(|item| item[2..].trim().to_owned()));
+            }
+        }
+        assert!(!values.is_empty(), "no values of {name}.{property}");
+        values
+    }
+
+    /// The members listed under the first `properties:` of schema `name`.
+    pub(crate) fn properties(name: &str) -> Vec<String> {
+        let lines = schema(name);
+        let Some(start) = lines.iter().position(|line| line.trim() == "properties:") else {
+            return Vec::new();
+        };
+        let depth = indent(lines[start]);
+        lines[start + 1..]
+            .iter()
+            .take_while(|line| line.trim().is_empty() || indent(line) > depth)
+            .filter(|line| indent(line) == depth + 2)
+            .map(|line| line.trim().trim_end_matches(':').to_owned())
+            .collect()
+    }
+
+    /// Whether schema `name` allows no members but its own (`additionalProperties: false`).
+    pub(crate) fn closed(name: &str) -> bool {
+        schema(name)
+            .iter()
+            .any(|line| indent(line) == 6 && line.trim() == "additionalProperties: false")
     }
 }
 
@@ -215,6 +325,85 @@ mod tests {
                 .as_str()
                 .is_some_and(|m| !m.is_empty()));
         }
+    }
+
+    /// One error of each kind; the `match` makes a new kind a compile error here until it is
+    /// listed.
+    fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::Unauthorized("x"),
+            ApiError::InvalidJson("x".into()),
+            ApiError::RepeatedMember("scope".into()),
+            ApiError::UnknownMember {
+                member: "rate_limits".into(),
+                known: &["name"],
+            },
+            ApiError::InvalidName("x".into()),
+            ApiError::InvalidScopes("x".into()),
+            ApiError::InvalidExpiresAt("x".into()),
+            ApiError::InvalidGraceSeconds,
+            ApiError::InvalidId,
+            ApiError::KeyNotFound,
+            ApiError::MethodNotAllowed("POST"),
+            ApiError::KeyLimitReached(20),
+            ApiError::UnknownSigningKey,
+            ApiError::InvalidSignature,
+            ApiError::PayloadTooLarge,
+            ApiError::StoreUnavailable(cause::STORE_ERROR),
+            ApiError::Configuration,
+            ApiError::Internal,
+        ];
+        for error in &all {
+            match error {
+                ApiError::Unauthorized(_)
+                | ApiError::InvalidJson(_)
+                | ApiError::RepeatedMember(_)
+                | ApiError::UnknownMember { .. }
+                | ApiError::InvalidName(_)
+                | ApiError::InvalidScopes(_)
+                | ApiError::InvalidExpiresAt(_)
+                | ApiError::InvalidGraceSeconds
+                | ApiError::InvalidId
+                | ApiError::KeyNotFound
+                | ApiError::MethodNotAllowed(_)
+                | ApiError::KeyLimitReached(_)
+                | ApiError::UnknownSigningKey
+                | ApiError::InvalidSignature
+                | ApiError::PayloadTooLarge
+                | ApiError::StoreUnavailable(_)
+                | ApiError::Configuration
+                | ApiError::Internal => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn openapi_yaml_documents_every_code_and_no_other() {
+        let mut codes: Vec<String> = one_of_each().iter().map(|e| e.code().into()).collect();
+        codes.sort();
+        codes.dedup();
+        let mut documented = openapi::values("Error", "code");
+        documented.sort();
+        assert_eq!(documented, codes);
+    }
+
+    #[test]
+    fn a_refused_member_is_named_in_the_message_and_in_member() {
+        let unknown = ApiError::UnknownMember {
+            member: "expire_at".into(),
+            known: &["name", "scopes", "expires_at"],
+        };
+        let body = unknown.body();
+        assert_eq!(body["error"]["code"], "unknown_member");
+        assert_eq!(body["error"]["member"], "expire_at");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`expire_at`") && message.contains("expires_at"));
+        let repeated = ApiError::RepeatedMember("scope".into()).body();
+        assert_eq!(repeated["error"]["code"], "invalid_json");
+        assert_eq!(repeated["error"]["member"], "scope");
+        // Other errors have no `member`.
+        assert_eq!(ApiError::InvalidId.body()["error"].get("member"), None);
     }
 
     #[test]

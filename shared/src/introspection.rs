@@ -3,10 +3,12 @@
 //! mod_auth_openidc, Kong's and Envoy's introspection filters, oauth2-proxy.
 //!
 //! Served by verify's component on [`PATH`], with verify's judgement and its one store read:
+//! - `GET` and `POST` only; any other method is `405` with `Allow`;
 //! - the key comes as the form parameter `token` of a `POST`
 //!   (`application/x-www-form-urlencoded`; `token_type_hint` and `client_id` are ignored), or,
 //!   without one, in `Authorization: Bearer` or `X-API-Key` as at verify (Dovecot's
-//!   `introspection_mode = auth` sends a `GET` so);
+//!   `introspection_mode = auth` sends a `GET` so); no token at all, or an empty one, is `400
+//!   invalid_request` (the RFC requires it), and so is any form parameter given twice;
 //! - the query may require scopes with `scope` (repeatable), as at verify, and may name the
 //!   fixed login the caller's users log in with, `username` (see [`Introspection::username`]);
 //!   nothing else;
@@ -56,14 +58,25 @@ pub struct Introspection {
     pub client_secret: Option<String>,
 }
 
-/// Parses an introspection request, or answers the refusal of a malformed one.
+/// The methods the endpoint takes: `POST` with the form (RFC 7662 §2.1), and `GET` with the key
+/// in a header (Dovecot's `introspection_mode = auth`).
+pub const ALLOWED_METHODS: &str = "GET, POST";
+
+/// Parses an introspection request, or answers the refusal of a malformed one: `405` for a
+/// method other than [`ALLOWED_METHODS`] (with `Allow`), `400 invalid_request` for a bad query
+/// or form, or for no token at all (RFC 7662 §2.1: `token` is required; an empty one counts as
+/// absent, RFC 6749 §3.1), `413` for a body over the limit.
 pub fn read(request: &VerifyRequest) -> Result<Introspection, Reply> {
+    let method = (request.method)();
+    if method != "GET" && method != "POST" {
+        return Err(method_not_allowed(ALLOWED_METHODS));
+    }
     let query = request
         .path_with_query
         .split_once('?')
         .map_or("", |(_, query)| query);
     let (scopes, username) = query_parameters(query)?;
-    let form = if (request.method)() == "POST" {
+    let form = if method == "POST" {
         let body = (request.body)().bytes().map_err(|_| invalid_request(413))?;
         Form::of(body)?
     } else {
@@ -71,8 +84,13 @@ pub fn read(request: &VerifyRequest) -> Result<Introspection, Reply> {
     };
     let key = match form.token {
         Some(token) => Some(token),
-        // A credential header that is ambiguous is no key: inactive, as for any bad key.
-        None => verification::key_from_headers(request.header).unwrap_or(None),
+        None => match verification::key_from_headers(request.header) {
+            Ok(Some(key)) if !key.is_empty() => Some(key),
+            // Two credentials, or one that is not UTF-8: a token came, and it is no key, so
+            // inactive, as for any bad key.
+            Err(_) => None,
+            Ok(_) => return Err(invalid_request(400)),
+        },
     };
     let client_secret = form
         .client_secret
@@ -116,21 +134,27 @@ pub(crate) struct Form {
 }
 
 impl Form {
-    /// Each parameter at most once; a body that is not a form, or one that repeats `token` or
-    /// `client_secret`, is `400 invalid_request` (RFC 6749's error, which RFC 7662 and RFC 7009
-    /// use).
+    /// Reads a form as RFC 6749 §3.1 (which RFC 7662 and RFC 7009 build on) asks: a parameter
+    /// sent without a value counts as omitted, one this endpoint does not read is ignored, and
+    /// none may come twice. A body that is not a form, or that repeats a parameter, is `400
+    /// invalid_request`.
     pub(crate) fn of(body: &[u8]) -> Result<Form, Reply> {
         let text = std::str::from_utf8(body).map_err(|_| invalid_request(400))?;
         let mut form = Form::default();
+        let mut names: Vec<String> = Vec::new();
         for (name, value) in query_pairs(text.trim()) {
-            let slot = match name.as_str() {
-                "token" => &mut form.token,
-                "client_secret" => &mut form.client_secret,
-                _ => continue,
-            };
-            if slot.replace(value).is_some() {
+            if names.contains(&name) {
                 return Err(invalid_request(400));
             }
+            let slot = match name.as_str() {
+                "token" => Some(&mut form.token),
+                "client_secret" => Some(&mut form.client_secret),
+                _ => None,
+            };
+            if let Some(slot) = slot.filter(|_| !value.is_empty()) {
+                *slot = Some(value);
+            }
+            names.push(name);
         }
         Ok(form)
     }
@@ -237,6 +261,19 @@ struct Inactive {
 #[derive(Serialize)]
 pub(crate) struct OAuthError {
     pub(crate) error: &'static str,
+}
+
+/// `405` for a method the endpoint does not take, with `Allow`, in OAuth's shape (RFC 6749
+/// has no error of its own for it; `method_not_allowed` is for the log).
+pub(crate) fn method_not_allowed(allow: &'static str) -> Reply {
+    Reply::refusal(
+        405,
+        "method_not_allowed",
+        OAuthError {
+            error: "invalid_request",
+        },
+    )
+    .with_header("allow", allow)
 }
 
 /// RFC 6749's `invalid_request` (`payload_too_large` in the log for a `413`).

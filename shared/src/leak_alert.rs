@@ -131,41 +131,48 @@ pub struct Feedback {
 }
 
 /// Reads an alert's body, once its signature holds: a JSON array of matches, or
-/// `400 invalid_json`.
+/// `400 invalid_json`, also for a member given twice in any object (as in every body the API
+/// reads). Members of a match other than these four are ignored: the alert is GitHub's format,
+/// which may grow, and refusing it would stop revocations.
 pub fn matches(body: &[u8]) -> Result<Vec<Match>, ApiError> {
-    serde_json::from_slice(body).map_err(|_| {
+    let refused = || {
         ApiError::InvalidJson(
-            "The body must be a JSON array of {\"token\", \"type\", \"url\", \"source\"}.".into(),
+            "The body must be a JSON array of {\"token\", \"type\", \"url\", \"source\"}, \
+             each member once."
+                .into(),
         )
-    })
+    };
+    if !crate::validate::repeats_no_member(body) {
+        return Err(refused());
+    }
+    serde_json::from_slice(body).map_err(|_| refused())
 }
 
 /// Revokes the key of every match that is a live key of this app's, and answers the feedback,
 /// one item per match in order. A token not of this app's format, or whose checksum fails, is
 /// a false positive with no store access; each other costs one read, and the revocation's
 /// operations for a live key (see [`protocol::revoke`]). Replaying an alert revokes nothing
-/// more and answers the same. A store failure is a 503 for the whole alert: what was revoked
-/// stays revoked, and GitHub's retry settles the rest.
+/// more and answers the same.
+///
+/// A store failure on one token does not stop the others: every token is tried (the store
+/// opened again if opening it failed), then the alert is a 503 if any failed. What was
+/// revoked stays revoked, and GitHub's retry settles the rest: a token revoked already costs
+/// one read and answers the same, so a token that keeps failing holds up none but itself.
 pub fn revoke_all<S: KeyValue>(
     matches: &[Match],
-    open: impl FnOnce() -> Result<S, StoreError>,
+    open: impl Fn() -> Result<S, StoreError>,
     now: i64,
 ) -> Result<Vec<Feedback>, ApiError> {
     let mut store = None;
-    let mut open = Some(open);
+    let mut failed = None;
     let mut feedback = Vec::with_capacity(matches.len());
     for found in matches {
         let revoked = match key::parse(&found.token) {
             None => false,
-            Some(hash) => {
-                if store.is_none() {
-                    store = open.take().map(|open| open()).transpose()?;
-                }
-                let store = store.as_ref().ok_or(ApiError::Internal)?;
-                let revocation =
-                    Revocation::new(REASON, found.url.as_deref(), found.source.as_deref(), now);
-                protocol::revoke(store, &hash, &revocation, now)?
-            }
+            Some(hash) => revoke(found, &hash, &mut store, &open, now).unwrap_or_else(|error| {
+                failed.get_or_insert(error);
+                false
+            }),
         };
         feedback.push(Feedback {
             token_hash: key::sha256_hex(&found.token),
@@ -177,7 +184,27 @@ pub fn revoke_all<S: KeyValue>(
             },
         });
     }
-    Ok(feedback)
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(feedback),
+    }
+}
+
+/// Revokes the key whose secret hashes to `hash`, as `found` reports it; the store is opened
+/// on first need, and again for the next token if opening it failed.
+fn revoke<S: KeyValue>(
+    found: &Match,
+    hash: &str,
+    store: &mut Option<S>,
+    open: &impl Fn() -> Result<S, StoreError>,
+    now: i64,
+) -> Result<bool, ApiError> {
+    let store = match store {
+        Some(store) => store,
+        none => none.insert(open()?),
+    };
+    let revocation = Revocation::new(REASON, found.url.as_deref(), found.source.as_deref(), now);
+    protocol::revoke(store, hash, &revocation, now)
 }
 
 /// Checks an alert's signature headers against `keys`: `401 unknown_signing_key` for an

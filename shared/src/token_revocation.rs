@@ -3,8 +3,9 @@
 //! revocation calls, a CI job that found its own key in a log).
 //!
 //! - The key comes as the form parameter `token` (`application/x-www-form-urlencoded`;
-//!   `token_type_hint` and `client_id` are ignored: there is one kind of token). No `token`, or
-//!   one repeated, is `400 {"error": "invalid_request"}`.
+//!   `token_type_hint` and `client_id` are ignored: there is one kind of token). No `token`, an
+//!   empty one (RFC 6749 §3.1: a parameter without a value counts as omitted), or any
+//!   parameter repeated, is `400 {"error": "invalid_request"}` (§2.1: `token` is required).
 //! - The answer is `200 {}` whether or not the token was a live key, as the RFC requires
 //!   (§2.2: an invalid token is no error), so it tells nobody which keys exist. A live key is
 //!   revoked before the answer: every secret of it answers `401 key_revoked` from then on, it
@@ -14,7 +15,7 @@
 //!   (§2.2.1); the revocation may have been made, and a retry finishes it.
 
 use crate::http::{CappedBody, Reply};
-use crate::introspection::{invalid_request, Form, OAuthError};
+use crate::introspection::{invalid_request, method_not_allowed, Form, OAuthError};
 use crate::key;
 use crate::protocol::{self, Revocation};
 use crate::store::{KeyValue, StoreError};
@@ -30,14 +31,7 @@ pub const REASON: &str = "self";
 /// only once the method is right.
 pub fn read<'a>(method: &str, body: impl FnOnce() -> &'a CappedBody) -> Result<String, Reply> {
     if method != "POST" {
-        return Err(Reply::refusal(
-            405,
-            "method_not_allowed",
-            OAuthError {
-                error: "invalid_request",
-            },
-        )
-        .with_header("allow", "POST"));
+        return Err(method_not_allowed("POST"));
     }
     let body = body().bytes().map_err(|_| invalid_request(413))?;
     Form::of(body)?.token.ok_or_else(|| invalid_request(400))
@@ -72,4 +66,4 @@ pub fn answer<S: KeyValue>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

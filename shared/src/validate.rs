@@ -2,18 +2,38 @@
 //!
 //! Each function takes the raw body and returns a typed value or the [`ApiError`] whose stable
 //! code tells the client which field is wrong. Nothing here touches the store.
+//!
+//! Every body is read strictly, because a member that is silently dropped is a restriction
+//! the client believes it set: a member given twice in any object is `invalid_json` (which of
+//! the two counts would be the parser's choice), and a member the endpoint does not take is
+//! `unknown_member` (a misspelled `expire_at` must not make a key that never expires). Both
+//! name the member.
 
 use crate::error::ApiError;
 use crate::key;
 use crate::protocol::{Settings, MAX_GRACE_SECS};
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 
 /// Longest key name, in characters, after trimming.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Furthest ahead a key may be set to expire, in seconds: ten years, counted as the longest ten
 /// calendar years (3,653 days), so that "the same day in ten years" is always accepted.
 pub const MAX_EXPIRY_SECS: i64 = 3_653 * 86_400;
+
+/// The members each body takes; any other is `400 unknown_member`. Adding a member to a body
+/// is one line here (and the code that reads it).
+pub const CREATE_MEMBERS: &[&str] = &["name", "scopes", "expires_at"];
+/// See [`CREATE_MEMBERS`].
+pub const UPDATE_MEMBERS: &[&str] = &["id", "name", "scopes", "enabled"];
+/// See [`CREATE_MEMBERS`].
+pub const ROLL_MEMBERS: &[&str] = &["id", "grace_seconds"];
+/// See [`CREATE_MEMBERS`].
+pub const DELETE_MEMBERS: &[&str] = &["id"];
+/// See [`CREATE_MEMBERS`]: verify's JSON body (a misspelled `scopes` would otherwise skip the
+/// scope check, as `?scopes=` would: that is `invalid_query`).
+pub const VERIFY_MEMBERS: &[&str] = &["key", "scope"];
 
 /// A valid create request.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,7 +62,7 @@ pub fn create_input(
     allowed_scopes: &[String],
     now: i64,
 ) -> Result<CreateInput, ApiError> {
-    let object = json_object(body)?;
+    let object = json_object(body, CREATE_MEMBERS)?;
     Ok(CreateInput {
         name: name(object.get("name"))?,
         scopes: scopes(object.get("scopes"), allowed_scopes)?,
@@ -52,14 +72,14 @@ pub fn create_input(
 
 /// Parses `{"id": "key_..."}`.
 pub fn delete_input(body: &[u8]) -> Result<String, ApiError> {
-    let object = json_object(body)?;
+    let object = json_object(body, DELETE_MEMBERS)?;
     id(object.get("id"))
 }
 
 /// Parses `{"id": "key_...", "grace_seconds"?: n}`: the key to roll and how long its current
 /// secret keeps verifying, 0 (the default, also for `null`) to [`MAX_GRACE_SECS`] seconds.
 pub fn roll_input(body: &[u8]) -> Result<(String, i64), ApiError> {
-    let object = json_object(body)?;
+    let object = json_object(body, ROLL_MEMBERS)?;
     let id = id(object.get("id"))?;
     let grace = match object.get("grace_seconds") {
         None | Some(Value::Null) => 0,
@@ -77,7 +97,7 @@ pub fn update_input(
     body: &[u8],
     allowed_scopes: &[String],
 ) -> Result<(String, Settings), ApiError> {
-    let object = json_object(body)?;
+    let object = json_object(body, UPDATE_MEMBERS)?;
     let id = id(object.get("id"))?;
     let present = |field| object.get(field).filter(|value| !value.is_null());
     let settings = Settings {
@@ -112,8 +132,9 @@ fn id(value: Option<&Value>) -> Result<String, ApiError> {
 
 /// Parses `{"key": "...", "scope": "..."}`; a missing or non-string key is `None`, which
 /// verify answers like any other invalid key. A `scope` that is neither a string nor null is
-/// refused rather than ignored: dropping it would skip the check the caller asked for. (As
-/// for every body, a member given twice counts with its last value.)
+/// refused rather than ignored: dropping it would skip the check the caller asked for. So is,
+/// as in every body, a member given twice in any object (`invalid_json`: `{"scope": "admin",
+/// "scope": null}` must not require no scope) and any member but these two (`unknown_member`).
 ///
 /// Read straight into its two members, without building a `serde_json::Value`: this is the
 /// hot path, and the code a `Value` brings would be most of what verify's `.wasm` adds to the
@@ -121,6 +142,12 @@ fn id(value: Option<&Value>) -> Result<String, ApiError> {
 pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
     let members: VerifyMembers = serde_json::from_slice(body)
         .map_err(|_| ApiError::InvalidJson("The body must be a JSON object.".into()))?;
+    if let Some(member) = members.unknown {
+        return Err(ApiError::UnknownMember {
+            member,
+            known: VERIFY_MEMBERS,
+        });
+    }
     let scope = match members.scope {
         Member::Absent | Member::Null => None,
         // An empty one is kept: verify refuses it (`invalid_scope`) rather than read it as
@@ -135,10 +162,12 @@ pub fn verify_input(body: &[u8]) -> Result<VerifyInput, ApiError> {
     Ok(VerifyInput { key, scope })
 }
 
-/// The two members of a verify body that matter, each as the JSON gave it.
+/// The two members of a verify body, each as the JSON gave it, and the first other member's
+/// name, if any.
 struct VerifyMembers {
     key: Member,
     scope: Member,
+    unknown: Option<String>,
 }
 
 /// One member of a JSON object, as far as verify cares: a string, null, anything else.
@@ -147,6 +176,29 @@ enum Member {
     Null,
     Text(String),
     Other,
+}
+
+/// Whether `body` is JSON that gives no member twice in any of its objects (what else it must
+/// be is the caller's to check): for a body read into a type of its own, such as a
+/// secret-scanning alert, whose derived reader would take a repeated member it skips.
+pub fn repeats_no_member(body: &[u8]) -> bool {
+    serde_json::from_slice::<Member>(body).is_ok()
+}
+
+/// Notes member `name` of an object among those read before it, `names`; one given twice is an
+/// error, and the body is refused whole as not valid JSON.
+fn once<E: serde::de::Error>(names: &mut Vec<String>, name: &str) -> Result<(), E> {
+    if names.iter().any(|seen| seen == name) {
+        return Err(repeated());
+    }
+    names.push(name.to_owned());
+    Ok(())
+}
+
+/// The error of a member given twice. (Fixed text: the caller names the member from what it
+/// read, and formatting would cost verify's `.wasm`.)
+fn repeated<E: serde::de::Error>() -> E {
+    E::custom("a member is given twice")
 }
 
 impl<'de> Deserialize<'de> for VerifyMembers {
@@ -161,13 +213,19 @@ impl<'de> Deserialize<'de> for VerifyMembers {
                 let mut members = VerifyMembers {
                     key: Member::Absent,
                     scope: Member::Absent,
+                    unknown: None,
                 };
+                // Other members are read to the end, so that a body that is also not valid
+                // JSON, or repeats one, is `invalid_json` wherever its other member stands.
+                let mut names = Vec::new();
                 while let Some(name) = map.next_key::<std::borrow::Cow<str>>()? {
+                    once(&mut names, &name)?;
+                    let value = map.next_value::<Member>()?;
                     match name.as_ref() {
-                        "key" => members.key = map.next_value()?,
-                        "scope" => members.scope = map.next_value()?,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
+                        "key" => members.key = value,
+                        "scope" => members.scope = value,
+                        other => {
+                            members.unknown.get_or_insert_with(|| other.to_owned());
                         }
                     }
                 }
@@ -207,12 +265,19 @@ impl<'de> Deserialize<'de> for Member {
             fn visit_f64<E>(self, _: f64) -> Result<Member, E> {
                 Ok(Member::Other)
             }
+            // Arrays and objects are read through, as `Member`s again (not serde's
+            // `IgnoredAny`, which would skip a repeated member, nor a visitor of their own,
+            // which would be another copy of serde_json's parser in verify's `.wasm`).
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Member, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                while seq.next_element::<Member>()?.is_some() {}
                 Ok(Member::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Member, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                let mut names = Vec::new();
+                while let Some(name) = map.next_key::<std::borrow::Cow<str>>()? {
+                    once(&mut names, &name)?;
+                    map.next_value::<Member>()?;
+                }
                 Ok(Member::Other)
             }
         }
@@ -220,13 +285,129 @@ impl<'de> Deserialize<'de> for Member {
     }
 }
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::InvalidJson(
-            "The body must be a JSON object.".into(),
-        )),
-        Err(_) => Err(ApiError::InvalidJson("The body is not valid JSON.".into())),
+/// Reads `body` as a JSON object whose members are all `known`. In this order: a body that is
+/// not JSON, or gives a member twice in any object, or is not an object is `invalid_json`; one
+/// with another member is `unknown_member`, naming the first in the body.
+fn json_object(
+    body: &[u8],
+    known: &'static [&'static str],
+) -> Result<Map<String, Value>, ApiError> {
+    let found = RefCell::new(Found::default());
+    let reader = Strict {
+        known: Some(known),
+        found: &found,
+    };
+    let mut parser = serde_json::Deserializer::from_slice(body);
+    let parsed = reader.deserialize(&mut parser).and_then(|value| {
+        parser.end()?;
+        Ok(value)
+    });
+    let Found { repeated, unknown } = found.into_inner();
+    if let Some(member) = repeated {
+        return Err(ApiError::RepeatedMember(member));
+    }
+    let object = match parsed {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            return Err(ApiError::InvalidJson(
+                "The body must be a JSON object.".into(),
+            ))
+        }
+        Err(_) => return Err(ApiError::InvalidJson("The body is not valid JSON.".into())),
+    };
+    match unknown {
+        Some(member) => Err(ApiError::UnknownMember { member, known }),
+        None => Ok(object),
+    }
+}
+
+/// What [`Strict`] found wrong while it read on: the member given twice (which ends the read)
+/// and the first member not known.
+#[derive(Default)]
+struct Found {
+    repeated: Option<String>,
+    unknown: Option<String>,
+}
+
+/// Reads a JSON value as `serde_json::Value` does, but refuses an object that gives a member
+/// twice (`Value` keeps the last), and notes the first member of the outer object that is not
+/// `known`.
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    /// The outer object's members; `None` inside it.
+    known: Option<&'a [&'a str]>,
+    found: &'a RefCell<Found>,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = Strict {
+            known: None,
+            ..self
+        };
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = Strict {
+            known: None,
+            ..self
+        };
+        let mut object = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if object.contains_key(&name) {
+                let error = repeated();
+                self.found.borrow_mut().repeated = Some(name);
+                return Err(error);
+            }
+            if self
+                .known
+                .is_some_and(|known| !known.contains(&name.as_str()))
+            {
+                self.found
+                    .borrow_mut()
+                    .unknown
+                    .get_or_insert_with(|| name.clone());
+            }
+            let value = map.next_value_seed(inner)?;
+            object.insert(name, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 

@@ -6,15 +6,17 @@
 //! store. A well-formed one costs exactly one store read ([`crate::protocol::verify`]).
 //!
 //! Every doubt is answered by a refusal, never by skipping a check: an unknown query parameter
-//! or an empty required scope is a `400` (a gateway that misspells or forgets its scope must
-//! not let every key through), and two credentials, or one that is not UTF-8, are `401
-//! invalid_key` (an upstream might read the one nobody checked).
+//! or body member, a body member given twice, or an empty required scope is a `400` (a gateway
+//! that misspells or forgets its scope must not let every key through), and two credentials,
+//! or one that is not UTF-8, are `401 invalid_key` (an upstream might read the one nobody
+//! checked).
 
 use crate::http::{query_pairs, CappedBody, Reply};
 use crate::key;
 use crate::protocol::{self, KeyRecord};
 use crate::store::{KeyValue, StoreError};
 use crate::validate;
+use crate::ApiError;
 use serde::Serialize;
 
 /// The exact verify path: a request on it is verify's own, and its query holds only `scope`.
@@ -90,7 +92,10 @@ pub fn presentation(request: &VerifyRequest) -> Result<Presentation, Reply> {
     let body = body
         .bytes()
         .map_err(|_| refusal(413, "payload_too_large"))?;
-    let input = validate::verify_input(body).map_err(|_| refusal(400, "invalid_json"))?;
+    let input = validate::verify_input(body).map_err(|error| match error {
+        ApiError::UnknownMember { .. } => refusal(400, "unknown_member"),
+        _ => refusal(400, "invalid_json"),
+    })?;
     if let Some(scope) = input.scope {
         if scope.is_empty() {
             return Err(invalid_scope());

@@ -7,10 +7,14 @@
 # 2. openapi-spec-validator on openapi.yaml;
 # 3. the local host (SPIN_HOST_BIN, default target/debug/spin-host) serving spin.toml on a free
 #    loopback port, with a fresh key-value store in a temporary folder;
-# 4. Schemathesis, fixed seeds, two passes (tests/fuzz/schemathesis*.toml): every operation with
-#    a valid JWT and a valid API key in the headers, then verify with the key in the JSON body.
-#    Any 5xx, undocumented status, wrong content type, missing or wrong header or body that does
-#    not match its schema fails, and Schemathesis prints a curl command that reproduces it;
+# 4. Schemathesis, fixed seeds (tests/fuzz/schemathesis*.toml): every operation with a valid JWT
+#    and a valid API key in the headers, then verify with the key in the JSON body, then verify
+#    and introspection with a revoked, a disabled and an expired key (the refusals no live key
+#    gets). Every answer is checked against openapi.yaml: any 5xx, undocumented status, wrong
+#    content type, missing or wrong header (where the description declares one), or body that
+#    does not match its schema (so also a code missing from an enum) fails, and so does a
+#    method the description does not list that is not answered 405 with `Allow`; Schemathesis
+#    prints a curl command that reproduces the failure;
 # 5. at least FUZZ_MIN_CASES (500) test cases in total.
 #
 # Environment: SPIN_HOST_BIN, FUZZ_MIN_CASES, FUZZ_VENV, PYTHON (python3 by default).
@@ -113,6 +117,30 @@ FUZZ_API_KEY=$(printf '%s' "$created" | "$VENV/bin/python" -c 'import json, sys;
 }
 export FUZZ_API_KEY
 
+# Keys that verify refuses, each for its own code: revoked by its holder (RFC 7009), disabled
+# by an update, expired (made to expire a few seconds from now; its pass runs last).
+api() { # api METHOD PATH BODY: a management call as the key owner; the answer's body
+    curl -sS --max-time 30 -X "$1" "$BASE$2" -H "Authorization: Bearer $VERIFIER_JWT" -d "$3"
+}
+json_field() { "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+dead_keys() {
+    local expires created
+    expires=$("$VENV/bin/python" -c 'import datetime as d; print((d.datetime.now(d.timezone.utc) + d.timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+    created=$(api POST /v1/keys.create "{\"name\": \"fuzz expired\", \"scopes\": [\"read\"], \"expires_at\": \"$expires\"}") &&
+        EXPIRED_KEY=$(printf '%s' "$created" | json_field key) || return 1
+    created=$(api POST /v1/keys.create '{"name": "fuzz revoked", "scopes": ["read"]}') &&
+        REVOKED_KEY=$(printf '%s' "$created" | json_field key) || return 1
+    curl -sS --max-time 30 -o /dev/null -X POST "$BASE/v1/keys.revoke" -d "token=$REVOKED_KEY" || return 1
+    created=$(api POST /v1/keys.create '{"name": "fuzz disabled", "scopes": ["read"]}') &&
+        DISABLED_KEY=$(printf '%s' "$created" | json_field key) || return 1
+    api POST /v1/keys.update "{\"id\": \"$(printf '%s' "$created" | json_field id)\", \"enabled\": false}" >/dev/null
+}
+if ! dead_keys; then
+    log "could not make the revoked, disabled and expired keys"
+    failed=$((failed + 1))
+    finish
+fi
+
 rm -rf "$REPORTS"
 mkdir -p "$REPORTS"
 
@@ -125,8 +153,22 @@ fuzz() { # fuzz NAME CONFIG USER
         --url "$BASE" --no-color --report ndjson,junit --report-dir "$REPORTS" \
         --report-ndjson-path "$REPORTS/$name.ndjson" --report-junit-path "$REPORTS/$name.xml" </dev/null)
 }
+# fuzz_dead_key NAME CODE KEY: the dead-key pass for KEY, once verify answers it CODE.
+fuzz_dead_key() {
+    local name=$1 code=$2 answer
+    for _ in $(seq 1 40); do
+        answer=$(curl -sS --max-time 30 "$BASE/v1/keys.verify" -H "X-API-Key: $3")
+        [[ $answer == *"\"$code\""* ]] && break
+        sleep 0.5
+    done
+    [[ $answer == *"\"$code\""* ]] || { log "verify answered $answer, not $code"; return 1; }
+    FUZZ_API_KEY=$3 fuzz "$name" "$HERE/schemathesis-dead-keys.toml" fuzz-user-3
+}
 step "schemathesis pass 1 (keys in headers)" fuzz headers "$HERE/schemathesis.toml" fuzz-user-1
 step "schemathesis pass 2 (key in the verify body)" fuzz body "$HERE/schemathesis-body.toml" fuzz-user-2
+step "schemathesis pass 3 (a revoked key)" fuzz_dead_key revoked key_revoked "$REVOKED_KEY"
+step "schemathesis pass 4 (a disabled key)" fuzz_dead_key disabled key_disabled "$DISABLED_KEY"
+step "schemathesis pass 5 (an expired key)" fuzz_dead_key expired key_expired "$EXPIRED_KEY"
 
 # 5. Enough cases.
 step "at least $MIN_CASES test cases" "$VENV/bin/python" "$HERE/summarize.py" "$MIN_CASES" "$REPORTS"/*.ndjson

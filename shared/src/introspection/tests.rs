@@ -104,7 +104,7 @@ fn a_required_scope_the_key_lacks_and_every_bad_key_are_inactive_and_nothing_mor
             String::from_utf8(typo).unwrap()
         }),
         ("", |_| "not-a-key".to_owned()),
-        ("", |_| String::new()),
+        ("", |_| "x".to_owned()),
     ];
     for (query, token) in cases {
         let (store, secret) = alice_with(&["read"], None);
@@ -288,4 +288,124 @@ fn a_store_failure_is_a_temporary_error_not_an_inactive_key() {
         json!({"error": "temporarily_unavailable"})
     );
     assert!(reply.headers.contains(&("retry-after", "1".to_owned())));
+}
+
+#[test]
+fn a_method_other_than_get_or_post_is_405_with_allow_and_reads_nothing() {
+    for method in [
+        "TRACE", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "post", "QUERY",
+    ] {
+        let refused = read(&VerifyRequest {
+            method: &|| method,
+            header: &|_| panic!("read a header"),
+            path_with_query: "/v1/keys.introspect?scope=a",
+            body: &|| panic!("read the body"),
+        })
+        .err()
+        .expect("refused");
+        assert_eq!(refused.status, 405, "{method}");
+        assert_eq!(refused.body_json(), json!({"error": "invalid_request"}));
+        assert!(refused.headers.contains(&("allow", "GET, POST".into())));
+        assert_eq!(refused.code, Some("method_not_allowed"));
+    }
+    // An outside run's case: TRACE with a form body was `200 {"active": false}`.
+    let (store, secret) = alice_with(&["read"], None);
+    let reply = introspect(store, "TRACE", "", &[], &form(&secret));
+    assert_eq!(reply.status, 405);
+}
+
+#[test]
+fn no_token_or_an_empty_one_is_invalid_request_as_any_repeated_parameter() {
+    let invalid = (400, json!({"error": "invalid_request"}));
+    let (_, secret) = alice_with(&["read"], None);
+    let empty_bearer = "Bearer ";
+    for (method, headers, body) in [
+        ("POST", vec![], "token="),
+        ("POST", vec![], "token"),
+        ("POST", vec![], "client_id=x&token_type_hint=access_token"),
+        ("POST", vec![], ""),
+        ("GET", vec![], ""),
+        ("GET", vec![("authorization", empty_bearer)], ""),
+        ("GET", vec![("x-api-key", "")], ""),
+        // RFC 6749 §3.1: no parameter may come twice, whether it is read or not.
+        ("POST", vec![], "token=&token=x"),
+        (
+            "POST",
+            vec![],
+            "token=KEY&token_type_hint=a&token_type_hint=a",
+        ),
+        ("POST", vec![], "token=KEY&client_id=a&client_id="),
+    ] {
+        let (store, _) = alice_with(&["read"], None);
+        let body = body.replace("KEY", &secret);
+        let reply = introspect(store, method, "", &headers, body.as_bytes());
+        assert_eq!(
+            (reply.status, reply.body_json()),
+            invalid,
+            "{method} {body}"
+        );
+    }
+    // An empty form token counts as absent: the key in a header is judged.
+    let (store, secret) = alice_with(&["read"], None);
+    let bearer = format!("Bearer {secret}");
+    let reply = introspect(store, "POST", "", &[("authorization", &bearer)], b"token=");
+    assert_eq!(reply.body_json()["active"], true);
+    // An empty client secret too: Basic's password is the one shown.
+    let (store, secret) = alice_with(&["read"], None);
+    let basic = format!("Basic {}", STANDARD.encode("gw:s3cret"));
+    let body = format!("token={secret}&client_secret=");
+    let reply = introspect_requiring(
+        Some("s3cret"),
+        store,
+        "POST",
+        "",
+        &[("authorization", &basic)],
+        body.as_bytes(),
+    );
+    assert_eq!(reply.body_json()["active"], true);
+}
+
+#[test]
+fn every_oauth_error_is_one_openapi_yaml_documents() {
+    use crate::error::openapi;
+    let (_, secret) = alice_with(&["read"], None);
+    let replies = [
+        introspect(MemoryStore::new(), "POST", "", &[], b""),
+        introspect_requiring(
+            Some("s"),
+            MemoryStore::new(),
+            "POST",
+            "",
+            &[],
+            &form(&secret),
+        ),
+        introspect(MemoryStore::new(), "TRACE", "", &[], b""),
+        answer::<MemoryStore>(
+            Introspection {
+                presented: Presentation {
+                    key: Some(secret.clone()),
+                    scopes: Vec::new(),
+                },
+                username: None,
+                client_secret: None,
+            },
+            None,
+            || Err(StoreError("down".into())),
+            NOW,
+        ),
+        crate::token_revocation::answer::<MemoryStore>(
+            &secret,
+            || Err(StoreError("down".into())),
+            NOW,
+        ),
+    ];
+    let mut seen: Vec<String> = replies
+        .iter()
+        .map(|reply| reply.body_json()["error"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    let mut documented = openapi::values("OAuthError", "error");
+    documented.sort();
+    assert_eq!(documented, seen);
 }

@@ -134,22 +134,7 @@ fn a_document_that_is_not_githubs_is_a_configuration_error() {
     );
 }
 
-/// A live key of `user`'s in `store`, made with the default prefix: its secret.
-fn live_key(store: &crate::memory::MemoryStore, user: &str) -> String {
-    let made = key::generate("ak").unwrap();
-    let record = protocol::NewKeyRecord {
-        hash: &made.hash,
-        id: &made.id,
-        preview: &made.preview,
-        name: "ci",
-        scopes: &["read".to_owned()],
-        expires_at: None,
-    };
-    protocol::create(store, user, &record, 20, NOW).unwrap();
-    made.secret
-}
-
-const NOW: i64 = 1_800_000_000;
+use crate::token_revocation::tests::{live_key, NOW};
 
 fn alert(tokens: &[&str]) -> Vec<u8> {
     let matches: Vec<_> = tokens
@@ -213,10 +198,20 @@ fn the_signature_headers_decide_401_or_400_before_the_body_is_read() {
 
 #[test]
 fn a_body_that_is_not_an_array_of_matches_is_invalid_json() {
-    for body in [&b"{}"[..], b"[{\"type\": \"x\"}]", b"not json", b"[1]"] {
+    for body in [
+        &b"{}"[..],
+        b"[{\"type\": \"x\"}]",
+        b"not json",
+        b"[1]",
+        // A member given twice, known or not, at any depth: which one counts is no guess to make.
+        b"[{\"token\": \"ak_a\", \"token\": \"ak_b\"}]",
+        b"[{\"token\": \"t\", \"extra\": 1, \"extra\": 2}]",
+        b"[{\"token\": \"t\", \"extra\": {\"a\": 1, \"a\": 1}}]",
+    ] {
         assert!(matches!(matches(body), Err(ApiError::InvalidJson(_))));
     }
-    let read = matches(br#"[{"token": "t"}]"#).unwrap();
+    // Members GitHub may add are ignored.
+    let read = matches(br#"[{"token": "t", "secret_type": "new", "extra": {"a": [1]}}]"#).unwrap();
     assert_eq!((read[0].token.as_str(), read[0].url.as_ref()), ("t", None));
 }
 
@@ -294,4 +289,74 @@ fn a_reported_url_is_kept_only_if_it_is_safe_to_show_as_a_link() {
     assert!(kept(&format!("https://{}", "x".repeat(protocol::MAX_URL_BYTES))).is_none());
     let source = Revocation::new("leaked", None, Some(&"s".repeat(65)), NOW).source;
     assert!(source.is_none());
+}
+
+#[test]
+fn a_store_failure_on_one_token_stops_none_of_the_others_and_the_alert_is_503() {
+    let store = crate::memory::MemoryStore::new();
+    let secrets: Vec<String> = (0..3).map(|_| live_key(&store, "alice")).collect();
+    let tokens: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let found = matches(&alert(&tokens)).unwrap();
+    let revoked = |secret: &str| {
+        protocol::verify(&store, &key::key_hash(secret), NOW)
+            .unwrap()
+            .unwrap()
+            .revocation
+            .is_some()
+    };
+    // The first token's read fails; the two after it are revoked all the same.
+    store.fail_nth(1);
+    assert_eq!(
+        revoke_all(&found, || Ok(&store), NOW),
+        Err(ApiError::StoreUnavailable(crate::error::cause::STORE_ERROR))
+    );
+    assert_eq!(
+        secrets.iter().map(|s| revoked(s)).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    // GitHub's retry revokes the one left, and those revoked already answer as before.
+    let feedback = revoke_all(&found, || Ok(&store), NOW).unwrap();
+    assert!(feedback.iter().all(|f| f.label == "true_positive"));
+    assert!(secrets.iter().all(|s| revoked(s)));
+}
+
+#[test]
+fn a_store_that_does_not_open_is_tried_again_for_the_next_token() {
+    let store = crate::memory::MemoryStore::new();
+    let secrets: Vec<String> = (0..2).map(|_| live_key(&store, "alice")).collect();
+    let found = matches(&alert(&[&secrets[0], "ghp_not_ours", &secrets[1]])).unwrap();
+    let opened = std::cell::Cell::new(0);
+    let open = || {
+        opened.set(opened.get() + 1);
+        match opened.get() {
+            1 => Err(StoreError("not now".into())),
+            _ => Ok(&store),
+        }
+    };
+    assert_eq!(
+        revoke_all(&found, open, NOW),
+        Err(ApiError::StoreUnavailable(crate::error::cause::STORE_ERROR))
+    );
+    // Opened twice: once failing (the first token), once for the last token, which is revoked.
+    assert_eq!(opened.get(), 2);
+    let record = protocol::verify(&store, &key::key_hash(&secrets[1]), NOW)
+        .unwrap()
+        .unwrap();
+    assert!(record.revocation.is_some());
+}
+
+#[test]
+fn the_feedback_labels_are_those_openapi_yaml_documents() {
+    let store = crate::memory::MemoryStore::new();
+    let live = live_key(&store, "alice");
+    let found = matches(&alert(&[&live, "ghp_x"])).unwrap();
+    let mut labels: Vec<String> = revoke_all(&found, || Ok(&store), NOW)
+        .unwrap()
+        .iter()
+        .map(|f| f.label.to_owned())
+        .collect();
+    labels.sort();
+    let mut documented = crate::error::openapi::values("LeakFeedback", "label");
+    documented.sort();
+    assert_eq!(documented, labels);
 }

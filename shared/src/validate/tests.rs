@@ -365,9 +365,8 @@ fn verify_body_fields_are_optional_strings() {
             "{body}"
         );
     }
-    // Other members of any shape are skipped; a member given twice counts with its last value.
     assert_eq!(
-        verify_input(br#"{"a": [1, {"b": null}], "key": "x", "key": "k\u00e9", "c": {}}"#),
+        verify_input(br#"{"key": "k\u00e9"}"#),
         Ok(VerifyInput {
             key: Some("k\u{e9}".into()),
             scope: None
@@ -394,6 +393,160 @@ fn verify_body_fields_are_optional_strings() {
             verify_input(body.as_bytes()).unwrap_err().code(),
             "invalid_json",
             "{scope}"
+        );
+    }
+}
+
+/// A key id of the right format.
+const ID: &str = "key_0123456789ABCDEFGHIJKL";
+
+/// A body reader, its outcome reduced to accepted or the refusal.
+type Reader = Box<dyn Fn(&[u8]) -> Result<(), ApiError>>;
+
+/// Every body reader, each with a body it accepts (`{}` in it is where another member may go).
+fn readers() -> Vec<(&'static str, String, Reader)> {
+    vec![
+        (
+            "create",
+            r#"{"name": "n", "scopes": ["read"], "expires_at": null{}}"#.into(),
+            Box::new(|body| create_input(body, &allowed(), NOW).map(|_| ())),
+        ),
+        (
+            "update",
+            format!(r#"{{"id": "{ID}", "name": "n", "enabled": true{{}}}}"#),
+            Box::new(|body| update_input(body, &allowed()).map(|_| ())),
+        ),
+        (
+            "roll",
+            format!(r#"{{"id": "{ID}", "grace_seconds": 60{{}}}}"#),
+            Box::new(|body| roll_input(body).map(|_| ())),
+        ),
+        (
+            "delete",
+            format!(r#"{{"id": "{ID}"{{}}}}"#),
+            Box::new(|body| delete_input(body).map(|_| ())),
+        ),
+        (
+            "verify",
+            r#"{"key": "k", "scope": "read"{}}"#.into(),
+            Box::new(|body| verify_input(body).map(|_| ())),
+        ),
+    ]
+}
+
+#[test]
+fn a_member_given_twice_in_any_object_of_any_body_is_invalid_json() {
+    for (reader, body, read) in readers() {
+        assert_eq!(read(body.replace("{}", "").as_bytes()), Ok(()), "{reader}");
+        // Each member the body has, given again after it (`null` or another value), so that
+        // the last one would have counted.
+        let members: Vec<String> =
+            serde_json::from_str::<Map<String, Value>>(&body.replace("{}", ""))
+                .unwrap()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+        for member in &members {
+            for again in ["null", r#""other""#, "[]"] {
+                let twice = body.replace("{}", &format!(r#", "{member}": {again}"#));
+                let refused = read(twice.as_bytes()).unwrap_err();
+                assert_eq!(refused.code(), "invalid_json", "{reader}: {twice}");
+                assert_eq!(refused.status(), 400);
+                if reader != "verify" {
+                    assert_eq!(refused, ApiError::RepeatedMember(member.clone()));
+                    assert_eq!(refused.body()["error"]["member"], member.as_str());
+                }
+            }
+        }
+        // Inside a member's value, however deep: the member's own check does not hide it.
+        let first = &members[0];
+        let nested = body.replacen(
+            &format!(r#""{first}": "#),
+            &format!(r#""{first}": [{{"a": {{"b": 1, "b": 2}}}}], "ignored": "#),
+            1,
+        );
+        let refused = read(nested.as_bytes()).unwrap_err();
+        assert_eq!(refused.code(), "invalid_json", "{reader}: {nested}");
+    }
+}
+
+#[test]
+fn a_member_no_body_takes_is_unknown_member_naming_it() {
+    for (reader, body, read) in readers() {
+        for (member, value) in [
+            ("rate_limits", r#"[{"limit": 10, "duration": 60000}]"#),
+            ("expire_at", r#""2026-12-08T00:00:00Z""#),
+            ("enabeld", "false"),
+            ("Scope", "null"),
+            ("", "1"),
+        ] {
+            let with = body.replace("{}", &format!(r#", "{member}": {value}"#));
+            let refused = read(with.as_bytes()).unwrap_err();
+            assert_eq!(refused.code(), "unknown_member", "{reader}: {with}");
+            assert_eq!(refused.status(), 400);
+            let ApiError::UnknownMember {
+                member: named,
+                known,
+            } = &refused
+            else {
+                panic!("{refused:?}");
+            };
+            assert_eq!(named, member);
+            assert!(!known.contains(&member));
+            let error = &refused.body()["error"];
+            assert_eq!(error["member"], member, "{reader}");
+            let message = error["message"].as_str().unwrap();
+            assert!(message.contains(&format!("`{member}`")), "{message}");
+        }
+        // The first in the body is named; a body that is also broken is invalid_json.
+        let two = body.replace("{}", r#", "z_first": 1, "a_second": 2"#);
+        assert_eq!(
+            read(two.as_bytes()),
+            Err(ApiError::UnknownMember {
+                member: "z_first".into(),
+                known: match reader {
+                    "create" => CREATE_MEMBERS,
+                    "update" => UPDATE_MEMBERS,
+                    "roll" => ROLL_MEMBERS,
+                    "delete" => DELETE_MEMBERS,
+                    _ => VERIFY_MEMBERS,
+                },
+            }),
+            "{reader}"
+        );
+        let broken = body.replace("{}", r#", "rate_limits": 1,"#);
+        assert_eq!(
+            read(broken.as_bytes()).unwrap_err().code(),
+            "invalid_json",
+            "{broken}"
+        );
+    }
+}
+
+#[test]
+fn each_body_takes_the_members_it_documents_and_no_other() {
+    // The lists the readers check against are the bodies' documented members, and
+    // openapi.yaml says that there are no others.
+    use crate::error::openapi;
+    for (schema, members, refusals) in [
+        ("CreateKeyRequest", CREATE_MEMBERS, "CreateBadRequestError"),
+        ("UpdateKeyRequest", UPDATE_MEMBERS, "UpdateBadRequestError"),
+        ("RollKeyRequest", ROLL_MEMBERS, "RollBadRequestError"),
+        ("DeleteKeyRequest", DELETE_MEMBERS, "DeleteBadRequestError"),
+        ("VerifyRequest", VERIFY_MEMBERS, "VerifyBadRequest"),
+    ] {
+        let codes = openapi::values(refusals, "code");
+        for code in ["invalid_json", "unknown_member"] {
+            assert!(codes.iter().any(|c| c == code), "{refusals}: {code}");
+        }
+        let mut documented = openapi::properties(schema);
+        let mut members: Vec<&str> = members.to_vec();
+        documented.sort();
+        members.sort();
+        assert_eq!(documented, members, "{schema}");
+        assert!(
+            openapi::closed(schema),
+            "{schema}: additionalProperties: false"
         );
     }
 }

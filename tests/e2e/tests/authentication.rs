@@ -181,23 +181,30 @@ fn the_user_id_comes_only_from_the_token() {
     let app = App::start();
     let alice = unique_user("alice");
     let key = app.create_ok(&alice, "mine", &["read"]);
-    // Whatever a body claims, the key belongs to the token's subject.
-    let bob_token = app.token(&unique_user("bob"));
-    let reply = app.request(
-        "POST",
-        "/v1/keys.create",
-        &[("authorization", &format!("Bearer {bob_token}"))],
-        Some(
-            json!({"name": "n", "scopes": ["read"], "user_id": alice, "sub": alice})
-                .to_string()
-                .as_bytes(),
-        ),
-    );
-    assert_eq!(reply.status, 201);
+    // A body cannot name the owner: such a member is no member of create's, refused (400
+    // unknown_member), and no key is made for anyone.
+    let bob = unique_user("bob");
+    let bob_token = app.token(&bob);
+    for member in ["user_id", "sub"] {
+        let reply = app.request(
+            "POST",
+            "/v1/keys.create",
+            &[("authorization", &format!("Bearer {bob_token}"))],
+            Some(
+                json!({"name": "n", "scopes": ["read"], member: alice})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        );
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert_eq!(reply.body["error"]["code"], "unknown_member");
+        assert_eq!(reply.body["error"]["member"], member);
+    }
     assert_eq!(
         app.listed_ids(&alice),
         vec![key["id"].as_str().unwrap().to_owned()]
     );
+    assert!(app.listed_ids(&bob).is_empty());
 }
 
 #[test]

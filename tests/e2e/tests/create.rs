@@ -82,6 +82,57 @@ fn invalid_json_is_400() {
 }
 
 #[test]
+fn a_member_create_does_not_take_is_400_unknown_member_and_creates_nothing() {
+    let app = shared_app();
+    let user = unique_user("strict-create");
+    // An outside check's cases: a limit the key would not have had, an expiry misspelled
+    // (which made a key that never expires), and a member named in another case.
+    for (body, member) in [
+        (
+            r#"{"name": "x", "scopes": ["read"], "rate_limits": [{"limit": 10}]}"#,
+            "rate_limits",
+        ),
+        (
+            r#"{"name": "x", "scopes": ["read"], "expire_at": "2026-12-08T00:00:00Z"}"#,
+            "expire_at",
+        ),
+        (r#"{"Name": "y", "name": "x", "scopes": ["read"]}"#, "Name"),
+        (r#"{"name": "x", "scopes": ["read"], "meta": null}"#, "meta"),
+    ] {
+        let reply = app.as_user(&user, "POST", "/v1/keys.create", Some(body));
+        assert_error(&reply, 400, "unknown_member");
+        assert_eq!(reply.body["error"]["member"], member, "{body}");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{member}`")), "{message}");
+    }
+    assert!(
+        app.listed_ids(&user).is_empty(),
+        "a refused create made a key"
+    );
+}
+
+#[test]
+fn a_member_given_twice_is_400_invalid_json_naming_it_and_creates_nothing() {
+    let app = shared_app();
+    let user = unique_user("twice-create");
+    for (body, member) in [
+        (
+            r#"{"name": "x", "scopes": ["read"], "expires_at": "2030-01-01T00:00:00Z", "expires_at": null}"#,
+            "expires_at",
+        ),
+        (r#"{"name": "x", "name": "y", "scopes": ["read"]}"#, "name"),
+    ] {
+        let reply = app.as_user(&user, "POST", "/v1/keys.create", Some(body));
+        assert_error(&reply, 400, "invalid_json");
+        assert_eq!(reply.body["error"]["member"], member, "{body}");
+    }
+    assert!(
+        app.listed_ids(&user).is_empty(),
+        "a refused create made a key"
+    );
+}
+
+#[test]
 fn invalid_names_are_400() {
     let app = shared_app();
     let user = unique_user("names");

@@ -113,3 +113,43 @@ fn with_a_client_secret_configured_only_callers_that_show_it_are_answered() {
     let reply = app.request("GET", "/v1/keys.verify", &[("x-api-key", &key)], None);
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
+
+#[test]
+fn methods_other_than_get_and_post_are_405_with_allow() {
+    let app = shared_app();
+    let key = app.create_ok(&unique_user("methods"), "k", &["read"])["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let form = format!("token={key}");
+    // An outside run's case: TRACE with a form body answered `200 {"active": false}`.
+    for method in ["TRACE", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let reply = app.request(
+            method,
+            "/v1/keys.introspect",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(form.as_bytes()),
+        );
+        assert_eq!(reply.status, 405, "{method}: {}", reply.text);
+        assert_eq!(reply.header("allow"), Some("GET, POST"), "{method}");
+        assert_eq!(reply.body, json!({"error": "invalid_request"}));
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+    }
+}
+
+#[test]
+fn an_empty_or_missing_token_is_an_invalid_request() {
+    let app = shared_app();
+    let invalid = (400, json!({"error": "invalid_request"}));
+    for form in [
+        "token=",
+        "token_type_hint=access_token",
+        "",
+        "token=&token=x",
+    ] {
+        let reply = introspect_form(app, "", form);
+        assert_eq!((reply.status, reply.body), invalid, "{form:?}");
+    }
+    let reply = app.request("GET", "/v1/keys.introspect", &[], None);
+    assert_eq!((reply.status, reply.body), invalid);
+}

@@ -331,7 +331,7 @@ fn alerts_without_signing_keys_configured_are_refused_and_revoke_nothing() {
 }
 
 #[test]
-fn an_alert_over_its_cap_is_413_and_a_revocation_without_a_token_400() {
+fn an_alert_over_its_cap_is_413_and_a_revocation_without_a_token_or_with_an_empty_one_400() {
     let app = shared_app();
     let body = vec![b' '; 64 * 1024 + 1];
     let reply = app.request("POST", "/v1/keys.leaked", &[], Some(&body));
@@ -349,6 +349,21 @@ fn an_alert_over_its_cap_is_413_and_a_revocation_without_a_token_400() {
         (reply.status, &reply.body),
         (400, &json!({ "error": "invalid_request" }))
     );
+    // An empty token counts as none (RFC 6749 §3.1), and one is required (RFC 7009 §2.1): an
+    // outside check's `token=` was answered `200 {}`.
+    for form in ["token=", "token=&token_type_hint=access_token", "token"] {
+        let reply = app.request(
+            "POST",
+            "/v1/keys.revoke",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(form.as_bytes()),
+        );
+        assert_eq!(
+            (reply.status, &reply.body),
+            (400, &json!({ "error": "invalid_request" })),
+            "{form:?}"
+        );
+    }
     let reply = app.request("GET", "/v1/keys.revoke", &[], None);
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("POST"));

@@ -124,6 +124,29 @@ fn bad_updates_are_refused_with_a_code_and_change_nothing() {
     ] {
         assert_error(&update(app, &user, body.clone()), status, code);
     }
+    // A member no update takes, or one given twice: nothing is changed, the known one
+    // beside it included (an outside check's `enabeld` renamed the key and left it enabled).
+    for (body, code, member) in [
+        (
+            format!(r#"{{"id": "{id}", "name": "renamed", "enabeld": false}}"#),
+            "unknown_member",
+            "enabeld",
+        ),
+        (
+            format!(r#"{{"id": "{id}", "scopes": ["write"], "expires_at": null}}"#),
+            "unknown_member",
+            "expires_at",
+        ),
+        (
+            format!(r#"{{"id": "{id}", "enabled": false, "enabled": true}}"#),
+            "invalid_json",
+            "enabled",
+        ),
+    ] {
+        let reply = app.as_user(&user, "POST", "/v1/keys.update", Some(&body));
+        assert_error(&reply, 400, code);
+        assert_eq!(reply.body["error"]["member"], member, "{body}");
+    }
     // Someone else's key is not found, as for delete.
     let other = unique_user("other");
     assert_error(
@@ -147,4 +170,45 @@ fn bad_updates_are_refused_with_a_code_and_change_nothing() {
         413,
         "payload_too_large",
     );
+}
+
+#[test]
+fn roll_and_delete_refuse_members_they_do_not_take_and_change_nothing() {
+    let app = shared_app();
+    let user = unique_user("strict-roll-delete");
+    let created = app.create_ok(&user, "keep", &["read"]);
+    let id = created["id"].as_str().unwrap();
+    let before = app.list(&user).body;
+    for (path, body, code, member) in [
+        (
+            "/v1/keys.roll",
+            format!(r#"{{"id": "{id}", "grace": 3600}}"#),
+            "unknown_member",
+            "grace",
+        ),
+        (
+            "/v1/keys.roll",
+            format!(r#"{{"id": "{id}", "grace_seconds": 60, "grace_seconds": 0}}"#),
+            "invalid_json",
+            "grace_seconds",
+        ),
+        (
+            "/v1/keys.delete",
+            format!(r#"{{"id": "{id}", "confirm": true}}"#),
+            "unknown_member",
+            "confirm",
+        ),
+        (
+            "/v1/keys.delete",
+            format!(r#"{{"id": "key_0123456789ABCDEFGHIJKL", "id": "{id}"}}"#),
+            "invalid_json",
+            "id",
+        ),
+    ] {
+        let reply = app.as_user(&user, "POST", path, Some(&body));
+        assert_error(&reply, 400, code);
+        assert_eq!(reply.body["error"]["member"], member, "{path} {body}");
+    }
+    assert_eq!(app.list(&user).body, before);
+    assert!(app.verifies(created["key"].as_str().unwrap()));
 }

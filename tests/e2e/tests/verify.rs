@@ -211,6 +211,43 @@ fn bad_verify_bodies_are_refused_with_a_code() {
 }
 
 #[test]
+fn a_body_member_given_twice_or_unknown_is_400_never_a_check_skipped() {
+    let app = shared_app();
+    let (_, created) = new_key(app, &["read"]);
+    let key = created["key"].as_str().unwrap();
+    let post = |body: String| app.request("POST", "/v1/keys.verify", &[], Some(body.as_bytes()));
+    // An outside check's case: the last `scope` would have counted, and required none.
+    let reply = post(format!(
+        r#"{{"scope": "admin", "key": "{key}", "scope": null}}"#
+    ));
+    assert_eq!(
+        (reply.status, &reply.body),
+        (400, &json!({"valid": false, "code": "invalid_json"}))
+    );
+    for body in [
+        format!(r#"{{"key": "{key}", "key": "{key}"}}"#),
+        format!(r#"{{"key": "{key}", "scope": {{"a": 1, "a": 2}}}}"#),
+    ] {
+        let reply = post(body.clone());
+        assert_eq!(
+            (reply.status, reply.code()),
+            (400, Some("invalid_json")),
+            "{body}"
+        );
+    }
+    // A misspelled `scope` must not pass as "no scope required".
+    let reply = post(format!(r#"{{"key": "{key}", "scopes": ["admin"]}}"#));
+    assert_eq!(
+        (reply.status, &reply.body),
+        (400, &json!({"valid": false, "code": "unknown_member"}))
+    );
+    assert_eq!(
+        post(format!(r#"{{"key": "{key}", "scope": "read"}}"#)).status,
+        200
+    );
+}
+
+#[test]
 fn unicode_user_ids_are_percent_encoded_in_the_header_only() {
     let app = shared_app();
     let user = format!("Zoë {}", unique_user("u"));

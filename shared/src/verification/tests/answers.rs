@@ -143,3 +143,77 @@ fn a_revoked_key_answers_key_revoked_whatever_else_it_is_and_records_no_use() {
         "a refused key's use is not recorded"
     );
 }
+
+#[test]
+fn every_refusal_is_one_openapi_yaml_documents_for_its_status() {
+    use crate::error::openapi;
+    use crate::protocol::{revoke, update, Revocation, Settings};
+    const NOW: i64 = 1_800_000_000;
+    let key = crate::key::generate("ak").unwrap();
+    let ask = |store: crate::memory::MemoryStore, scopes: &[&str], now: i64| {
+        let presented = Presentation {
+            key: Some(key.secret.clone()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
+        answer(presented, || Ok(store), now)
+    };
+    let revoked = store_with(&key, None);
+    let revocation = Revocation::new("self", None, None, NOW);
+    revoke(&revoked, &key.hash, &revocation, NOW).unwrap();
+    let disabled = store_with(&key, None);
+    let off = Settings {
+        enabled: Some(false),
+        ..Settings::default()
+    };
+    let event = crate::key::event_id().unwrap();
+    update(&disabled, "alice", &key.id, &off, &event, NOW).unwrap();
+    let body = |body: &[u8]| answer_without_store(present("POST", None, None, "", body));
+    let query = |query: &str| answer_without_store(present("GET", None, None, query, b""));
+    let replies = [
+        ask(revoked, &[], NOW),
+        ask(disabled, &[], NOW),
+        ask(store_with(&key, Some(NOW + 60)), &[], NOW + 60),
+        ask(store_with(&key, None), &["admin"], NOW),
+        answer::<crate::memory::MemoryStore>(
+            Presentation {
+                key: Some(key.secret.clone()),
+                scopes: vec![],
+            },
+            || Err(StoreError("down".into())),
+            NOW,
+        ),
+        answer_without_store(Ok(Presentation::default())),
+        body(b"{nope"),
+        body(br#"{"key": "k", "scope": "read", "scope": null}"#),
+        body(br#"{"key": "k", "scopes": ["admin"]}"#),
+        body(br#"{"key": "k", "scope": ""}"#),
+        body(&vec![b' '; crate::http::MAX_BODY_BYTES + 1]),
+        query("scopes=read"),
+    ];
+    let mut seen = Vec::new();
+    for reply in replies {
+        let (status, code) = status_and_code(&reply);
+        let code = code.expect("a refusal's code");
+        let schema = match status {
+            400 => "VerifyBadRequest",
+            401 => "VerifyUnauthorized",
+            403 => "VerifyInsufficientScope",
+            413 => "VerifyPayloadTooLarge",
+            503 => "VerifyStoreUnavailableBody",
+            other => panic!("{other} {code}"),
+        };
+        for schema in ["VerifyRefusal", schema] {
+            assert!(
+                openapi::values(schema, "code").contains(&code),
+                "openapi.yaml's {schema} does not allow {status} {code}"
+            );
+        }
+        seen.push(code);
+    }
+    // And the description allows no code that verify never answers.
+    seen.sort();
+    seen.dedup();
+    let mut documented = openapi::values("VerifyRefusal", "code");
+    documented.sort();
+    assert_eq!(documented, seen);
+}
