@@ -35,7 +35,8 @@ fn revocation(revocation: &Revocation) -> Value {
 /// One change as the history shows it: `{"type", "at", "key_id", "name"}`, with `changes`
 /// (`{"<field>": {"from": …, "to": …}}`) for an update, `previous_key_expires_at` (the end of
 /// the replaced secret's grace) for a roll, `reason` for a key removed because it expired (or
-/// let go of, revoked), and `reason`, `url` and `source` for a key revoked.
+/// let go of, revoked), and `reason`, `url` and `source` for a key revoked (with
+/// `secret_preview` when only an older secret of it was, the key living on).
 pub fn event(event: &Event) -> Value {
     let mut shown = json!({
         "type": event.kind,
@@ -62,6 +63,9 @@ pub fn event(event: &Event) -> Value {
     }
     if let Some(ends) = event.previous_key_expires_at {
         shown["previous_key_expires_at"] = json!(rfc3339(ends));
+    }
+    if let Some(preview) = &event.secret_preview {
+        shown["secret_preview"] = json!(preview);
     }
     shown
 }

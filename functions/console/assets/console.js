@@ -581,6 +581,12 @@
     if (event.type === "rolled" && typeof event.previous_key_expires_at === "string") {
       item.append(rollDetail(event));
     }
+    if (event.type === "revoked" && typeof event.secret_preview === "string") {
+      const detail = document.createElement("p");
+      detail.className = "event-detail";
+      detail.textContent = `only its older secret ${event.secret_preview} was revoked; the key works with its current secret`;
+      item.append(detail);
+    }
     if (event.type === "revoked" && typeof event.url === "string" && event.url !== "") {
       const detail = document.createElement("p");
       detail.className = "event-detail";

@@ -292,6 +292,65 @@ fn a_holder_revokes_its_own_key_with_rfc_7009(store: Store) {
     assert_eq!(revoked, 1);
 }
 
+/// Someone rolled away from (a contractor whose secret was replaced, with a week's grace)
+/// revokes the secret they hold: it stops verifying at once, and the secret that replaced it,
+/// which they never held, keeps working; the key is not revoked, and its history says which
+/// secret ended and why.
+fn a_holder_rolled_away_from_ends_only_their_own_secret(store: Store) {
+    let d = deploy(store);
+    let user = unique_user("rolled-away");
+    let created = d.app.create_ok(&user, "deploys", &["read"]);
+    let old = created["key"].as_str().unwrap().to_owned();
+    let body = json!({ "id": created["id"], "grace_seconds": 7 * 24 * 3600 });
+    let rolled = d
+        .app
+        .as_user(&user, "POST", "/v1/keys.roll", Some(&body.to_string()));
+    assert_eq!(rolled.status, 201, "{}", rolled.text);
+    let new = rolled.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(d.edge.verify(&old, None).status, 200, "in its grace");
+    let reply = d.app.request(
+        "POST",
+        "/v1/keys.revoke",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(format!("token={old}").as_bytes()),
+    );
+    assert_eq!((reply.status, &reply.body), (200, &json!({})));
+    let refused = d.edge.verify(&old, None);
+    assert_eq!(
+        (refused.status, refused.body["code"].as_str()),
+        (401, Some("invalid_key"))
+    );
+    assert_eq!(
+        d.edge.verify(&new, None).status,
+        200,
+        "the new secret lives on"
+    );
+    let listed = d.app.list(&user);
+    let key = &listed.body["keys"][0];
+    assert_eq!(key["revoked"], json!(null), "{}", listed.text);
+    assert_eq!(key["previous_key_expires_at"], json!(null));
+    let events = d.app.as_user(&user, "GET", "/v1/keys.events", None);
+    let event = &events.body["events"][0];
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("revoked"), Some("self"))
+    );
+    let preview = event["secret_preview"].as_str().unwrap();
+    assert!(
+        old.ends_with(&preview[preview.len() - 4..]),
+        "{preview} names the old secret"
+    );
+    // Its new secret can still be revoked: then the whole key is.
+    let reply = d.app.request(
+        "POST",
+        "/v1/keys.revoke",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(format!("token={new}").as_bytes()),
+    );
+    assert_eq!(reply.status, 200);
+    assert_eq!(d.edge.verify(&new, None).body["code"], "key_revoked");
+}
+
 /// Makes `<case>::sqlite` and `<case>::redis` tests of each `fn <case>(store: Store)`: the
 /// stores two instances share here (DynamoDB gives each Spin instance a table of its own).
 macro_rules! on_shared_stores {
@@ -313,6 +372,7 @@ macro_rules! on_shared_stores {
 on_shared_stores!(
     a_signed_alert_revokes_the_live_keys_it_reports_and_nothing_else,
     a_holder_revokes_its_own_key_with_rfc_7009,
+    a_holder_rolled_away_from_ends_only_their_own_secret,
 );
 
 #[test]
