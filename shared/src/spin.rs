@@ -335,11 +335,11 @@ pub fn respond(
 /// `check-write`, `None` on an error; `write`: its `write`, `false` on an error), and answers
 /// what is left: empty when all of it was written. An error leaves the rest unwritten (the
 /// client is gone, and the blocking writes after will say so too).
-fn write_within_budget<'a>(
+fn write_within_budget(
     mut budget: impl FnMut() -> Option<u64>,
     mut write: impl FnMut(&[u8]) -> bool,
-    mut body: &'a [u8],
-) -> &'a [u8] {
+    mut body: &[u8],
+) -> &[u8] {
     while !body.is_empty() {
         let allowed = match budget() {
             Some(0) | None => break,

@@ -490,6 +490,66 @@ req "$GW/read/items" -H "X-API-Key: $KEY"
 check "a non-ASCII user id reaches the API percent-encoded (Zo%C3%AB, any case)" \
     eval '[[ $STATUS == 200 && $(field x_api_key_user | tr a-f A-F) == "Zo%C3%AB" &&
         $(field x_api_key_user | python3 -c "import sys, urllib.parse; print(urllib.parse.unquote(sys.stdin.read().strip()))") == "Zoë" ]]'
+
+# ---- Kept-alive connections to api-keys (issue 30) ---------------------------------------------
+# The gateway asks api-keys on every request, so it must keep its connections to api-keys open
+# and reuse them, not open one per request (a TCP handshake each, a socket in TIME-WAIT each,
+# ports running out under load). For Apache that is mod_proxy's pool from the TLS front to
+# api-keys (mod_auth_openidc's own calls to that front are new TLS connections each time).
+# api_keys_sockets: one line `PORT STATE` per TCP socket with api-keys' port at one end (not the
+# listening one): the other end's port, which names the connection, and the kernel's state
+# (01 is ESTABLISHED). /proc/net/tcp, so that no ss or netstat is needed.
+api_keys_sockets() {
+    python3 - "$HOST_PORT" <<'EOF'
+import sys
+port = int(sys.argv[1])
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        rows = open(table).read().splitlines()[1:]
+    except OSError:
+        continue
+    for row in rows:
+        fields = row.split()
+        local, remote, state = (int(fields[1].rsplit(":", 1)[1], 16),
+                                int(fields[2].rsplit(":", 1)[1], 16), fields[3])
+        if state == "0A":  # LISTEN
+            continue
+        if local == port:
+            print(remote, state)
+        elif remote == port:
+            print(local, state)
+EOF
+}
+# 30 requests one after the other, as 200, 403 and 401 (verify's three answers, each handled
+# by its own part of a config), with the sockets sampled after each: a connection closed after
+# its request stays visible (ESTABLISHED, then TIME-WAIT for a minute on the side that closed
+# first). Connections the gateway already held are not counted: reusing them is the point.
+# Allowed: one new connection per 5 requests (nginx and Caddy need at most one, Apache one per
+# child process); and one must still be open afterwards, idle for the next request.
+api_keys_sockets | cut -d' ' -f1 | sort -u >"$WORK/sockets.before"
+: >"$WORK/sockets.during"
+answers=""
+for _ in $(seq 10); do
+    req "$GW/read/items" -H "X-API-Key: $READ_KEY"
+    answers+="$STATUS "
+    api_keys_sockets >>"$WORK/sockets.during"
+    req "$GW/admin/settings" -H "X-API-Key: $READ_KEY"
+    answers+="$STATUS "
+    api_keys_sockets >>"$WORK/sockets.during"
+    req "$GW/read/items" -H "X-API-Key: ${READ_KEY%?}$([[ $last == x ]] && echo y || echo x)"
+    answers+="$STATUS "
+    api_keys_sockets >>"$WORK/sockets.during"
+done
+sleep 0.5
+api_keys_sockets >"$WORK/sockets.after"
+new_connections=$(cat "$WORK/sockets.during" "$WORK/sockets.after" | cut -d' ' -f1 | sort -u |
+    comm -13 "$WORK/sockets.before" - | wc -l)
+still_open=$(grep -c ' 01$' "$WORK/sockets.after")
+STATUS="$new_connections new connections to api-keys, $still_open open after; answers $answers"
+check "30 requests (200, 403, 401) → at most 6 new connections to api-keys, one kept open for the next" \
+    eval '[[ $answers == "$(printf "200 403 401 %.0s" $(seq 10))" && $new_connections -le 6 && $still_open -ge 1 ]]'
+echo "      ($STATUS)"
+
 token=$(make_jwt "$GW_USER")
 req -X POST "$API/v1/keys.delete" -H "Authorization: Bearer $token" -d "{\"id\": \"$READ_ID\"}"
 if [[ $STATUS == 200 ]]; then

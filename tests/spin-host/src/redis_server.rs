@@ -70,7 +70,8 @@ fn install_redis_tools() -> std::result::Result<(), String> {
         "redis-tools",
     ];
     // The package lists of a fresh machine may be empty: fetch them only then.
-    if !quiet(&install) && !(quiet(&["update", "-qq"]) && quiet(&install)) {
+    let installed = quiet(&install) || (quiet(&["update", "-qq"]) && quiet(&install));
+    if !installed {
         return Err(format!("{refusal}; apt-get install redis-tools failed"));
     }
     Ok(())
