@@ -46,11 +46,6 @@ impl Ahead {
         Ok(())
     }
 
-    /// Whether this request has written any restriction.
-    pub(super) fn has_written(&self) -> bool {
-        !self.written.is_empty()
-    }
-
     /// The last version written for was proposed: its fate is unknown until read back.
     pub(super) fn proposed(&mut self) {
         self.last_unconfirmed = !self.written.is_empty();

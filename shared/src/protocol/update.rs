@@ -265,9 +265,9 @@ fn amend_steps<S: KeyValue>(
             versions.note(head, proposed);
             return Ok(Round::Again);
         }
-        // Once this revocation has reached a record it is finished, whatever happened to the
-        // secret presented since (a roll ended it): a revocation is never undone.
-        if amendment.presents_ended_secret(&index.keys[position], now) && !ahead.has_written() {
+        // Once this revocation has written the key's revocation on a record it is finished,
+        // whatever happened to the secret presented since (a roll ended it): never undone.
+        if amendment.presents_ended_secret(&index.keys[position], now) && !revoking_key {
             match standing {
                 // The roll that ended it went live: it is no key's secret any more.
                 Standing::Active(_) => return Ok(Round::Done(Err(ApiError::KeyNotFound))),
