@@ -9,6 +9,7 @@
 # reset), so compare the rows of one run rather than them with a throughput run's CPU time.
 #
 #   bash tests/bench/instructions.sh [REQUESTS]      (default 300 per row; needs valgrind)
+#   KEEP_DUMPS=target/bench/callgrind bash tests/bench/instructions.sh   # and keep each row's dump
 #
 # Builds the release host and the components it needs, runs the host under callgrind on a
 # loopback port, creates a key through the API, then for each row zeroes the counters, sends
@@ -23,7 +24,10 @@ source tests/lib/local-host.sh
 REQUESTS=${1:-300}
 
 command -v valgrind >/dev/null || { log "valgrind is not installed (apt-get install valgrind)"; exit 1; }
-cargo build -q --release -p spin-host
+# With the benchmark: the features of `cargo build --release -p bench`, so that one release build
+# serves both (alone, `-p spin-host` resolves fewer features of futures, digest and others, and
+# builds wasmtime-wasi and what depends on it again).
+cargo build -q --release -p bench -p spin-host
 cargo build -q --profile wasm --target wasm32-wasip2 -p create -p list -p delete -p update \
     -p roll -p events -p verify -p console -p empty -p floor -p contract-floor
 wasm=$ROOT/target/wasm32-wasip2/wasm
@@ -87,6 +91,12 @@ count() {
     dump=$(ls -t "$out".* | head -1)
     total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
     counted[$1]=$((total / REQUESTS))
+    # KEEP_DUMPS=DIR keeps each row's dump as DIR/ROW.callgrind, for `callgrind_annotate`
+    # (where a row's instructions go).
+    if [[ -n ${KEEP_DUMPS:-} ]]; then
+        mkdir -p "$KEEP_DUMPS"
+        cp "$dump" "$KEEP_DUMPS/$1.callgrind"
+    fi
 }
 count empty /bench/empty "$key"
 count floor /bench/floor "$key"

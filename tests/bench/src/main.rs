@@ -1,6 +1,7 @@
-//! The benchmark: what verify costs next to an empty component on the same host, how it scales
-//! with the number of stored users, what create, list and delete sustain, and how many store
-//! operations each function makes. Prints a Markdown report.
+//! The benchmark: what verify costs next to an empty and a one-read component on the same host,
+//! at 1, 2, 8 and 32 connections and on one connection per request, on SQLite and on Redis; how
+//! it scales with the number of stored users, what create, list and delete sustain, and how many
+//! store operations each function makes. Prints a Markdown report.
 //!
 //! ```text
 //! cargo run --release -p bench                      # local host, default SQLite store
@@ -99,8 +100,8 @@ impl Runtime {
     fn label(&self) -> String {
         match self {
             Runtime::Remote { url, .. } => url.clone(),
-            Runtime::LocalHost => "local host (tests/spin-host), default SQLite store".to_owned(),
-            Runtime::Spin(spin) => format!("real `spin up` ({}), SQLite store", spin.display()),
+            Runtime::LocalHost => "local host (tests/spin-host)".to_owned(),
+            Runtime::Spin(spin) => format!("real `spin up` ({})", spin.display()),
         }
     }
 }
@@ -142,6 +143,7 @@ fn main() -> Result<()> {
 }
 
 /// Every row of the benchmark on one runtime.
+/// Every row of the benchmark on one runtime.
 fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     let root = workspace_root();
     let scratch = tempfile::tempdir()?;
@@ -153,6 +155,10 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     };
     let mut report = Report {
         title: runtime.label(),
+        default_store: match runtime {
+            Runtime::Remote { .. } => "its store",
+            Runtime::LocalHost | Runtime::Spin(_) => "SQLite",
+        },
         ..Report::default()
     };
     let started = Instant::now();
@@ -164,11 +170,15 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     let deleted = server.create(owner, "deleted")?;
     let (valid_key, deleted_key) = (key_of(&valid)?, key_of(&deleted)?);
     let delete_answer = server.delete(owner, id_of(&deleted)?)?;
-    let malformed_key = break_checksum(&valid_key);
+    let keys = Keys {
+        malformed: break_checksum(&valid_key),
+        valid: valid_key,
+        deleted: deleted_key,
+    };
 
     // Store operations per request (steady state: the first verify of a key also records its
     // last use, once an hour).
-    let first_verify = server.verify(&valid_key)?;
+    let first_verify = server.verify(&keys.valid)?;
     report.operations("create", &server.create_answer(owner, "ops")?);
     report.operations("list", &server.list(owner)?);
     report.operations("delete", &delete_answer);
@@ -188,78 +198,32 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     report.operations("roll again", &server.roll(owner, id_of(&ops)?, 0)?);
     report.operations("events", &server.events(owner)?);
     report.operations("verify, valid key (first use of the hour)", &first_verify);
-    report.operations("verify, valid key", &server.verify(&valid_key)?);
-    report.operations("verify, malformed key", &server.verify(&malformed_key)?);
-    report.operations("verify, deleted key", &server.verify(&deleted_key)?);
+    report.operations("verify, valid key", &server.verify(&keys.valid)?);
+    report.operations("verify, malformed key", &server.verify(&keys.malformed)?);
+    report.operations("verify, deleted key", &server.verify(&keys.deleted)?);
 
     // The floor component reads a copy of the valid key's record: verify's one read, exactly.
-    if let (Some(store), Some(hash)) = (&server.local_store, shared::key::parse(&valid_key)) {
-        let record = store
-            .get("default", &shared::protocol::record_key(&hash))?
-            .context("the valid key's record")?;
-        store.set("default", FLOOR_KEY, &record)?;
+    if let Some(store) = &server.local_store {
+        copy_record_for_floor(store.as_ref(), &keys.valid)?;
     }
 
-    // Latency and throughput, verify next to the empty and the floor component.
+    // Latency and throughput, verify next to the empty and the floor component, at each number
+    // of connections, and on one connection also with a connection per request.
     let wrk = Wrk {
         duration,
         scratch: scratch.path(),
         server_cpu: server.cpu(),
     };
-    let verify_url = format!("{}/v1/keys.verify", server.url);
-    // A reference component's row, if the server has it (a remote one may not).
-    let reference = |name, path: &str, key: Option<&'static str>| {
-        let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
-        let present = server
-            .send("GET", path, None, &headers, None)
-            .is_ok_and(|a| a.status == 200);
-        present.then(|| (name, format!("{}{path}", server.url), key))
-    };
-    // The contract floor is sent a key as verify is; it only checks that one came.
-    let references = [
-        reference("empty component", "/bench/empty", None),
-        reference(FLOOR, "/bench/floor", None),
-        reference(
-            CONTRACT_FLOOR,
-            "/bench/contract-floor",
-            Some(CONTRACT_FLOOR_KEY),
-        ),
-    ];
-    // (row, URL, key sent in X-API-Key): the rows the ratio targets compare.
-    let mut rows: Vec<(&str, String, Option<&str>)> = references.into_iter().flatten().collect();
-    for (name, key) in [
-        ("verify, valid key", &valid_key),
-        ("verify, malformed key", &malformed_key),
-        ("verify, deleted key", &deleted_key),
-    ] {
-        rows.push((name, verify_url.clone(), Some(key.as_str())));
-    }
-    for connections in [1, 32] {
-        // Interleaved rounds, each starting one row further on: a slow spell of a noisy machine,
-        // or whatever the row before leaves behind, falls on every row alike.
-        let mut rounds: Vec<Vec<Load>> = vec![Vec::new(); rows.len()];
-        for round in 0..args.rounds.max(1) {
-            for turn in 0..rows.len() {
-                let row = (round + turn) % rows.len();
-                let (_, url, key) = &rows[row];
-                let headers: Vec<(&str, &str)> =
-                    key.map(|k| ("X-API-Key", k)).into_iter().collect();
-                rounds[row].push(wrk.get(url, &headers, connections)?);
-            }
-        }
-        for ((name, _, _), loads) in rows.iter().zip(rounds) {
-            report
-                .rounds
-                .push((name.to_string(), connections, loads.clone()));
-            report.load(
-                name,
-                connections,
-                median_round(loads).context("no round ran")?,
-            );
-        }
-    }
+    measure_rows(
+        &mut report,
+        &wrk,
+        &server,
+        Store::Default,
+        &keys,
+        args.rounds,
+    )?;
 
-    // The same verify with the store in Redis (a redis-server of its own on loopback), as a
+    // The same rows with the store in Redis (a redis-server of its own on loopback), as a
     // scaled-out deployment runs it: what the distributed store costs next to SQLite.
     if server.local_store.is_some() {
         let redis = RedisServer::start()?;
@@ -267,24 +231,41 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
             Runtime::Spin(spin) => Server::spin(&root, scratch.path(), spin, Some(&redis))?,
             _ => Server::local_on_redis(scratch.path(), &redis)?,
         };
-        let wrk = Wrk {
-            server_cpu: on_redis.cpu(),
-            ..wrk
+        let valid = on_redis.create(owner, "valid")?;
+        let deleted = on_redis.create(owner, "deleted")?;
+        on_redis.delete(owner, id_of(&deleted)?)?;
+        let valid_key = key_of(&valid)?;
+        let keys = Keys {
+            malformed: break_checksum(&valid_key),
+            valid: valid_key,
+            deleted: key_of(&deleted)?,
         };
-        let key = key_of(&on_redis.create(owner, "valid")?)?;
         let created = on_redis.create_answer(owner, "ops")?;
         report.operations("create, Redis store", &created);
         report.operations(
             "delete, Redis store",
             &on_redis.delete(owner, id_of(&created.body)?)?,
         );
-        on_redis.verify(&key)?;
-        report.operations("verify, valid key, Redis store", &on_redis.verify(&key)?);
-        let url = format!("{}/v1/keys.verify", on_redis.url);
-        for connections in [1, 32] {
-            let load = wrk.get(&url, &[("X-API-Key", &key)], connections)?;
-            report.load("verify, valid key, Redis store", connections, load);
-        }
+        on_redis.verify(&keys.valid)?;
+        report.operations(
+            "verify, valid key, Redis store",
+            &on_redis.verify(&keys.valid)?,
+        );
+        // Written as Spin writes it: the same key in the same Redis database.
+        let direct = RedisBackend::new(&redis.url(), RedisCasAnswers::Spin41)?;
+        copy_record_for_floor(direct.as_ref(), &keys.valid)?;
+        let wrk = Wrk {
+            server_cpu: on_redis.cpu(),
+            ..wrk
+        };
+        measure_rows(
+            &mut report,
+            &wrk,
+            &on_redis,
+            Store::Redis,
+            &keys,
+            args.rounds,
+        )?;
     }
 
     // Create, list and delete, each create for a fresh user so none is refused.
@@ -323,9 +304,10 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     report.load("delete", 8, wrk.listed(&server.url, &deletes, 8)?);
 
     // Scaling: the same verify with many more users stored.
-    let few = wrk.get(&verify_url, &[("X-API-Key", &valid_key)], 1)?;
+    let verify_url = format!("{}/v1/keys.verify", server.url);
+    let few = wrk.get(&verify_url, &[("X-API-Key", &keys.valid)], 1)?;
     server.seed_users(args.users, args.many_users)?;
-    let many = wrk.get(&verify_url, &[("X-API-Key", &valid_key)], 1)?;
+    let many = wrk.get(&verify_url, &[("X-API-Key", &keys.valid)], 1)?;
     report.scaling(args.users, few, args.many_users, many);
 
     if server.local_store.is_some() {
@@ -335,33 +317,173 @@ fn measure(args: &Args, runtime: &Runtime) -> Result<Report> {
     Ok(report)
 }
 
-/// The ratios the targets compare, one column per runtime, all from this run.
+/// The keys verify is sent: a valid one, one whose checksum is broken, and a deleted one.
+struct Keys {
+    valid: String,
+    malformed: String,
+    deleted: String,
+}
+
+/// Stores a copy of `key`'s record where the floor components read it (tests/floor-component).
+fn copy_record_for_floor(store: &dyn KvBackend, key: &str) -> Result<()> {
+    let hash = shared::key::parse(key).context("the valid key parses")?;
+    let record = store
+        .get("default", &shared::protocol::record_key(&hash))
+        .map_err(|e| anyhow::anyhow!("reading the valid key's record: {e:?}"))?
+        .context("the valid key's record")?;
+    store
+        .set("default", FLOOR_KEY, &record)
+        .map_err(|e| anyhow::anyhow!("writing the floor's record: {e:?}"))
+}
+
+/// One row to measure: what it is called, where it is sent, the key in `X-API-Key`.
+struct Planned<'a> {
+    name: &'static str,
+    url: String,
+    key: Option<&'a str>,
+    at: At,
+}
+
+/// The reference rows and verify's three keys on `server` (its store: `store`): at each of
+/// [`CONNECTIONS`] in interleaved rounds, and at one connection also with `Connection: close`
+/// in the same rounds, so that every ratio compares rows that met the same spells of a noisy
+/// machine. The contract floor is measured at 1 and 32 connections only (its ratios).
+fn measure_rows(
+    report: &mut Report,
+    wrk: &Wrk,
+    server: &Server,
+    store: Store,
+    keys: &Keys,
+    rounds: usize,
+) -> Result<()> {
+    // A reference component's row, if the server has it (a remote one may not).
+    let reference = |name, path: &str, key: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
+        let present = server
+            .send("GET", path, None, &headers, None)
+            .is_ok_and(|a| a.status == 200);
+        present.then(|| (name, format!("{}{path}", server.url), key))
+    };
+    // The contract floor is sent a key as verify is; it only checks that one came.
+    let references = [
+        reference(EMPTY, "/bench/empty", None),
+        reference(FLOOR, "/bench/floor", None),
+        reference(
+            CONTRACT_FLOOR,
+            "/bench/contract-floor",
+            Some(CONTRACT_FLOOR_KEY),
+        ),
+    ];
+    let verify_url = format!("{}/v1/keys.verify", server.url);
+    let mut rows: Vec<(&'static str, String, Option<&str>)> =
+        references.into_iter().flatten().collect();
+    for (name, key) in [
+        (VALID, &keys.valid),
+        (MALFORMED, &keys.malformed),
+        (DELETED, &keys.deleted),
+    ] {
+        rows.push((name, verify_url.clone(), Some(key.as_str())));
+    }
+    for connections in CONNECTIONS {
+        let kept = rows
+            .iter()
+            .filter(|(name, _, _)| *name != CONTRACT_FLOOR || [1, 32].contains(&connections))
+            .map(|(name, url, key)| (false, name, url, key));
+        let closing = rows
+            .iter()
+            .filter(|(name, _, _)| connections == 1 && *name != CONTRACT_FLOOR)
+            .map(|(name, url, key)| (true, name, url, key));
+        let planned: Vec<Planned> = kept
+            .chain(closing)
+            .map(|(close, name, url, key)| Planned {
+                name,
+                url: url.clone(),
+                key: *key,
+                at: At {
+                    store,
+                    connections,
+                    close,
+                },
+            })
+            .collect();
+        // Interleaved rounds, each starting one row further on: a slow spell of a noisy machine,
+        // or whatever the row before leaves behind, falls on every row alike.
+        let mut measured: Vec<Vec<Load>> = vec![Vec::new(); planned.len()];
+        for round in 0..rounds.max(1) {
+            for turn in 0..planned.len() {
+                let row = (round + turn) % planned.len();
+                let Planned { url, key, at, .. } = &planned[row];
+                let mut headers: Vec<(&str, &str)> =
+                    key.map(|k| ("X-API-Key", k)).into_iter().collect();
+                if at.close {
+                    headers.push(("Connection", "close"));
+                }
+                measured[row].push(wrk.get(url, &headers, connections)?);
+            }
+        }
+        for (row, loads) in planned.iter().zip(measured) {
+            report.record(row.name, row.at, loads)?;
+        }
+    }
+    Ok(())
+}
+
+/// The ratios the report puts side by side for each runtime and store: (what, measured,
+/// reference), each a row's name, connections and whether it closed its connections.
+fn comparisons() -> Vec<(String, Id, Id)> {
+    let mut out = Vec::new();
+    for (measured, reference) in [(VALID, FLOOR), (MALFORMED, EMPTY)] {
+        for connections in CONNECTIONS {
+            out.push((
+                format!("{measured} / {reference}, {connections} conn."),
+                (measured, connections, false),
+                (reference, connections, false),
+            ));
+        }
+    }
+    for (measured, reference) in [(CONTRACT_FLOOR, FLOOR), (VALID, CONTRACT_FLOOR)] {
+        for connections in [1, 32] {
+            out.push((
+                format!("{measured} / {reference}, {connections} conn."),
+                (measured, connections, false),
+                (reference, connections, false),
+            ));
+        }
+    }
+    for name in [VALID, MALFORMED, DELETED, FLOOR, EMPTY] {
+        out.push((
+            format!("{name}: one kept-alive connection / a connection per request"),
+            (name, 1, false),
+            (name, 1, true),
+        ));
+    }
+    out
+}
+
+/// The ratios of [`comparisons`], one column per runtime and store, all from this run.
 fn side_by_side(reports: &[Report]) -> String {
+    let columns: Vec<(&Report, Store)> = reports
+        .iter()
+        .flat_map(|report| report.stores().into_iter().map(move |s| (report, s)))
+        .collect();
     let mut out =
         String::from("### Both runtimes, one run\n\n| ratio (req/s; lowest–highest round) |");
-    for report in reports {
-        let _ = write!(out, " {} |", report.title);
+    for (report, store) in &columns {
+        let _ = write!(out, " {}, {} |", report.title, report.store_label(*store));
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(reports.len()));
+    out.push_str(&"---|".repeat(columns.len()));
     out.push('\n');
-    for (measured, reference) in RATIOS {
-        for connections in [1, 32] {
-            let _ = write!(out, "| {measured} / {reference}, {connections} conn. |");
-            for report in reports {
-                let cell = report.ratio(measured, reference, connections).map_or(
-                    "n/a".to_owned(),
-                    |ratio| {
-                        format!(
-                            "{ratio:.2}×{}",
-                            report.spread(measured, reference, connections)
-                        )
-                    },
-                );
-                let _ = write!(out, " {cell} |");
-            }
-            out.push('\n');
+    for (what, measured, reference) in comparisons() {
+        let _ = write!(out, "| {what} |");
+        for (report, store) in &columns {
+            let (m, r) = (at(measured, *store), at(reference, *store));
+            let cell = report.ratio(m, r).map_or("n/a".to_owned(), |ratio| {
+                format!("{ratio:.2}×{}", report.spread(m, r))
+            });
+            let _ = write!(out, " {cell} |");
         }
+        out.push('\n');
     }
     out.push('\n');
     out
@@ -693,20 +815,56 @@ const COMPONENTS: [&str; 11] = [
 /// Where the benchmark puts the record the floor component reads (tests/floor-component).
 const FLOOR_KEY: &str = "apikeys/v1/bench/floor";
 
-/// The rows of the floor and the contract floor component (tests/contract-floor-component).
+/// The rows the ratios compare: the reference components (tests/empty-component,
+/// tests/floor-component, tests/contract-floor-component) and verify's three keys.
+const EMPTY: &str = "empty component";
 const FLOOR: &str = "floor component (one get)";
 const CONTRACT_FLOOR: &str = "contract floor component (one get, the contract's headers)";
+const VALID: &str = "verify, valid key";
+const MALFORMED: &str = "verify, malformed key";
+const DELETED: &str = "verify, deleted key";
 
-/// (measured, reference): the throughput ratios the report puts side by side for each runtime.
-const RATIOS: [(&str, &str); 4] = [
-    ("verify, valid key", FLOOR),
-    ("verify, malformed key", "empty component"),
-    (CONTRACT_FLOOR, FLOOR),
-    ("verify, valid key", CONTRACT_FLOOR),
-];
+/// The numbers of connections the reference and verify rows are measured at: one (a gateway
+/// that asks one question at a time over one kept-alive connection), two, eight, and 32 (more
+/// than the machine's cores can serve at once).
+const CONNECTIONS: [u32; 4] = [1, 2, 8, 32];
 
 /// What the contract floor component is sent in `X-API-Key`: any key (it parses none).
 const CONTRACT_FLOOR_KEY: &str = "ak_bench_contract_floor";
+
+/// The store the server of a row used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Store {
+    /// The runtime's default store: SQLite beside the app (a remote server's own, unknown).
+    #[default]
+    Default,
+    /// A redis-server of the benchmark's own.
+    Redis,
+}
+
+/// How a row was measured: its store, its number of connections, and whether each request
+/// came on a connection of its own (`Connection: close`) rather than on kept-alive ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct At {
+    store: Store,
+    connections: u32,
+    close: bool,
+}
+
+/// A row without its store: name, connections, `Connection: close`.
+type Id = (&'static str, u32, bool);
+
+/// `id` on `store`.
+fn at((name, connections, close): Id, store: Store) -> (&'static str, At) {
+    (
+        name,
+        At {
+            store,
+            connections,
+            close,
+        },
+    )
+}
 
 /// The round with the median throughput.
 fn median_round(mut loads: Vec<Load>) -> Option<Load> {
@@ -731,16 +889,24 @@ fn break_checksum(key: &str) -> String {
     format!("{head}{}", if last == "0" { "1" } else { "0" })
 }
 
+/// One measured row: its median round, and every round in order (the spread of its ratios).
+struct Measured {
+    name: String,
+    at: At,
+    load: Load,
+    rounds: Vec<Load>,
+}
+
 /// What the run measured, turned into Markdown at the end.
 #[derive(Default)]
 struct Report {
     /// The runtime measured.
     title: String,
+    /// What [`Store::Default`] is on this runtime.
+    default_store: &'static str,
     /// How long the whole measurement took.
     took: Duration,
-    loads: Vec<(String, u32, Load)>,
-    /// Every round of the interleaved rows, in round order: the spread of their ratios.
-    rounds: Vec<(String, u32, Vec<Load>)>,
+    measured: Vec<Measured>,
     /// Per request: what it was, its status, and (reads, writes) if the server counts them.
     operations: Vec<(String, u16, StoreOps)>,
     scaling: Option<(u64, Load, u64, Load)>,
@@ -748,21 +914,67 @@ struct Report {
 }
 
 impl Report {
+    /// A row measured in `rounds`, reported by its median round.
+    fn record(&mut self, name: &str, at: At, rounds: Vec<Load>) -> Result<()> {
+        let load = median_round(rounds.clone()).context("no round ran")?;
+        self.measured.push(Measured {
+            name: name.to_owned(),
+            at,
+            load,
+            rounds,
+        });
+        Ok(())
+    }
+
+    /// A row measured once, on kept-alive connections to the default store.
+    fn load(&mut self, name: &str, connections: u32, load: Load) {
+        self.measured.push(Measured {
+            name: name.to_owned(),
+            at: At {
+                store: Store::Default,
+                connections,
+                close: false,
+            },
+            load,
+            rounds: vec![load],
+        });
+    }
+
+    fn find(&self, (name, at): (&str, At)) -> Option<&Measured> {
+        self.measured.iter().find(|m| m.name == name && m.at == at)
+    }
+
+    /// The stores this runtime was measured on.
+    fn stores(&self) -> Vec<Store> {
+        [Store::Default, Store::Redis]
+            .into_iter()
+            .filter(|store| self.measured.iter().any(|m| m.at.store == *store))
+            .collect()
+    }
+
+    fn store_label(&self, store: Store) -> &'static str {
+        match store {
+            Store::Default => self.default_store,
+            Store::Redis => "Redis",
+        }
+    }
+
+    /// Throughput of `measured` over that of `reference` (their median rounds).
+    fn ratio(&self, measured: (&str, At), reference: (&str, At)) -> Option<f64> {
+        let (m, r) = (self.find(measured)?, self.find(reference)?);
+        (r.load.rps > 0.0).then(|| m.load.rps / r.load.rps)
+    }
+
     /// ` (rounds: lowest–highest)`: the ratio of `measured` to `reference` in each interleaved
     /// round (the same round of both), when there was more than one.
-    fn spread(&self, measured: &str, reference: &str, connections: u32) -> String {
-        let rounds = |name: &str| {
-            self.rounds
-                .iter()
-                .find(|(n, c, _)| n == name && *c == connections)
-                .map(|(_, _, loads)| loads)
-        };
-        let (Some(m), Some(r)) = (rounds(measured), rounds(reference)) else {
+    fn spread(&self, measured: (&str, At), reference: (&str, At)) -> String {
+        let (Some(m), Some(r)) = (self.find(measured), self.find(reference)) else {
             return String::new();
         };
         let ratios: Vec<f64> = m
+            .rounds
             .iter()
-            .zip(r)
+            .zip(&r.rounds)
             .filter(|(_, r)| r.rps > 0.0)
             .map(|(m, r)| m.rps / r.rps)
             .collect();
@@ -772,10 +984,6 @@ impl Report {
         let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let high = ratios.iter().copied().fold(0.0, f64::max);
         format!(" (rounds: {low:.2}–{high:.2})")
-    }
-
-    fn load(&mut self, name: &str, connections: u32, load: Load) {
-        self.loads.push((name.to_owned(), connections, load));
     }
 
     fn operations(&mut self, name: &str, answer: &Answer) {
@@ -797,22 +1005,6 @@ impl Report {
         }
     }
 
-    /// Throughput of `measured` over that of `reference` (their median rounds).
-    fn ratio(&self, measured: &str, reference: &str, connections: u32) -> Option<f64> {
-        let (m, r) = (
-            self.find(measured, connections)?,
-            self.find(reference, connections)?,
-        );
-        (r.rps > 0.0).then(|| m.rps / r.rps)
-    }
-
-    fn find(&self, name: &str, connections: u32) -> Option<Load> {
-        self.loads
-            .iter()
-            .find(|(n, c, _)| n == name && *c == connections)
-            .map(|(_, _, l)| *l)
-    }
-
     fn markdown(&self, args: &Args) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "### Benchmark: {}\n", self.title);
@@ -829,15 +1021,23 @@ impl Report {
             args.many_users,
             self.took.as_secs_f64()
         );
+        self.sweep(&mut out);
         let _ = writeln!(
             out,
-            "| requests | connections | req/s | ok req/s | p50 | p99 | host CPU per request |\n\
-             |---|---|---|---|---|---|---|"
+            "| requests | store | connections | req/s | ok req/s | p50 | p99 | host CPU per \
+             request |\n|---|---|---|---|---|---|---|---|"
         );
-        for (name, connections, load) in &self.loads {
+        for Measured { name, at, load, .. } in &self.measured {
+            let close = if at.close {
+                ", `Connection: close`"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "| {name} | {connections} | {:.0} | {:.0} | {} | {} | {} |",
+                "| {name} | {} | {}{close} | {:.0} | {:.0} | {} | {} | {} |",
+                self.store_label(at.store),
+                at.connections,
                 load.rps,
                 load.ok_rps,
                 ms(load.p50),
@@ -856,102 +1056,17 @@ impl Report {
             let _ = writeln!(out, "| {name} | {status} | {reads} | {writes} |");
         }
         let _ = writeln!(out, "\n| target | measured | met |\n|---|---|---|");
-        // (row, measured, reference, target): throughput of `measured` ≥ target × `reference`.
-        let ratio_targets = [
-            ("verify", "verify, valid key", "empty component", 0.8),
-            ("verify, valid key", "verify, valid key", FLOOR, 0.97),
-            (
-                "verify, malformed key",
-                "verify, malformed key",
-                "empty component",
-                0.97,
-            ),
-        ];
-        for (row, measured, reference, target) in ratio_targets {
-            for connections in [1, 32] {
-                if let (Some(m), Some(r)) = (
-                    self.find(measured, connections),
-                    self.find(reference, connections),
-                ) {
-                    let ratio = m.rps / r.rps;
-                    let spread = self.spread(measured, reference, connections);
-                    let _ = writeln!(out, "| {row} ≥ {target}× {reference} (req/s, {connections} conn.) | {ratio:.2}×{spread} | {} |", yes(ratio >= target));
-                }
-            }
-        }
-        // Issue 10's comparisons (every target but the first, the older one against the empty
-        // component) in the host's CPU time per request: what verify's own work costs the
-        // server, apart from the load generator's share of the machine.
-        for (_, measured, reference, _) in ratio_targets.iter().skip(1) {
-            for connections in [1, 32] {
-                let cpu = |name| self.find(name, connections).and_then(|l| l.host_cpu);
-                if let (Some(m), Some(r)) = (cpu(measured), cpu(reference)) {
-                    let extra = m.as_secs_f64() - r.as_secs_f64();
-                    let _ = writeln!(
-                        out,
-                        "| (measured, no target) {measured} next to {reference} (host CPU per \
-                         request, {connections} conn.) | {} vs {}: {:+.0} µs, {:.2}× | — |",
-                        micros(m),
-                        micros(r),
-                        extra * 1e6,
-                        r.as_secs_f64() / m.as_secs_f64()
-                    );
-                }
-            }
-        }
-        // How close any verify can come to the floor: the contract floor component does what
-        // the contract makes every verify do, and nothing of verify's own work.
-        for (measured, reference) in [
-            (CONTRACT_FLOOR, FLOOR),
-            ("verify, valid key", CONTRACT_FLOOR),
-        ] {
-            for connections in [1, 32] {
-                let (Some(m), Some(r)) = (
-                    self.find(measured, connections),
-                    self.find(reference, connections),
-                ) else {
-                    continue;
-                };
-                let cpu = match (m.host_cpu, r.host_cpu) {
-                    (Some(m), Some(r)) => {
-                        format!("; host CPU per request {} vs {}", micros(m), micros(r))
-                    }
-                    _ => String::new(),
-                };
-                let spread = self.spread(measured, reference, connections);
-                let _ = writeln!(
-                    out,
-                    "| (measured, no target) {measured} next to {reference} ({connections} \
-                     conn.) | {:.2}× req/s{spread}{cpu} | — |",
-                    m.rps / r.rps
-                );
-            }
-        }
-        for connections in [1, 32] {
-            if let (Some(redis), Some(sqlite), Some(empty)) = (
-                self.find("verify, valid key, Redis store", connections),
-                self.find("verify, valid key", connections),
-                self.find("empty component", connections),
-            ) {
-                let _ = writeln!(
-                    out,
-                    "| (measured, no target) verify on Redis vs SQLite vs empty ({connections} conn.) | {:.2}× SQLite, {:.2}× empty | — |",
-                    redis.rps / sqlite.rps,
-                    redis.rps / empty.rps
-                );
-            }
-        }
+        self.targets(&mut out);
+        self.comparisons(&mut out);
         let ops = |name: &str| {
             self.operations
                 .iter()
                 .find(|(n, _, _)| n == name)
                 .and_then(|(_, _, kv)| *kv)
         };
-        if let (Some(valid), Some(malformed), Some(deleted)) = (
-            ops("verify, valid key"),
-            ops("verify, malformed key"),
-            ops("verify, deleted key"),
-        ) {
+        if let (Some(valid), Some(malformed), Some(deleted)) =
+            (ops(VALID), ops(MALFORMED), ops(DELETED))
+        {
             let _ = writeln!(
                 out,
                 "| 1 read per valid verify, 0 writes | {} read, {} writes | {} |",
@@ -1001,6 +1116,207 @@ impl Report {
         }
         out
     }
+
+    /// The reference and verify rows in one table: each store's rows at each number of
+    /// connections, and at one connection with a connection per request.
+    fn sweep(&self, out: &mut String) {
+        let _ = write!(out, "req/s · p50 / p99 (ms)\n\n| requests | store |");
+        for connections in CONNECTIONS {
+            let _ = write!(out, " {connections} conn. |");
+        }
+        let _ = writeln!(
+            out,
+            " 1 conn., `Connection: close` |\n|---|---|{}---|",
+            "---|".repeat(CONNECTIONS.len())
+        );
+        for store in self.stores() {
+            for name in [EMPTY, FLOOR, CONTRACT_FLOOR, VALID, MALFORMED, DELETED] {
+                let ats: Vec<At> = CONNECTIONS
+                    .into_iter()
+                    .map(|connections| (connections, false))
+                    .chain([(1, true)])
+                    .map(|(connections, close)| At {
+                        store,
+                        connections,
+                        close,
+                    })
+                    .collect();
+                if !ats.iter().any(|at| self.find((name, *at)).is_some()) {
+                    continue;
+                }
+                let _ = write!(out, "| {name} | {} |", self.store_label(store));
+                for at in ats {
+                    let cell = self.find((name, at)).map_or("—".to_owned(), |m| {
+                        format!(
+                            "{:.0} · {:.2} / {:.2}",
+                            m.load.rps,
+                            m.load.p50.as_secs_f64() * 1e3,
+                            m.load.p99.as_secs_f64() * 1e3
+                        )
+                    });
+                    let _ = write!(out, " {cell} |");
+                }
+                out.push('\n');
+            }
+        }
+        out.push('\n');
+    }
+
+    /// The targets' rows of the table of targets.
+    fn targets(&self, out: &mut String) {
+        let kept = |store, connections| At {
+            store,
+            connections,
+            close: false,
+        };
+        // The older target, against an empty component heavier than today's.
+        for connections in [1, 32] {
+            let (m, r) = (
+                (VALID, kept(Store::Default, connections)),
+                (EMPTY, kept(Store::Default, connections)),
+            );
+            if let Some(ratio) = self.ratio(m, r) {
+                let _ = writeln!(
+                    out,
+                    "| verify ≥ 0.8× {EMPTY} (req/s, {connections} conn., {}) | {ratio:.2}×{} | {} |",
+                    self.default_store,
+                    self.spread(m, r),
+                    yes(ratio >= 0.8)
+                );
+            }
+        }
+        for store in self.stores() {
+            let label = self.store_label(store);
+            for (measured, reference) in [(VALID, FLOOR), (MALFORMED, EMPTY)] {
+                for connections in [1, 32] {
+                    let (m, r) = (
+                        (measured, kept(store, connections)),
+                        (reference, kept(store, connections)),
+                    );
+                    if let Some(ratio) = self.ratio(m, r) {
+                        let _ = writeln!(
+                            out,
+                            "| {measured} ≥ 0.97× {reference} (req/s, {connections} conn., \
+                             {label}) | {ratio:.2}×{} | {} |",
+                            self.spread(m, r),
+                            yes(ratio >= 0.97)
+                        );
+                    }
+                }
+            }
+            // One gateway connection, one question at a time: as fast as opening a connection
+            // for each (issue 30: a response written in two parts waited for a delayed ACK).
+            let (m, r) = (
+                (VALID, kept(store, 1)),
+                (
+                    VALID,
+                    At {
+                        close: true,
+                        ..kept(store, 1)
+                    },
+                ),
+            );
+            if let Some(ratio) = self.ratio(m, r) {
+                let _ = writeln!(
+                    out,
+                    "| {VALID} on one kept-alive connection ≥ 0.9× with a connection per \
+                     request (req/s, {label}) | {ratio:.2}×{} | {} |",
+                    self.spread(m, r),
+                    yes(ratio >= 0.9)
+                );
+            }
+            if let Some(one) = self.find((VALID, kept(store, 1))) {
+                let _ = writeln!(
+                    out,
+                    "| {VALID}, p99 on one kept-alive connection < 5 ms ({label}) | {} | {} |",
+                    ms(one.load.p99),
+                    yes(one.load.p99 < Duration::from_millis(5))
+                );
+            }
+        }
+    }
+
+    /// Comparisons without a target: CPU per request, the contract floor, Redis next to SQLite.
+    fn comparisons(&self, out: &mut String) {
+        let kept = |store, connections| At {
+            store,
+            connections,
+            close: false,
+        };
+        for store in self.stores() {
+            let label = self.store_label(store);
+            // Issue 10's comparisons in the host's CPU time per request: what verify's own work
+            // costs the server, apart from the load generator's share of the machine.
+            for (measured, reference) in [(VALID, FLOOR), (MALFORMED, EMPTY)] {
+                for connections in [1, 32] {
+                    let cpu = |name| {
+                        self.find((name, kept(store, connections)))
+                            .and_then(|m| m.load.host_cpu)
+                    };
+                    if let (Some(m), Some(r)) = (cpu(measured), cpu(reference)) {
+                        let extra = m.as_secs_f64() - r.as_secs_f64();
+                        let _ = writeln!(
+                            out,
+                            "| (measured, no target) {measured} next to {reference} (host CPU \
+                             per request, {connections} conn., {label}) | {} vs {}: {:+.0} µs, \
+                             {:.2}× | — |",
+                            micros(m),
+                            micros(r),
+                            extra * 1e6,
+                            r.as_secs_f64() / m.as_secs_f64()
+                        );
+                    }
+                }
+            }
+            // How close any verify can come to the floor: the contract floor component does
+            // what the contract makes every verify do, and nothing of verify's own work.
+            for (measured, reference) in [(CONTRACT_FLOOR, FLOOR), (VALID, CONTRACT_FLOOR)] {
+                for connections in [1, 32] {
+                    let (m, r) = (
+                        (measured, kept(store, connections)),
+                        (reference, kept(store, connections)),
+                    );
+                    let (Some(found_m), Some(found_r)) = (self.find(m), self.find(r)) else {
+                        continue;
+                    };
+                    let cpu = match (found_m.load.host_cpu, found_r.load.host_cpu) {
+                        (Some(m), Some(r)) => {
+                            format!("; host CPU per request {} vs {}", micros(m), micros(r))
+                        }
+                        _ => String::new(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| (measured, no target) {measured} next to {reference} ({connections} \
+                         conn., {label}) | {:.2}× req/s{}{cpu} | — |",
+                        found_m.load.rps / found_r.load.rps,
+                        self.spread(m, r)
+                    );
+                }
+            }
+        }
+        for connections in CONNECTIONS {
+            let rps = |name, store| {
+                self.find((name, kept(store, connections)))
+                    .map(|m| m.load.rps)
+            };
+            if let (Some(redis), Some(sqlite), Some(empty)) = (
+                rps(VALID, Store::Redis),
+                rps(VALID, Store::Default),
+                rps(EMPTY, Store::Default),
+            ) {
+                let _ = writeln!(
+                    out,
+                    "| (measured, no target) verify on Redis vs {} vs empty ({connections} \
+                     conn.) | {:.2}× {}, {:.2}× empty | — |",
+                    self.default_store,
+                    redis / sqlite,
+                    self.default_store,
+                    redis / empty
+                );
+            }
+        }
+    }
 }
 
 fn micros(duration: Duration) -> String {
@@ -1016,5 +1332,87 @@ fn yes(met: bool) -> &'static str {
         "yes"
     } else {
         "**no**"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(rps: f64, p99_ms: u64) -> Load {
+        Load {
+            rps,
+            ok_rps: rps,
+            requests: rps,
+            p50: Duration::from_micros(200),
+            p99: Duration::from_millis(p99_ms),
+            host_cpu: None,
+        }
+    }
+
+    fn at(connections: u32, close: bool) -> At {
+        At {
+            store: Store::Default,
+            connections,
+            close,
+        }
+    }
+
+    #[test]
+    fn one_kept_alive_connection_is_compared_with_a_connection_per_request_round_by_round() {
+        let mut report = Report {
+            title: "test".into(),
+            default_store: "SQLite",
+            ..Report::default()
+        };
+        let rounds = vec![load(1000.0, 3), load(3000.0, 3), load(2000.0, 3)];
+        report.record(VALID, at(1, false), rounds).unwrap();
+        let rounds = vec![load(1000.0, 1), load(1000.0, 1), load(4000.0, 1)];
+        report.record(VALID, at(1, true), rounds).unwrap();
+        let (kept, fresh) = ((VALID, at(1, false)), (VALID, at(1, true)));
+        // The medians, 2000 and 1000; each round with the same round of the other row.
+        assert_eq!(report.ratio(kept, fresh), Some(2.0));
+        assert_eq!(report.spread(kept, fresh), " (rounds: 0.50–3.00)");
+        let text = report.markdown(&Args::parse_from(["bench"]));
+        assert!(text.contains(
+            "| verify, valid key on one kept-alive connection ≥ 0.9× with a connection per \
+             request (req/s, SQLite) | 2.00× (rounds: 0.50–3.00) | yes |"
+        ));
+        assert!(text.contains(
+            "| verify, valid key, p99 on one kept-alive connection < 5 ms (SQLite) | 3.00 ms | yes |"
+        ));
+        // The sweep: the rows not measured show as such, never as another row's figures.
+        assert!(text.contains(
+            "| verify, valid key | SQLite | 2000 · 0.20 / 3.00 | — | — | — | 1000 · 0.20 / 1.00 |"
+        ));
+        assert!(!text.contains("| Redis |"), "no Redis row was measured");
+    }
+
+    #[test]
+    fn rows_of_another_store_or_connection_count_are_not_compared() {
+        let mut report = Report::default();
+        report
+            .record(VALID, at(32, false), vec![load(500.0, 9)])
+            .unwrap();
+        let redis = At {
+            store: Store::Redis,
+            ..at(32, false)
+        };
+        report.record(FLOOR, redis, vec![load(1000.0, 9)]).unwrap();
+        report
+            .record(FLOOR, at(1, false), vec![load(1000.0, 9)])
+            .unwrap();
+        assert_eq!(
+            report.ratio((VALID, at(32, false)), (FLOOR, at(32, false))),
+            None
+        );
+        report
+            .record(FLOOR, at(32, false), vec![load(1000.0, 9)])
+            .unwrap();
+        assert_eq!(
+            report.ratio((VALID, at(32, false)), (FLOOR, at(32, false))),
+            Some(0.5)
+        );
+        assert_eq!(report.stores(), vec![Store::Default, Store::Redis]);
     }
 }
