@@ -232,9 +232,7 @@ impl Repair {
         if let Some(found) = record.unpublished_revocation(hash, &target) {
             match self.revocations.iter_mut().find(|(id, _)| *id == entry.id) {
                 None => self.revocations.push((entry.id.clone(), found)),
-                // The whole key's revocation covers any of one secret's.
-                Some(noted) if matches!(found, Unpublished::Key(_)) => noted.1 = found,
-                Some(_) => {}
+                Some((_, noted)) => *noted = noted.clone().or_stronger(found),
             }
         }
         if record.carried(&target).is_some() && !self.carries.contains(&entry.id) {
@@ -369,9 +367,11 @@ pub(super) fn carry_all<S: KeyValue>(
         let stored = carry(store, hash, &target)?;
         if let Stored::Record(record) = &stored {
             if let Some(found) = record.unpublished_revocation(hash, &target) {
-                if !matches!(carried.unpublished_revocation, Some(Unpublished::Key(_))) {
-                    carried.unpublished_revocation = Some(found);
-                }
+                carried.unpublished_revocation =
+                    Some(match carried.unpublished_revocation.take() {
+                        Some(noted) => noted.or_stronger(found),
+                        None => found,
+                    });
             }
         }
         carried.current = stored;

@@ -201,6 +201,14 @@ pub(super) enum Unpublished {
 }
 
 impl Unpublished {
+    /// Of two found for one key, the one to publish: the whole key's covers any one secret's.
+    pub(super) fn or_stronger(self, found: Unpublished) -> Unpublished {
+        match (&self, &found) {
+            (Unpublished::Secret { .. }, Unpublished::Key(_)) => found,
+            _ => self,
+        }
+    }
+
     /// Publishes it in `index` (about to be proposed as `version`) for the key at `position`:
     /// the key revoked (see [`revoke_in`]), or the older secret's grace ended with its event
     /// (its record holds the revocation already: that is where it was found). An older secret
