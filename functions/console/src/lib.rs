@@ -69,13 +69,24 @@ fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let path = path_with_query
         .split_once('?')
         .map_or(path_with_query.as_str(), |(path, _)| path);
-    let (status, headers, body) = answer(route(&method, path));
+    let Reply {
+        status,
+        headers,
+        body,
+    } = reply(route(&method, path));
     // A `HEAD` gets the headers of a `GET` without its body, and so no length to declare.
     if method == "HEAD" {
         respond(status, headers, b"", Length::Undeclared, response_out)
     } else {
         respond(status, headers, body, Length::Declared, response_out)
     }
+}
+
+/// What an [`Answer`] is sent as (see [`respond`]).
+struct Reply {
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: &'static [u8],
 }
 
 /// The answer to `method` on `path`: an unknown path is 404 whatever the method, a known one is
@@ -97,7 +108,7 @@ fn route(method: &str, path: &str) -> Answer {
 }
 
 /// The status, headers and body of `answer`, sent in one write (see [`respond`]).
-fn answer(answer: Answer) -> (u16, Vec<(String, Vec<u8>)>, &'static [u8]) {
+fn reply(answer: Answer) -> Reply {
     let mut headers = vec![
         ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-content-type-options", "nosniff"),
@@ -137,5 +148,9 @@ fn answer(answer: Answer) -> (u16, Vec<(String, Vec<u8>)>, &'static [u8]) {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
         .collect();
-    (status, headers, body)
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
